@@ -1,0 +1,300 @@
+//! Writing DNS messages: queries to authorities and responses to clients.
+//!
+//! [`MessageWriter`] appends to a caller-owned `Vec<u8>` (so a reused buffer
+//! means no allocation once it has grown), compresses owner names and the
+//! names inside compressible record data, and can record where each TTL sits
+//! so a cached copy of the message can have its TTLs counted down in place.
+
+use crate::ede::Ede;
+use crate::message::{Record, read_name};
+use crate::name::MAX_NAME_LEN;
+use crate::wire::{self, HEADER_LEN, rtype};
+
+/// The sections of a message, in the order they must be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    /// Question section.
+    Question = 0,
+    /// Answer section.
+    Answer = 1,
+    /// Authority section.
+    Authority = 2,
+    /// Additional section.
+    Additional = 3,
+}
+
+/// How many earlier names compression remembers. Bounding the table keeps
+/// compression linear in the message size (a known DoS in DNS libraries).
+const COMPRESSION_ENTRIES: usize = 64;
+
+/// Appends one DNS message to a buffer.
+#[derive(Debug)]
+pub struct MessageWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    start: usize,
+    counts: [u16; 4],
+    section: Section,
+    compress: bool,
+    table: [(u64, u16); COMPRESSION_ENTRIES],
+    table_len: usize,
+    ttl_offsets: Option<Vec<u16>>,
+}
+
+impl<'a> MessageWriter<'a> {
+    /// Starts a message with the given ID and flags word at the end of `buf`.
+    pub fn new(buf: &'a mut Vec<u8>, id: u16, flags: u16) -> MessageWriter<'a> {
+        let start = buf.len();
+        buf.extend_from_slice(&id.to_be_bytes());
+        buf.extend_from_slice(&flags.to_be_bytes());
+        buf.extend_from_slice(&[0; 8]);
+        MessageWriter {
+            buf,
+            start,
+            counts: [0; 4],
+            section: Section::Question,
+            compress: true,
+            table: [(0, 0); COMPRESSION_ENTRIES],
+            table_len: 0,
+            ttl_offsets: None,
+        }
+    }
+
+    /// Turns name compression off (for example for queries, where it buys
+    /// nothing).
+    pub fn without_compression(mut self) -> Self {
+        self.compress = false;
+        self
+    }
+
+    /// Records the offset of every TTL written from now on; see
+    /// [`MessageWriter::ttl_offsets`].
+    pub fn track_ttls(mut self) -> Self {
+        self.ttl_offsets = Some(Vec::new());
+        self
+    }
+
+    /// Offsets (from the start of the message) of every record TTL written,
+    /// excluding the OPT record.
+    pub fn ttl_offsets(&mut self) -> Vec<u16> {
+        self.ttl_offsets.take().unwrap_or_default()
+    }
+
+    /// Current length of the message.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Whether only the header has been written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == HEADER_LEN
+    }
+
+    /// Sets bits in the header flags word.
+    pub fn set_flags(&mut self, bits: u16) {
+        let at = self.start + 2;
+        let old = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]);
+        self.buf[at..at + 2].copy_from_slice(&(old | bits).to_be_bytes());
+    }
+
+    /// Writes the question. `qname` is uncompressed wire format and is
+    /// written as given (so the client's case is preserved).
+    pub fn question(&mut self, qname: &[u8], qtype: u16, qclass: u16) {
+        debug_assert_eq!(self.section, Section::Question);
+        self.write_name(qname);
+        self.buf.extend_from_slice(&qtype.to_be_bytes());
+        self.buf.extend_from_slice(&qclass.to_be_bytes());
+        self.bump(Section::Question);
+    }
+
+    /// Writes a record into `section` (sections must come in order).
+    pub fn record(&mut self, section: Section, rec: &Record) {
+        self.raw_record(section, rec.name.as_wire(), rec.rtype, rec.class, rec.ttl, &rec.rdata);
+    }
+
+    /// Writes a record from its parts; `rdata` is uncompressed.
+    pub fn raw_record(&mut self, section: Section, owner: &[u8], rtype: u16, class: u16, ttl: u32, rdata: &[u8]) {
+        debug_assert!(section >= self.section && section != Section::Question);
+        self.section = section;
+        self.write_name(owner);
+        self.buf.extend_from_slice(&rtype.to_be_bytes());
+        self.buf.extend_from_slice(&class.to_be_bytes());
+        if let Some(offsets) = self.ttl_offsets.as_mut() {
+            offsets.push((self.buf.len() - self.start) as u16);
+        }
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        let len_at = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        self.write_rdata(rtype, rdata);
+        let rdlen = (self.buf.len() - len_at - 2) as u16;
+        self.buf[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        self.bump(section);
+    }
+
+    /// Writes the OPT record (always last) with the DO bit, the upper RCODE
+    /// bits and any Extended DNS Errors.
+    pub fn opt(&mut self, udp_size: u16, dnssec_ok: bool, ext_rcode: u8, edes: &[Ede]) {
+        self.section = Section::Additional;
+        self.buf.push(0);
+        self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
+        self.buf.extend_from_slice(&udp_size.to_be_bytes());
+        let ttl = ((ext_rcode as u32) << 24) | if dnssec_ok { wire::EDNS_DO } else { 0 };
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        let len_at = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        for ede in edes {
+            let text = ede.text.as_bytes();
+            let text = &text[..text.len().min(1024)];
+            self.buf.extend_from_slice(&wire::OPT_EDE.to_be_bytes());
+            self.buf.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
+            self.buf.extend_from_slice(&ede.code.to_be_bytes());
+            self.buf.extend_from_slice(text);
+        }
+        let rdlen = (self.buf.len() - len_at - 2) as u16;
+        self.buf[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        self.bump(Section::Additional);
+    }
+
+    /// Finishes the message and returns its length.
+    pub fn finish(self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    fn bump(&mut self, section: Section) {
+        let i = section as usize;
+        self.counts[i] = self.counts[i].saturating_add(1);
+        let at = self.start + 4 + 2 * i;
+        self.buf[at..at + 2].copy_from_slice(&self.counts[i].to_be_bytes());
+    }
+
+    fn write_rdata(&mut self, rt: u16, rdata: &[u8]) {
+        // Only the RFC 1035 types may be compressed inside rdata (RFC 3597).
+        let (fixed, names) = match rt {
+            rtype::NS | rtype::CNAME | rtype::PTR => (0, 1),
+            rtype::SOA => (0, 2),
+            rtype::MX => (2, 1),
+            _ => (0, 0),
+        };
+        if names == 0 || !self.compress || rdata.len() < fixed {
+            self.buf.extend_from_slice(rdata);
+            return;
+        }
+        self.buf.extend_from_slice(&rdata[..fixed]);
+        let mut pos = fixed;
+        for _ in 0..names {
+            let Ok(len) = crate::name::validate_wire(&rdata[pos..]) else {
+                self.buf.extend_from_slice(&rdata[pos..]);
+                return;
+            };
+            self.write_name(&rdata[pos..pos + len]);
+            pos += len;
+        }
+        self.buf.extend_from_slice(&rdata[pos..]);
+    }
+
+    /// Writes an uncompressed wire name, compressing against earlier names.
+    fn write_name(&mut self, name: &[u8]) {
+        if !self.compress {
+            self.buf.extend_from_slice(name);
+            return;
+        }
+        // Try each suffix from the longest; emit labels until a match.
+        let mut pos = 0;
+        while pos < name.len() && name[pos] != 0 {
+            let suffix = &name[pos..];
+            if let Some(target) = self.lookup(suffix) {
+                self.buf.extend_from_slice(&(0xc000 | target).to_be_bytes());
+                return;
+            }
+            let here = self.buf.len() - self.start;
+            if here < 0x3fff && self.table_len < COMPRESSION_ENTRIES {
+                self.table[self.table_len] = (suffix_hash(suffix), here as u16);
+                self.table_len += 1;
+            }
+            let l = name[pos] as usize;
+            self.buf.extend_from_slice(&name[pos..(pos + 1 + l).min(name.len())]);
+            pos += 1 + l;
+        }
+        self.buf.push(0);
+    }
+
+    fn lookup(&self, suffix: &[u8]) -> Option<u16> {
+        let h = suffix_hash(suffix);
+        let msg = &self.buf[self.start..];
+        let mut scratch = [0u8; MAX_NAME_LEN];
+        for &(eh, off) in &self.table[..self.table_len] {
+            if eh != h {
+                continue;
+            }
+            if let Ok((len, _)) = read_name(msg, off as usize, &mut scratch)
+                && scratch[..len].eq_ignore_ascii_case(suffix)
+            {
+                return Some(off);
+            }
+        }
+        None
+    }
+}
+
+/// FNV-1a over the lower-cased bytes of a wire name suffix.
+fn suffix_hash(s: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in s {
+        h ^= b.to_ascii_lowercase() as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Builds a query for an authority: RD clear (or set for forwarding), a
+/// random ID chosen by the caller, and EDNS(0) with `udp_size` if given.
+pub fn build_query(
+    buf: &mut Vec<u8>,
+    id: u16,
+    qname: &[u8],
+    qtype: u16,
+    recursion_desired: bool,
+    edns_udp_size: Option<u16>,
+    dnssec_ok: bool,
+) {
+    let flags = if recursion_desired { wire::flags::RD } else { 0 };
+    let mut w = MessageWriter::new(buf, id, flags).without_compression();
+    w.question(qname, qtype, crate::class::IN);
+    if let Some(size) = edns_udp_size {
+        w.opt(size, dnssec_ok, 0, &[]);
+    }
+    w.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use crate::name::Name;
+
+    #[test]
+    fn round_trip_with_compression_and_ede() {
+        let mut buf = Vec::new();
+        let www = Name::from_ascii("www.example.test").expect("name");
+        let mut w = MessageWriter::new(&mut buf, 7, wire::flags::QR | wire::flags::RD).track_ttls();
+        w.question(b"\x03WWW\x07example\x04test\x00", rtype::CNAME, 1);
+        let cname = Record {
+            name: www.clone(),
+            rtype: rtype::CNAME,
+            class: 1,
+            ttl: 300,
+            rdata: Name::from_ascii("web.example.test").expect("name").as_wire().into(),
+        };
+        w.record(Section::Answer, &cname);
+        w.opt(1232, true, 0, &[Ede::new(22, "no reachable authority")]);
+        let offsets = w.ttl_offsets();
+        let len = w.finish();
+        assert_eq!(len, buf.len());
+        assert_eq!(offsets.len(), 1);
+        // Owner name compressed to a pointer to the question.
+        assert!(buf.len() < 12 + 22 + 2 + 10 + 20 + 11 + 30);
+        let msg = Message::parse(&buf).expect("parses");
+        assert_eq!(msg.answer[0], cname);
+        assert_eq!(msg.ede(), vec![(22, "no reachable authority".to_string())]);
+        assert!(msg.edns.expect("opt").dnssec_ok);
+    }
+}

@@ -1,0 +1,215 @@
+//! Zero-copy parsing of client queries: the first step of the hot path.
+//!
+//! [`QueryView::parse`] reads the header, the single question and the OPT
+//! record without allocating; the question name stays a slice of the packet.
+
+use crate::name::{MAX_LABEL_LEN, MAX_NAME_LEN};
+use crate::wire::{self, HEADER_LEN, flags, read_u16, read_u32, rtype};
+
+/// What the client said in its OPT record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdnsView {
+    /// Advertised UDP payload size (values under 512 count as 512).
+    pub udp_size: u16,
+    /// EDNS version.
+    pub version: u8,
+    /// The DNSSEC OK bit.
+    pub dnssec_ok: bool,
+}
+
+/// A parsed client query that borrows the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryView<'a> {
+    /// Message ID.
+    pub id: u16,
+    /// Header flags word.
+    pub flags: u16,
+    /// The question name, uncompressed wire format, case as sent.
+    pub qname: &'a [u8],
+    /// Question type.
+    pub qtype: u16,
+    /// Question class.
+    pub qclass: u16,
+    /// The OPT record, if any.
+    pub edns: Option<EdnsView>,
+    /// Offset just past the question section.
+    pub question_end: usize,
+}
+
+/// Why a query cannot be answered normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// Too short to have a header, or a response: drop it, send nothing.
+    #[error("not a query; dropped")]
+    Drop,
+    /// Structurally invalid: answer FORMERR with the header's ID.
+    #[error("malformed query")]
+    FormErr {
+        /// The ID to answer with.
+        id: u16,
+    },
+    /// An opcode we do not implement: answer NOTIMP.
+    #[error("opcode not implemented")]
+    NotImp {
+        /// The ID to answer with.
+        id: u16,
+    },
+    /// EDNS version other than 0: answer BADVERS (RFC 6891 §6.1.3).
+    #[error("unsupported EDNS version")]
+    BadVers {
+        /// The ID to answer with.
+        id: u16,
+    },
+}
+
+impl<'a> QueryView<'a> {
+    /// Parses a client query. Never allocates.
+    pub fn parse(buf: &'a [u8]) -> Result<QueryView<'a>, QueryError> {
+        if buf.len() < HEADER_LEN {
+            return Err(QueryError::Drop);
+        }
+        let id = u16::from_be_bytes([buf[0], buf[1]]);
+        let fl = u16::from_be_bytes([buf[2], buf[3]]);
+        if fl & flags::QR != 0 {
+            return Err(QueryError::Drop);
+        }
+        let formerr = QueryError::FormErr { id };
+        if flags::opcode(fl) != 0 {
+            return Err(QueryError::NotImp { id });
+        }
+        let qd = u16::from_be_bytes([buf[4], buf[5]]);
+        let an = u16::from_be_bytes([buf[6], buf[7]]);
+        let ns = u16::from_be_bytes([buf[8], buf[9]]);
+        let ar = u16::from_be_bytes([buf[10], buf[11]]);
+        if qd != 1 || an != 0 {
+            return Err(formerr);
+        }
+        // The question name: no compression allowed (nothing precedes it).
+        let mut pos = HEADER_LEN;
+        loop {
+            let l = *buf.get(pos).ok_or(formerr)? as usize;
+            if l == 0 {
+                pos += 1;
+                break;
+            }
+            if l > MAX_LABEL_LEN {
+                return Err(formerr);
+            }
+            pos += 1 + l;
+            if pos - HEADER_LEN >= MAX_NAME_LEN {
+                return Err(formerr);
+            }
+        }
+        let qname = buf.get(HEADER_LEN..pos).ok_or(formerr)?;
+        let qtype = read_u16(buf, pos).ok_or(formerr)?;
+        let qclass = read_u16(buf, pos + 2).ok_or(formerr)?;
+        let question_end = pos + 4;
+        // Skip authority records, then look for OPT in additional.
+        let mut p = question_end;
+        let mut edns = None;
+        for i in 0..(ns as usize + ar as usize) {
+            p = skip_name(buf, p).ok_or(formerr)?;
+            let t = read_u16(buf, p).ok_or(formerr)?;
+            let class = read_u16(buf, p + 2).ok_or(formerr)?;
+            let ttl = read_u32(buf, p + 4).ok_or(formerr)?;
+            let rdlen = read_u16(buf, p + 8).ok_or(formerr)? as usize;
+            let end = p + 10 + rdlen;
+            if end > buf.len() {
+                return Err(formerr);
+            }
+            if t == rtype::OPT {
+                if i < ns as usize || edns.is_some() {
+                    return Err(formerr);
+                }
+                let version = (ttl >> 16) as u8;
+                edns = Some(EdnsView { udp_size: class.max(512), version, dnssec_ok: ttl & wire::EDNS_DO != 0 });
+            }
+            p = end;
+        }
+        if let Some(e) = edns
+            && e.version != 0
+        {
+            return Err(QueryError::BadVers { id });
+        }
+        Ok(QueryView { id, flags: fl, qname, qtype, qclass, edns, question_end })
+    }
+
+    /// Whether the client set RD.
+    pub fn recursion_desired(&self) -> bool {
+        self.flags & flags::RD != 0
+    }
+
+    /// Whether the client set CD.
+    pub fn checking_disabled(&self) -> bool {
+        self.flags & flags::CD != 0
+    }
+
+    /// The largest UDP response the client accepts.
+    pub fn udp_limit(&self, server_max: u16) -> usize {
+        match self.edns {
+            Some(e) => e.udp_size.min(server_max).max(512) as usize,
+            None => 512,
+        }
+    }
+}
+
+/// Skips a (possibly compressed) name, returning the position after it.
+fn skip_name(buf: &[u8], mut pos: usize) -> Option<usize> {
+    // A name can have at most 128 labels; a pointer ends it.
+    for _ in 0..=128 {
+        let b = *buf.get(pos)?;
+        match b & 0xc0 {
+            0x00 if b == 0 => return Some(pos + 1),
+            0x00 => pos += 1 + b as usize,
+            0xc0 => return Some(pos + 2).filter(|&p| p <= buf.len()),
+            _ => return None,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(qname: &[u8], edns: bool) -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, edns as u8];
+        m.extend_from_slice(qname);
+        m.extend_from_slice(&[0, 1, 0, 1]);
+        if edns {
+            m.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0x80, 0, 0, 0]);
+        }
+        m
+    }
+
+    #[test]
+    fn parses_plain_and_edns() {
+        let q = query(b"\x03WWW\x04test\x00", true);
+        let v = QueryView::parse(&q).expect("valid");
+        assert_eq!(v.id, 0x1234);
+        assert_eq!(v.qname, b"\x03WWW\x04test\x00");
+        assert_eq!(v.qtype, 1);
+        assert!(v.recursion_desired());
+        assert_eq!(v.edns, Some(EdnsView { udp_size: 1232, version: 0, dnssec_ok: true }));
+        assert_eq!(v.udp_limit(1232), 1232);
+        let root = query(b"\x00", false);
+        let v = QueryView::parse(&root).expect("root query");
+        assert_eq!(v.udp_limit(1232), 512);
+    }
+
+    #[test]
+    fn rejects_bad_queries() {
+        let mut q = query(b"\x03www\x00", false);
+        q[2] |= 0x80;
+        assert_eq!(QueryView::parse(&q), Err(QueryError::Drop));
+        let mut q = query(b"\x03www\x00", false);
+        q[5] = 2;
+        assert_eq!(QueryView::parse(&q), Err(QueryError::FormErr { id: 0x1234 }));
+        let q = query(b"\xc0\x0c", false);
+        assert_eq!(QueryView::parse(&q), Err(QueryError::FormErr { id: 0x1234 }));
+        let mut q = query(b"\x03www\x00", false);
+        q[2] = 0x10; // opcode 2 (STATUS)
+        assert_eq!(QueryView::parse(&q), Err(QueryError::NotImp { id: 0x1234 }));
+    }
+}
