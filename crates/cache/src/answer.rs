@@ -1,0 +1,375 @@
+//! The answer cache: whole wire responses keyed by question.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use proto::wire::{HEADER_LEN, OPT_EDE, flags, rtype};
+use proto::{QueryView, name::MAX_NAME_LEN};
+use quick_cache::{Equivalent, Weighter, sync::Cache};
+
+use crate::{STALE_TTL, TtlPolicy};
+
+/// Key: lower-cased qname, type, class and a variant byte (DO/CD bits), so
+/// answers with and without DNSSEC records never mix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Key {
+    qname: Box<[u8]>,
+    qtype: u16,
+    qclass: u16,
+    variant: u8,
+}
+
+/// Borrowed form of [`Key`] built from a client packet (any case).
+struct KeyRef<'a> {
+    qname: &'a [u8],
+    qtype: u16,
+    qclass: u16,
+    variant: u8,
+}
+
+fn hash_parts<H: Hasher>(qname: &[u8], qtype: u16, qclass: u16, variant: u8, state: &mut H) {
+    let mut lower = [0u8; MAX_NAME_LEN];
+    let n = qname.len().min(MAX_NAME_LEN);
+    for (d, s) in lower.iter_mut().zip(&qname[..n]) {
+        *d = s.to_ascii_lowercase();
+    }
+    state.write(&lower[..n]);
+    state.write_u16(qtype);
+    state.write_u16(qclass);
+    state.write_u8(variant);
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_parts(&self.qname, self.qtype, self.qclass, self.variant, state);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_parts(self.qname, self.qtype, self.qclass, self.variant, state);
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.qtype == key.qtype
+            && self.qclass == key.qclass
+            && self.variant == key.variant
+            && self.qname.eq_ignore_ascii_case(&key.qname)
+    }
+}
+
+/// A cached response.
+#[derive(Debug)]
+pub struct CachedAnswer {
+    /// The response without OPT, as first built (ID 0).
+    wire: Box<[u8]>,
+    /// Offsets of every record TTL in `wire`.
+    ttl_offsets: Box<[u16]>,
+    /// Unix time the answer was stored.
+    stored_at: u64,
+    /// Seconds the answer stays fresh (the smallest TTL in it).
+    ttl: u32,
+    /// Extended DNS Errors to repeat with the answer (code, text).
+    ede: Option<(u16, Box<str>)>,
+}
+
+/// Whether a cached answer is still fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Within its TTL.
+    Fresh,
+    /// Expired, but within the stale window.
+    Stale,
+    /// Too old to use at all.
+    Expired,
+}
+
+/// How to write a cached answer for one client.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// Unix time now.
+    pub now: u64,
+    /// Largest response allowed (client's UDP size, or 65535 on streams).
+    pub limit: usize,
+    /// Serve as stale: TTLs become [`STALE_TTL`] and EDE 3 is added.
+    pub stale: bool,
+    /// Our EDNS UDP payload size to advertise.
+    pub udp_size: u16,
+}
+
+impl CachedAnswer {
+    /// Wraps a response built by the resolver. `wire` must have no OPT
+    /// record; `ttl_offsets` are the positions of its TTLs; `ttl` is how
+    /// long it stays fresh; `ede` is repeated with every copy served.
+    pub fn new(
+        wire: Box<[u8]>,
+        ttl_offsets: Box<[u16]>,
+        stored_at: u64,
+        ttl: u32,
+        ede: Option<(u16, Box<str>)>,
+    ) -> CachedAnswer {
+        CachedAnswer { wire, ttl_offsets, stored_at, ttl, ede }
+    }
+
+    /// Seconds the answer stays fresh after it was stored.
+    pub fn ttl(&self) -> u32 {
+        self.ttl
+    }
+
+    /// Freshness at `now` under `policy`.
+    pub fn freshness(&self, now: u64, policy: &TtlPolicy) -> Freshness {
+        crate::freshness(self.stored_at, self.ttl, now, policy)
+    }
+
+    /// The stored response's RCODE.
+    pub fn rcode(&self) -> u8 {
+        self.wire[3] & 0x0f
+    }
+
+    /// Writes the answer for `query` into `out` (cleared first). Allocation
+    /// free when `out` already has room. Returns the response length.
+    pub fn write(&self, query: &QueryView<'_>, opts: &WriteOptions, out: &mut Vec<u8>) -> usize {
+        out.clear();
+        out.extend_from_slice(&self.wire);
+        out[0..2].copy_from_slice(&query.id.to_be_bytes());
+        let stored = u16::from_be_bytes([out[2], out[3]]);
+        let client = query.flags & (flags::RD | flags::CD);
+        let fl = (stored & !(flags::RD | flags::CD)) | client;
+        out[2..4].copy_from_slice(&fl.to_be_bytes());
+        // The question keeps the client's case (0x20 mixing survives).
+        let qend = HEADER_LEN + query.qname.len();
+        if out.len() >= qend {
+            out[HEADER_LEN..qend].copy_from_slice(query.qname);
+        }
+        let elapsed = opts.now.saturating_sub(self.stored_at).min(u32::MAX as u64) as u32;
+        for &off in self.ttl_offsets.iter() {
+            let at = off as usize;
+            let orig = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
+            let ttl = if opts.stale { STALE_TTL.min(orig) } else { orig.saturating_sub(elapsed) };
+            out[at..at + 4].copy_from_slice(&ttl.to_be_bytes());
+        }
+        let stale_ede = opts.stale.then_some((proto::ede::code::STALE_ANSWER, ""));
+        let ede = self.ede.as_ref().map(|(c, t)| (*c, &**t));
+        if let Some(edns) = query.edns {
+            append_opt(out, opts.udp_size, edns.dnssec_ok, ede.into_iter().chain(stale_ede));
+        }
+        if out.len() > opts.limit {
+            truncate(out, query);
+            if let Some(edns) = query.edns {
+                append_opt(out, opts.udp_size, edns.dnssec_ok, std::iter::empty());
+            }
+        }
+        out.len()
+    }
+}
+
+/// Appends an OPT record and bumps ARCOUNT.
+fn append_opt<'a>(out: &mut Vec<u8>, udp_size: u16, dnssec_ok: bool, edes: impl Iterator<Item = (u16, &'a str)>) {
+    out.push(0);
+    out.extend_from_slice(&rtype::OPT.to_be_bytes());
+    out.extend_from_slice(&udp_size.to_be_bytes());
+    let ttl: u32 = if dnssec_ok { proto::wire::EDNS_DO } else { 0 };
+    out.extend_from_slice(&ttl.to_be_bytes());
+    let len_at = out.len();
+    out.extend_from_slice(&[0, 0]);
+    for (code, text) in edes {
+        out.extend_from_slice(&OPT_EDE.to_be_bytes());
+        out.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
+        out.extend_from_slice(&code.to_be_bytes());
+        out.extend_from_slice(text.as_bytes());
+    }
+    let rdlen = (out.len() - len_at - 2) as u16;
+    out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+    let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
+    out[10..12].copy_from_slice(&ar.to_be_bytes());
+}
+
+/// Cuts a response down to header and question with TC set.
+fn truncate(out: &mut Vec<u8>, query: &QueryView<'_>) {
+    out.truncate(query.question_end.min(out.len()));
+    let fl = u16::from_be_bytes([out[2], out[3]]) | flags::TC;
+    out[2..4].copy_from_slice(&fl.to_be_bytes());
+    out[6..12].fill(0);
+}
+
+#[derive(Clone)]
+struct ByteWeighter;
+
+impl Weighter<Key, Arc<CachedAnswer>> for ByteWeighter {
+    fn weight(&self, key: &Key, val: &Arc<CachedAnswer>) -> u64 {
+        // Payload plus a fixed allowance for the entry, Arc and table slot.
+        (key.qname.len() + val.wire.len() + 2 * val.ttl_offsets.len() + 128) as u64
+    }
+}
+
+/// Whole responses keyed by question, bounded by bytes.
+pub struct AnswerCache {
+    entries: Cache<Key, Arc<CachedAnswer>, ByteWeighter>,
+    policy: TtlPolicy,
+}
+
+impl std::fmt::Debug for AnswerCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnswerCache")
+            .field("entries", &self.entries.len())
+            .field("bytes", &self.entries.weight())
+            .finish()
+    }
+}
+
+/// Variant byte for a query: DO and CD change what an answer contains.
+pub fn variant(dnssec_ok: bool, checking_disabled: bool) -> u8 {
+    dnssec_ok as u8 | (checking_disabled as u8) << 1
+}
+
+impl AnswerCache {
+    /// A cache holding at most `max_bytes` of answers.
+    pub fn new(max_bytes: u64, policy: TtlPolicy) -> AnswerCache {
+        let items = (max_bytes / 256).max(16) as usize;
+        AnswerCache { entries: Cache::with_weighter(items, max_bytes.max(4096), ByteWeighter), policy }
+    }
+
+    /// The TTL policy.
+    pub fn policy(&self) -> &TtlPolicy {
+        &self.policy
+    }
+
+    /// Looks up the answer for a client query.
+    pub fn get(&self, query: &QueryView<'_>) -> Option<Arc<CachedAnswer>> {
+        let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
+        let key = KeyRef {
+            qname: query.qname,
+            qtype: query.qtype,
+            qclass: query.qclass,
+            variant: variant(dnssec_ok, query.checking_disabled()),
+        };
+        self.entries.get(&key)
+    }
+
+    /// Stores an answer for (qname, qtype, qclass, variant).
+    pub fn insert(&self, qname: &[u8], qtype: u16, qclass: u16, variant: u8, answer: Arc<CachedAnswer>) {
+        let key = Key { qname: qname.to_ascii_lowercase().into(), qtype, qclass, variant };
+        self.entries.insert(key, answer);
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes accounted to entries.
+    pub fn weight(&self) -> u64 {
+        self.entries.weight()
+    }
+
+    /// The configured bound in bytes.
+    pub fn capacity(&self) -> u64 {
+        self.entries.capacity()
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::build::Section;
+    use proto::{Message, MessageWriter, Name, Record};
+
+    fn response(ttl: u32) -> (Vec<u8>, Vec<u16>) {
+        let mut buf = Vec::new();
+        let mut w = MessageWriter::new(&mut buf, 0, flags::QR | flags::RA).track_ttls();
+        let name = Name::from_ascii("www.example.test").expect("name");
+        w.question(name.as_wire(), rtype::A, 1);
+        let rec = Record { name, rtype: rtype::A, class: 1, ttl, rdata: Box::new([192, 0, 2, 10]) };
+        w.record(Section::Answer, &rec);
+        let offs = w.ttl_offsets();
+        w.finish();
+        (buf, offs)
+    }
+
+    fn query() -> Vec<u8> {
+        let mut q = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 1];
+        q.extend_from_slice(b"\x03WwW\x07example\x04test\x00\x00\x01\x00\x01");
+        q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
+        q
+    }
+
+    #[test]
+    fn hit_patches_id_case_and_ttl() {
+        let cache = AnswerCache::new(1 << 20, TtlPolicy::default());
+        let (wire, offs) = response(300);
+        cache.insert(
+            b"\x03www\x07example\x04test\x00",
+            1,
+            1,
+            0,
+            Arc::new(CachedAnswer::new(wire.into(), offs.into(), 1000, 300, None)),
+        );
+        let q = query();
+        let view = QueryView::parse(&q).expect("query");
+        let hit = cache.get(&view).expect("hit");
+        assert_eq!(hit.freshness(1100, cache.policy()), Freshness::Fresh);
+        let mut out = Vec::with_capacity(512);
+        let opts = WriteOptions { now: 1100, limit: 1232, stale: false, udp_size: 1232 };
+        hit.write(&view, &opts, &mut out);
+        let msg = Message::parse(&out).expect("valid response");
+        assert_eq!(msg.id, 0xbeef);
+        assert!(msg.has_flag(flags::RD));
+        assert_eq!(msg.answer[0].ttl, 200);
+        assert_eq!(&out[12..16], b"\x03WwW");
+        assert!(msg.edns.is_some());
+
+        let stale = WriteOptions { now: 1400, stale: true, ..opts };
+        assert_eq!(hit.freshness(1400, cache.policy()), Freshness::Stale);
+        hit.write(&view, &stale, &mut out);
+        let msg = Message::parse(&out).expect("valid response");
+        assert_eq!(msg.answer[0].ttl, STALE_TTL);
+        assert_eq!(msg.ede()[0].0, proto::ede::code::STALE_ANSWER);
+        assert_eq!(hit.freshness(1000 + 300 + 86_400, cache.policy()), Freshness::Expired);
+    }
+
+    #[test]
+    fn truncates_to_limit() {
+        let cache = AnswerCache::new(1 << 20, TtlPolicy::default());
+        let (wire, offs) = response(300);
+        cache.insert(
+            b"\x03www\x07example\x04test\x00",
+            1,
+            1,
+            0,
+            Arc::new(CachedAnswer::new(wire.into(), offs.into(), 0, 300, None)),
+        );
+        let q = query();
+        let view = QueryView::parse(&q).expect("query");
+        let hit = cache.get(&view).expect("hit");
+        let mut out = Vec::new();
+        let opts = WriteOptions { now: 0, limit: 40, stale: false, udp_size: 1232 };
+        hit.write(&view, &opts, &mut out);
+        let msg = Message::parse(&out).expect("valid");
+        assert!(msg.has_flag(flags::TC));
+        assert!(msg.answer.is_empty());
+    }
+
+    #[test]
+    fn stays_within_byte_bound() {
+        let cache = AnswerCache::new(64 * 1024, TtlPolicy::default());
+        for i in 0..10_000u32 {
+            let (wire, offs) = response(300);
+            let name = Name::from_ascii(&format!("n{i}.example.test")).expect("name");
+            cache.insert(name.as_wire(), 1, 1, 0, Arc::new(CachedAnswer::new(wire.into(), offs.into(), 0, 300, None)));
+        }
+        assert!(cache.weight() <= 64 * 1024, "weight {}", cache.weight());
+        assert!(cache.len() > 100);
+    }
+}
