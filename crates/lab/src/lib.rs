@@ -1,0 +1,299 @@
+//! The lab internet: a simulated DNS hierarchy for tests and `onedot demo`.
+//!
+//! The lab serves the zone files in `crates/lab/zones/` (embedded at build
+//! time) from in-process authoritative servers on 127.53.0.0/16. Which
+//! address serves which zone follows from the data alone: a zone is served
+//! by the addresses of its apex NS names, found as A records in any zone file
+//! (the glue). `zones/lab.toml` makes some addresses faulty on purpose (dead,
+//! slow, lame, REFUSED, malformed, wrong ID or question, poisoning, EDNS
+//! intolerant, always truncating).
+//!
+//! Invariant: the lab only ever binds 127.53.0.0/16 addresses; nothing here
+//! reaches outside the machine.
+
+mod auth;
+mod server;
+mod zone;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+pub use auth::{Reply, answer};
+pub use server::Lab;
+pub use zone::Zone;
+
+use serde::Deserialize;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/files.rs"));
+}
+
+/// Errors loading or starting the lab.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabError {
+    /// A zone file failed to parse.
+    #[error("zone file {file}: {message}")]
+    Zone {
+        /// File name.
+        file: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// `lab.toml` is invalid.
+    #[error("lab.toml: {0}")]
+    Behaviours(String),
+    /// A socket could not be bound.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Writing exported files failed.
+    #[error("export: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How a lab server misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Behaviour {
+    /// A correct authoritative server.
+    #[default]
+    Normal,
+    /// Never answers (nothing is bound).
+    Dead,
+    /// Answers correctly after a delay.
+    Slow {
+        /// Delay in milliseconds.
+        delay_ms: u64,
+    },
+    /// Upward referral to the root with AA clear.
+    Lame,
+    /// REFUSED.
+    Refused,
+    /// SERVFAIL.
+    ServFail,
+    /// Garbage bytes with the right ID.
+    Malformed,
+    /// A correct answer with the wrong ID.
+    WrongId,
+    /// An answer to a different question.
+    WrongQuestion,
+    /// A correct answer plus out-of-bailiwick records.
+    Poison,
+    /// FORMERR without OPT to any query carrying EDNS.
+    FormErrEdns,
+    /// TC on every UDP reply.
+    TcAlways,
+}
+
+impl Behaviour {
+    /// The name used in `lab.toml` and `servers.json`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Behaviour::Normal => "normal",
+            Behaviour::Dead => "dead",
+            Behaviour::Slow { .. } => "slow",
+            Behaviour::Lame => "lame",
+            Behaviour::Refused => "refused",
+            Behaviour::ServFail => "servfail",
+            Behaviour::Malformed => "malformed",
+            Behaviour::WrongId => "wrong-id",
+            Behaviour::WrongQuestion => "wrong-question",
+            Behaviour::Poison => "poison",
+            Behaviour::FormErrEdns => "formerr-edns",
+            Behaviour::TcAlways => "tc-always",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BehaviourFile {
+    #[serde(default)]
+    server: Vec<BehaviourEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BehaviourEntry {
+    address: Ipv4Addr,
+    behaviour: String,
+    delay_ms: Option<u64>,
+}
+
+/// One lab server address: the zones it serves and how it behaves.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// Indexes into [`LabData::zones`].
+    pub zones: Vec<usize>,
+    /// Its behaviour.
+    pub behaviour: Behaviour,
+}
+
+/// Everything the lab serves.
+#[derive(Debug)]
+pub struct LabData {
+    /// The zones, with the file each came from.
+    pub zones: Vec<(String, Zone)>,
+    /// Server addresses.
+    pub servers: BTreeMap<IpAddr, ServerSpec>,
+    /// The raw text of each zone file, for export.
+    texts: Vec<(String, String)>,
+    /// The question list for differential tests.
+    pub questions: String,
+}
+
+impl LabData {
+    /// The lab built into the binary.
+    pub fn builtin() -> Result<LabData, LabError> {
+        let files: Vec<(String, String)> =
+            embedded::FILES.iter().map(|(n, t)| (n.to_string(), t.to_string())).collect();
+        LabData::from_files(files)
+    }
+
+    /// A lab read from a directory laid out like `crates/lab/zones`.
+    pub fn from_dir(dir: &Path) -> Result<LabData, LabError> {
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".zone") || name == "lab.toml" || name == "questions.txt" {
+                files.push((name, std::fs::read_to_string(e.path())?));
+            }
+        }
+        files.sort();
+        LabData::from_files(files)
+    }
+
+    fn from_files(files: Vec<(String, String)>) -> Result<LabData, LabError> {
+        let mut zones = Vec::new();
+        let mut texts = Vec::new();
+        let mut behaviours = BehaviourFile { server: Vec::new() };
+        let mut questions = String::new();
+        for (name, text) in files {
+            if name == "lab.toml" {
+                behaviours = toml::from_str(&text).map_err(|e| LabError::Behaviours(e.to_string()))?;
+            } else if name == "questions.txt" {
+                questions = text;
+            } else {
+                let zone = Zone::parse(&text).map_err(|message| LabError::Zone { file: name.clone(), message })?;
+                zones.push((name.clone(), zone));
+                texts.push((name, text));
+            }
+        }
+        // Addresses of every name that has an A record anywhere.
+        let mut addresses: BTreeMap<proto::Name, Vec<IpAddr>> = BTreeMap::new();
+        for (_, z) in &zones {
+            for r in z.records() {
+                if let Some(a) = r.address() {
+                    addresses.entry(r.name.clone()).or_default().push(a);
+                }
+            }
+        }
+        let mut servers: BTreeMap<IpAddr, ServerSpec> = BTreeMap::new();
+        for (i, (_, z)) in zones.iter().enumerate() {
+            for ns in z.apex_ns() {
+                for a in addresses.get(&ns).into_iter().flatten() {
+                    let spec = servers
+                        .entry(*a)
+                        .or_insert_with(|| ServerSpec { zones: Vec::new(), behaviour: Behaviour::Normal });
+                    if !spec.zones.contains(&i) {
+                        spec.zones.push(i);
+                    }
+                }
+            }
+        }
+        for entry in behaviours.server {
+            let b = match (entry.behaviour.as_str(), entry.delay_ms) {
+                ("normal", _) => Behaviour::Normal,
+                ("dead", _) => Behaviour::Dead,
+                ("slow", Some(delay_ms)) => Behaviour::Slow { delay_ms },
+                ("lame", _) => Behaviour::Lame,
+                ("refused", _) => Behaviour::Refused,
+                ("servfail", _) => Behaviour::ServFail,
+                ("malformed", _) => Behaviour::Malformed,
+                ("wrong-id", _) => Behaviour::WrongId,
+                ("wrong-question", _) => Behaviour::WrongQuestion,
+                ("poison", _) => Behaviour::Poison,
+                ("formerr-edns", _) => Behaviour::FormErrEdns,
+                ("tc-always", _) => Behaviour::TcAlways,
+                (other, _) => {
+                    return Err(LabError::Behaviours(format!("unknown behaviour {other:?} (slow needs delay_ms)")));
+                }
+            };
+            let addr = IpAddr::V4(entry.address);
+            match servers.get_mut(&addr) {
+                Some(s) => s.behaviour = b,
+                None => return Err(LabError::Behaviours(format!("{addr} serves no zone"))),
+            }
+        }
+        Ok(LabData { zones, servers, texts, questions })
+    }
+
+    /// The root servers' addresses (those serving the root zone).
+    pub fn root_addresses(&self) -> Vec<IpAddr> {
+        self.servers
+            .iter()
+            .filter(|(_, s)| s.zones.iter().any(|&i| self.zones[i].1.apex().is_root()))
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// The questions of the differential test as (name, type).
+    pub fn questions(&self) -> Vec<(String, String)> {
+        self.questions
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                Some((it.next()?.to_string(), it.next()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// Writes every zone file and `servers.json` into `dir` (for running the
+    /// lab hierarchy on a real authoritative server).
+    pub fn export(&self, dir: &Path) -> Result<(), LabError> {
+        std::fs::create_dir_all(dir)?;
+        for (name, text) in &self.texts {
+            std::fs::write(dir.join(name), text)?;
+        }
+        let servers: Vec<serde_json::Value> = self
+            .servers
+            .iter()
+            .map(|(addr, s)| {
+                let zones: Vec<serde_json::Value> = s
+                    .zones
+                    .iter()
+                    .map(|&i| serde_json::json!({"name": self.zones[i].1.apex().to_string(), "file": self.zones[i].0}))
+                    .collect();
+                serde_json::json!({"address": addr.to_string(), "behaviour": s.behaviour.as_str(), "zones": zones})
+            })
+            .collect();
+        let json = serde_json::to_string_pretty(&servers).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("servers.json"), json)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_lab_loads_and_maps_servers() {
+        let lab = LabData::builtin().expect("lab loads");
+        assert!(lab.zones.len() > 300);
+        let roots = lab.root_addresses();
+        assert_eq!(roots.len(), 2);
+        assert!(lab.servers.keys().all(|a| matches!(a, IpAddr::V4(v) if v.octets()[..2] == [127, 53])));
+        let dead: IpAddr = "127.53.9.1".parse().expect("ip");
+        assert_eq!(lab.servers[&dead].behaviour, Behaviour::Dead);
+        assert!(lab.questions().len() >= 300);
+    }
+}
