@@ -1,0 +1,132 @@
+//! What we know about authoritative servers: smoothed RTT, timeouts and
+//! back-off, EDNS support, and lameness per zone.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use proto::Name;
+use tokio::time::Instant;
+
+/// How long a server stays marked lame for a zone.
+const LAME_FOR: Duration = Duration::from_secs(900);
+/// Most entries kept; beyond this the table is cleared (it refills fast).
+const MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, Clone)]
+struct ServerInfo {
+    /// Smoothed RTT in ms (RFC 6298 style, alpha 1/8).
+    srtt_ms: u32,
+    /// Consecutive timeouts.
+    timeouts: u32,
+    /// Not tried again before this, after timeouts.
+    backoff_until: Option<Instant>,
+    /// Answered FORMERR to EDNS: query it without OPT.
+    no_edns: bool,
+}
+
+/// Server statistics shared by all resolutions.
+#[derive(Debug, Default)]
+pub struct Infra {
+    servers: Mutex<HashMap<SocketAddr, ServerInfo>>,
+    lame: Mutex<HashMap<(SocketAddr, Name), Instant>>,
+}
+
+impl Infra {
+    /// Orders candidate addresses best first: servers in back-off last, then
+    /// by smoothed RTT; unknown servers get a small random RTT so that every
+    /// server gets tried.
+    pub fn rank(&self, addrs: &mut [SocketAddr], zone: &Name) {
+        let now = Instant::now();
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
+        let mut scored: Vec<(u64, SocketAddr)> = addrs
+            .iter()
+            .map(|a| {
+                let mut score = match servers.get(a) {
+                    Some(i) => {
+                        let mut s = i.srtt_ms as u64;
+                        if i.backoff_until.is_some_and(|t| t > now) {
+                            s += 1_000_000;
+                        }
+                        s
+                    }
+                    None => rand::random_range(0..20),
+                };
+                if lame.get(&(*a, zone.clone())).is_some_and(|t| *t > now) {
+                    score += 10_000_000;
+                }
+                (score, *a)
+            })
+            .collect();
+        scored.sort_by_key(|(s, _)| *s);
+        for (slot, (_, a)) in addrs.iter_mut().zip(scored) {
+            *slot = a;
+        }
+    }
+
+    /// The timeout to use for `addr`.
+    pub fn timeout(&self, addr: &SocketAddr, initial: Duration, max: Duration) -> Duration {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        match servers.get(addr) {
+            Some(i) => {
+                let base = Duration::from_millis((i.srtt_ms as u64) * 4 + 100);
+                let backoff = base * 2u32.saturating_pow(i.timeouts.min(4));
+                backoff.clamp(Duration::from_millis(200), max)
+            }
+            None => initial,
+        }
+    }
+
+    /// Records a reply after `rtt`.
+    pub fn reply(&self, addr: SocketAddr, rtt: Duration) {
+        let ms = rtt.as_millis().min(60_000) as u32;
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        if servers.len() > MAX_ENTRIES {
+            servers.clear();
+        }
+        let e =
+            servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, timeouts: 0, backoff_until: None, no_edns: false });
+        e.srtt_ms = (e.srtt_ms * 7 + ms) / 8;
+        e.timeouts = 0;
+        e.backoff_until = None;
+    }
+
+    /// Records a timeout: the RTT estimate grows and the server is avoided
+    /// for a while that doubles with each consecutive timeout.
+    pub fn timed_out(&self, addr: SocketAddr, waited: Duration) {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let ms = waited.as_millis().min(60_000) as u32;
+        let e =
+            servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, timeouts: 0, backoff_until: None, no_edns: false });
+        e.timeouts = e.timeouts.saturating_add(1);
+        e.srtt_ms = e.srtt_ms.max(ms).saturating_mul(2).min(120_000);
+        let secs = 1u64 << e.timeouts.min(6);
+        e.backoff_until = Some(Instant::now() + Duration::from_secs(secs));
+    }
+
+    /// Whether `addr` must be queried without EDNS.
+    pub fn no_edns(&self, addr: &SocketAddr) -> bool {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers.get(addr).is_some_and(|i| i.no_edns)
+    }
+
+    /// Remembers that `addr` does not speak EDNS.
+    pub fn set_no_edns(&self, addr: SocketAddr) {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers
+            .entry(addr)
+            .or_insert(ServerInfo { srtt_ms: 100, timeouts: 0, backoff_until: None, no_edns: true })
+            .no_edns = true;
+    }
+
+    /// Marks `addr` lame for `zone`.
+    pub fn set_lame(&self, addr: SocketAddr, zone: &Name) {
+        let mut lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
+        if lame.len() > MAX_ENTRIES {
+            lame.clear();
+        }
+        lame.insert((addr, zone.clone()), Instant::now() + LAME_FOR);
+    }
+}

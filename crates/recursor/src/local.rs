@@ -1,0 +1,95 @@
+//! Data answered without recursion: records from the config, and the
+//! special-use names of RFC 6761 that a resolver answers itself.
+
+use std::collections::HashMap;
+
+use proto::{Name, Record, rtype};
+
+/// Special-use domains answered locally (when enabled): `localhost.` with
+/// loopback addresses; `test.`, `invalid.`, `onion.` (RFC 7686) and
+/// `home.arpa.` (RFC 8375) as NXDOMAIN, as Unbound and Knot Resolver do.
+const NXDOMAIN_ZONES: &[&str] = &["test", "invalid", "onion", "home.arpa"];
+
+/// A local answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAnswer {
+    /// NOERROR (0) or NXDOMAIN (3).
+    pub rcode: u16,
+    /// Answer records.
+    pub answer: Vec<Record>,
+}
+
+/// Local records and special-use handling.
+#[derive(Debug, Clone, Default)]
+pub struct LocalData {
+    by_name: HashMap<Name, Vec<Record>>,
+    special_use: bool,
+    nxdomain_zones: Vec<Name>,
+}
+
+impl LocalData {
+    /// Local `records` (answered as given, names below them are resolved
+    /// normally); `special_use` turns on the RFC 6761 answers.
+    pub fn new(records: Vec<Record>, special_use: bool) -> LocalData {
+        let mut by_name: HashMap<Name, Vec<Record>> = HashMap::new();
+        for r in records {
+            by_name.entry(r.name.clone()).or_default().push(r);
+        }
+        let nxdomain_zones = NXDOMAIN_ZONES.iter().filter_map(|z| Name::from_ascii(z).ok()).collect();
+        LocalData { by_name, special_use, nxdomain_zones }
+    }
+
+    /// The local answer for (qname, qtype), or `None` to resolve it.
+    pub fn answer(&self, qname: &Name, qtype: u16) -> Option<LocalAnswer> {
+        if let Some(recs) = self.by_name.get(qname) {
+            let mut answer: Vec<Record> =
+                recs.iter().filter(|r| r.rtype == qtype || qtype == rtype::ANY).cloned().collect();
+            if answer.is_empty() {
+                answer = recs.iter().filter(|r| r.rtype == rtype::CNAME).cloned().collect();
+            }
+            return Some(LocalAnswer { rcode: 0, answer });
+        }
+        if !self.special_use {
+            return None;
+        }
+        let localhost = Name::from_ascii("localhost").ok()?;
+        if qname.is_subdomain_of(&localhost) {
+            let rdata: Option<Box<[u8]>> = match qtype {
+                rtype::A => Some(Box::new([127, 0, 0, 1])),
+                rtype::AAAA => Some(std::net::Ipv6Addr::LOCALHOST.octets().into()),
+                _ => None,
+            };
+            let answer = rdata
+                .map(|rdata| Record { name: qname.clone(), rtype: qtype, class: 1, ttl: 86400, rdata })
+                .into_iter()
+                .collect();
+            return Some(LocalAnswer { rcode: 0, answer });
+        }
+        if self.nxdomain_zones.iter().any(|z| qname.is_subdomain_of(z)) {
+            return Some(LocalAnswer { rcode: 3, answer: Vec::new() });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_use_and_local_records() {
+        let rec = proto::zonefile::parse_records("nas.home.arpa. 60 IN A 192.0.2.8", None).expect("record");
+        let local = LocalData::new(rec, true);
+        let nas = Name::from_ascii("nas.home.arpa").expect("name");
+        assert_eq!(local.answer(&nas, rtype::A).map(|a| a.answer.len()), Some(1));
+        assert_eq!(local.answer(&nas, rtype::AAAA).map(|a| a.answer.len()), Some(0));
+        let other = Name::from_ascii("tv.home.arpa").expect("name");
+        assert_eq!(local.answer(&other, rtype::A).map(|a| a.rcode), Some(3));
+        let www = Name::from_ascii("www.example.test").expect("name");
+        assert_eq!(local.answer(&www, rtype::A).map(|a| a.rcode), Some(3));
+        let off = LocalData::new(Vec::new(), false);
+        assert_eq!(off.answer(&www, rtype::A), None);
+        let lh = Name::from_ascii("localhost").expect("name");
+        assert_eq!(local.answer(&lh, rtype::A).map(|a| a.answer[0].rdata.to_vec()), Some(vec![127, 0, 0, 1]));
+    }
+}

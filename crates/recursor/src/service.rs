@@ -1,0 +1,265 @@
+//! The answer service: a client's wire query in, a wire response out.
+
+use std::sync::Arc;
+
+use cache::{AnswerCache, CachedAnswer, Freshness, WriteOptions, variant};
+use proto::build::Section;
+use proto::wire::{Rcode, flags, rtype};
+use proto::{Ede, MessageWriter, Name, QueryError, QueryView, Record, class};
+
+use crate::local::LocalData;
+use crate::{Clock, Outcome, Recursor, ResolveError};
+
+/// Whether the response goes over a datagram or a stream transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    /// UDP: responses are truncated to the client's payload size.
+    Datagram,
+    /// TCP, TLS, HTTP, QUIC: up to 65535 bytes.
+    Stream,
+}
+
+/// What the synchronous fast path did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FastPath {
+    /// A fresh cached answer of this length is in the buffer.
+    Answered(usize),
+    /// Not answerable from the cache; take the slow path.
+    Miss,
+    /// Not a query: send nothing.
+    Drop,
+}
+
+/// Settings of the answer service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Largest UDP response we send, whatever the client offers (1232).
+    pub max_udp_payload: u16,
+    /// Answer-cache bound in bytes.
+    pub answer_cache_bytes: u64,
+    /// TTL policy of the answer cache.
+    pub ttl: cache::TtlPolicy,
+    /// Local data and special-use names.
+    pub local: LocalData,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            max_udp_payload: 1232,
+            answer_cache_bytes: 64 << 20,
+            ttl: cache::TtlPolicy::default(),
+            local: LocalData::new(Vec::new(), true),
+        }
+    }
+}
+
+/// Answers client queries: cache, local data, recursion.
+pub struct Service {
+    recursor: Recursor,
+    answers: AnswerCache,
+    config: ServiceConfig,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("answers", &self.answers).finish()
+    }
+}
+
+impl Service {
+    /// A service over `recursor`.
+    pub fn new(recursor: Recursor, config: ServiceConfig, clock: Arc<dyn Clock>) -> Service {
+        let answers = AnswerCache::new(config.answer_cache_bytes, config.ttl);
+        Service { recursor, answers, config, clock }
+    }
+
+    /// The recursor.
+    pub fn recursor(&self) -> &Recursor {
+        &self.recursor
+    }
+
+    /// The answer cache.
+    pub fn answers(&self) -> &AnswerCache {
+        &self.answers
+    }
+
+    fn write_options(&self, view: &QueryView<'_>, kind: TransportKind, stale: bool) -> WriteOptions {
+        let limit = match kind {
+            TransportKind::Datagram => view.udp_limit(self.config.max_udp_payload),
+            TransportKind::Stream => 65535,
+        };
+        WriteOptions { now: self.clock.now_unix(), limit, stale, udp_size: self.config.max_udp_payload }
+    }
+
+    /// The synchronous cache-hit path: no allocation when `out` has room.
+    pub fn try_fast(&self, query: &[u8], kind: TransportKind, out: &mut Vec<u8>) -> FastPath {
+        let view = match QueryView::parse(query) {
+            Ok(v) => v,
+            Err(QueryError::Drop) => return FastPath::Drop,
+            Err(_) => return FastPath::Miss,
+        };
+        let Some(hit) = self.answers.get(&view) else { return FastPath::Miss };
+        if hit.freshness(self.clock.now_unix(), self.answers.policy()) != Freshness::Fresh {
+            return FastPath::Miss;
+        }
+        FastPath::Answered(hit.write(&view, &self.write_options(&view, kind, false), out))
+    }
+
+    /// Answers any query. Returns the response length in `out`, or `None`
+    /// when nothing must be sent.
+    pub async fn answer(&self, query: &[u8], kind: TransportKind, out: &mut Vec<u8>) -> Option<usize> {
+        out.clear();
+        let view = match QueryView::parse(query) {
+            Ok(v) => v,
+            Err(QueryError::Drop) => return None,
+            Err(QueryError::FormErr { id }) => return Some(error_only(out, id, Rcode::FormErr as u16, 0)),
+            Err(QueryError::NotImp { id }) => return Some(error_only(out, id, Rcode::NotImp as u16, 0)),
+            // BADVERS is extended RCODE 16: 0 in the header, 1 in OPT.
+            Err(QueryError::BadVers { id }) => return Some(error_only(out, id, 0, 1)),
+            Err(_) => return None,
+        };
+        let Ok(qname) = Name::from_wire(view.qname) else {
+            return Some(self.error(&view, kind, Rcode::FormErr, None, out));
+        };
+        if view.qclass != class::IN {
+            return Some(self.error(
+                &view,
+                kind,
+                Rcode::Refused,
+                Some(Ede::new(proto::ede::code::NOT_SUPPORTED, "only class IN")),
+                out,
+            ));
+        }
+        if rtype::is_meta(view.qtype) && view.qtype != rtype::ANY {
+            return Some(self.error(
+                &view,
+                kind,
+                Rcode::Refused,
+                Some(Ede::new(proto::ede::code::NOT_SUPPORTED, "zone transfers and meta types are not served")),
+                out,
+            ));
+        }
+        if let Some(local) = self.config.local.answer(&qname, view.qtype) {
+            let outcome = if local.rcode == 3 {
+                Outcome::NxDomain
+            } else if local.answer.is_empty() {
+                Outcome::NoData
+            } else {
+                Outcome::Answer
+            };
+            let res = crate::Resolution { outcome, answer: local.answer, authority: Vec::new() };
+            let (ans, _) = self.build(&view, &res, flags::AA, None);
+            return Some(ans.write(&view, &self.write_options(&view, kind, false), out));
+        }
+        let now = self.clock.now_unix();
+        let cached = self.answers.get(&view);
+        if let Some(hit) = cached.as_ref().filter(|h| h.freshness(now, self.answers.policy()) == Freshness::Fresh) {
+            return Some(hit.write(&view, &self.write_options(&view, kind, false), out));
+        }
+        if !view.recursion_desired() {
+            let ede = Ede::new(proto::ede::code::NOT_AUTHORITATIVE, "recursion not desired and not cached");
+            return Some(self.error(&view, kind, Rcode::Refused, Some(ede), out));
+        }
+        match self.recursor.resolve(&qname, view.qtype).await {
+            Ok(res) => {
+                let (ans, cacheable) = self.build(&view, &res, 0, None);
+                let ans = Arc::new(ans);
+                if cacheable {
+                    let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);
+                    let v = variant(dnssec_ok, view.checking_disabled());
+                    self.answers.insert(view.qname, view.qtype, view.qclass, v, ans.clone());
+                }
+                Some(ans.write(&view, &self.write_options(&view, kind, false), out))
+            }
+            Err(e) => {
+                let stale = cached.filter(|h| h.freshness(now, self.answers.policy()) == Freshness::Stale);
+                if let Some(hit) = stale {
+                    tracing::debug!(error = %e, "serving stale");
+                    return Some(hit.write(&view, &self.write_options(&view, kind, true), out));
+                }
+                Some(self.servfail(&view, kind, &e, out))
+            }
+        }
+    }
+
+    /// Builds the canonical (ID 0, lower-case question, no OPT) response for
+    /// a resolution, and whether it may be cached.
+    fn build(
+        &self,
+        view: &QueryView<'_>,
+        res: &crate::Resolution,
+        extra_flags: u16,
+        ede: Option<Ede>,
+    ) -> (CachedAnswer, bool) {
+        let rcode = if res.outcome == Outcome::NxDomain { Rcode::NxDomain } else { Rcode::NoError } as u16;
+        let policy = self.answers.policy();
+        let mut wire = Vec::with_capacity(512);
+        let mut w = MessageWriter::new(&mut wire, 0, flags::QR | flags::RA | extra_flags | rcode).track_ttls();
+        w.question(&view.qname.to_ascii_lowercase(), view.qtype, view.qclass);
+        let mut min_ttl = u32::MAX;
+        for r in &res.answer {
+            let ttl = policy.clamp(r.ttl);
+            min_ttl = min_ttl.min(ttl);
+            w.record(Section::Answer, &Record { ttl, ..r.clone() });
+        }
+        let mut negative_ttl = None;
+        for r in &res.authority {
+            let ttl = if r.rtype == rtype::SOA {
+                policy.clamp_negative(r.soa_negative_ttl().unwrap_or(r.ttl))
+            } else {
+                policy.clamp(r.ttl)
+            };
+            negative_ttl = Some(negative_ttl.unwrap_or(u32::MAX).min(ttl));
+            w.record(Section::Authority, &Record { ttl, ..r.clone() });
+        }
+        let offsets = w.ttl_offsets();
+        w.finish();
+        let ttl = match res.outcome {
+            Outcome::Answer => min_ttl,
+            // Without an SOA a negative answer is not cached (RFC 2308 §5).
+            Outcome::NoData | Outcome::NxDomain => negative_ttl.unwrap_or(0).min(min_ttl),
+        };
+        let ttl = if ttl == u32::MAX { 0 } else { ttl };
+        let ede = ede.map(|e| (e.code, e.text.into_boxed_str()));
+        let now = self.clock.now_unix();
+        (CachedAnswer::new(wire.into(), offsets.into(), now, ttl, ede), ttl > 0)
+    }
+
+    fn servfail(&self, view: &QueryView<'_>, kind: TransportKind, e: &ResolveError, out: &mut Vec<u8>) -> usize {
+        let qname = Name::from_wire(view.qname).map(|n| n.to_string()).unwrap_or_default();
+        tracing::debug!(%qname, qtype = view.qtype, error = %e, "SERVFAIL");
+        self.error(view, kind, Rcode::ServFail, Some(Ede::new(e.ede_code(), e.to_string())), out)
+    }
+
+    fn error(
+        &self,
+        view: &QueryView<'_>,
+        kind: TransportKind,
+        rcode: Rcode,
+        ede: Option<Ede>,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        out.clear();
+        let fl = flags::QR | flags::RA | (view.flags & (flags::RD | flags::CD)) | rcode as u16;
+        let mut w = MessageWriter::new(out, view.id, fl);
+        w.question(view.qname, view.qtype, view.qclass);
+        if let Some(edns) = view.edns {
+            let edes: Vec<Ede> = ede.into_iter().collect();
+            w.opt(self.config.max_udp_payload, edns.dnssec_ok, 0, &edes);
+        }
+        let _ = kind;
+        w.finish()
+    }
+}
+
+/// A header-only error response (the question could not be read).
+fn error_only(out: &mut Vec<u8>, id: u16, rcode: u16, ext_rcode: u8) -> usize {
+    out.clear();
+    let mut w = MessageWriter::new(out, id, flags::QR | flags::RA | rcode);
+    if ext_rcode != 0 {
+        w.opt(1232, false, ext_rcode, &[]);
+    }
+    w.finish()
+}

@@ -1,0 +1,83 @@
+use std::sync::Arc;
+
+use proto::{Message, Name, QueryView, build::build_query, flags, rtype};
+use recursor::{FastPath, Service, ServiceConfig, SystemClock, TransportKind};
+
+use crate::setup;
+
+fn query(name: &str, qtype: u16, edns: bool) -> Vec<u8> {
+    let mut q = Vec::new();
+    let name = Name::from_ascii(name).expect("name");
+    build_query(&mut q, 0x4242, name.as_wire(), qtype, true, edns.then_some(1232), false);
+    q
+}
+
+async fn service() -> (lab::Lab, Service) {
+    let (lab, r) = setup().await;
+    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
+    (lab, Service::new(r, cfg, Arc::new(SystemClock)))
+}
+
+#[tokio::test]
+async fn miss_then_fast_hit() {
+    let (_lab, s) = service().await;
+    let q = query("www.example.test", rtype::A, true);
+    let mut out = Vec::with_capacity(1232);
+    assert_eq!(s.try_fast(&q, TransportKind::Datagram, &mut out), FastPath::Miss);
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("response");
+    let m = Message::parse(&out).expect("valid");
+    assert_eq!(m.id, 0x4242);
+    assert!(m.has_flag(flags::RA) && m.has_flag(flags::RD) && !m.has_flag(flags::AA));
+    assert_eq!(m.answer[0].address().map(|a| a.to_string()), Some("192.0.2.10".into()));
+    let FastPath::Answered(len) = s.try_fast(&q, TransportKind::Datagram, &mut out) else { panic!("hit") };
+    assert_eq!(Message::parse(&out[..len]).expect("valid").answer.len(), 1);
+}
+
+#[tokio::test]
+async fn truncates_over_udp_and_not_over_tcp() {
+    let (_lab, s) = service().await;
+    let q = query("txt.big.test", rtype::TXT, true);
+    let mut out = Vec::new();
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("response");
+    let m = Message::parse(&out).expect("valid");
+    assert!(m.has_flag(flags::TC));
+    assert!(out.len() <= 1232);
+    s.answer(&q, TransportKind::Stream, &mut out).await.expect("response");
+    assert_eq!(Message::parse(&out).expect("valid").answer.len(), 40);
+    // Without EDNS the limit is 512.
+    let q = query("many.big.test", rtype::A, false);
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("response");
+    assert!(out.len() <= 512 && Message::parse(&out).expect("valid").has_flag(flags::TC));
+}
+
+#[tokio::test]
+async fn servfail_carries_ede() {
+    let (_lab, s) = service().await;
+    let q = query("www.dead.test", rtype::A, true);
+    let mut out = Vec::new();
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("response");
+    let m = Message::parse(&out).expect("valid");
+    assert_eq!(m.rcode(), 2);
+    assert_eq!(m.ede()[0].0, proto::ede::code::NETWORK_ERROR);
+    assert!(m.ede()[0].1.contains("dead.test"), "EXTRA-TEXT names the zone");
+}
+
+#[tokio::test]
+async fn malformed_queries_get_formerr_or_nothing() {
+    let (_lab, s) = service().await;
+    let mut out = Vec::new();
+    assert_eq!(s.answer(&[1, 2, 3], TransportKind::Datagram, &mut out).await, None);
+    let mut q = query("www.example.test", rtype::A, false);
+    q[5] = 2; // two questions
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("formerr");
+    assert_eq!(Message::parse(&out).expect("valid").rcode(), 1);
+    let mut q = query("www.example.test", rtype::A, true);
+    let len = q.len();
+    q[len - 5] = 1; // EDNS version 1
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("badvers");
+    assert_eq!(Message::parse(&out).expect("valid").rcode(), 16);
+    let q = query("example.test", rtype::AXFR, false);
+    s.answer(&q, TransportKind::Stream, &mut out).await.expect("refused");
+    assert_eq!(Message::parse(&out).expect("valid").rcode(), 5);
+    let _ = QueryView::parse(&q);
+}
