@@ -1,0 +1,103 @@
+//! The doors: listeners that turn network traffic into calls on a
+//! [`Handler`] and write back what it returns.
+//!
+//! A door knows nothing of caching or recursion: it only frames messages,
+//! enforces admission limits (connection counts, in-flight queries, idle and
+//! read timeouts, message sizes) and keeps the hot path synchronous — the
+//! handler's [`Handler::try_fast`] is called inline on the receive loop, and
+//! only misses are spawned as tasks.
+//!
+//! Invariant: no client address is stored beyond the lifetime of the query
+//! that carried it.
+
+mod tcp;
+mod udp;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub use tcp::{TcpLimits, serve_tcp};
+pub use udp::serve_udp;
+
+/// Whether a response goes back over a datagram or a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// UDP: the handler truncates to the client's payload size.
+    Datagram,
+    /// TCP and other streams.
+    Stream,
+}
+
+/// What the synchronous fast path did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fast {
+    /// A response of this length is in the buffer.
+    Answered(usize),
+    /// Take the slow path.
+    Miss,
+    /// Send nothing.
+    Drop,
+}
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the doors call for each query.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers from memory without blocking, or says [`Fast::Miss`].
+    fn try_fast(&self, query: &[u8], framing: Framing, out: &mut Vec<u8>) -> Fast;
+    /// Answers anything; `None` means send nothing.
+    fn answer<'a>(&'a self, query: &'a [u8], framing: Framing, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>>;
+}
+
+/// Errors starting a door.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DoorError {
+    /// Binding a socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Counts queries in flight across all doors, so shutdown can drain them.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// Marks one query in flight until the guard drops.
+    pub fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.0.clone())
+    }
+
+    /// Queries in flight now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Waits until nothing is in flight, at most `limit`.
+    pub async fn drain(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// See [`InFlight::enter`].
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}

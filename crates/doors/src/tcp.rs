@@ -1,0 +1,145 @@
+//! Do53 over TCP (RFC 7766): pipelined queries answered as they complete,
+//! idle and read timeouts, a connection limit and a per-connection limit on
+//! queries in flight.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::{DoorError, Fast, Framing, Handler, InFlight};
+
+/// Admission limits of a stream door.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    /// Close a connection with nothing in flight after this long.
+    pub idle_timeout: Duration,
+    /// Most open connections; more are closed at once.
+    pub max_connections: usize,
+    /// Most queries in flight on one connection; reading pauses beyond it.
+    pub max_in_flight: usize,
+    /// Time allowed to read one message once its length has arrived.
+    pub read_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits {
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 1000,
+            max_in_flight: 64,
+            read_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Listens on `addr` and serves connections on `tasks`. Returns the bound
+/// address.
+pub async fn serve_tcp(
+    addr: SocketAddr,
+    limits: TcpLimits,
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, DoorError> {
+    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+        .map_err(|source| DoorError::Bind { addr, source })?;
+    sock.set_reuseaddr(true).map_err(|source| DoorError::Bind { addr, source })?;
+    sock.bind(addr).map_err(|source| DoorError::Bind { addr, source })?;
+    let listener = sock.listen(1024).map_err(|source| DoorError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
+    tasks.spawn(accept_loop(listener, limits, handler, inflight));
+    Ok(bound)
+}
+
+async fn accept_loop(listener: TcpListener, limits: TcpLimits, handler: Arc<dyn Handler>, inflight: InFlight) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "tcp accept error");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!("tcp connection limit reached; closing");
+            continue;
+        };
+        let (handler, inflight) = (handler.clone(), inflight.clone());
+        tokio::spawn(async move {
+            connection(stream, limits, handler, inflight).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn connection(stream: TcpStream, limits: TcpLimits, handler: Arc<dyn Handler>, inflight: InFlight) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight.max(1));
+    let writer_task = tokio::spawn(async move {
+        while let Some(framed) = rx.recv().await {
+            if writer.write_all(&framed).await.is_err() {
+                break;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let mut len = [0u8; 2];
+        // Idle: nothing in flight and nothing new within the idle timeout.
+        match tokio::time::timeout(limits.idle_timeout, reader.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => break,
+            Err(_) if slots.available_permits() == limits.max_in_flight.max(1) => break,
+            Err(_) => continue,
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        if n < 12 {
+            break;
+        }
+        let mut query = vec![0u8; n];
+        match tokio::time::timeout(limits.read_timeout, reader.read_exact(&mut query)).await {
+            Ok(Ok(_)) => {}
+            _ => break,
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        match handler.try_fast(&query, Framing::Stream, &mut out) {
+            Fast::Answered(len) => {
+                if tx.send(frame(&out[..len])).await.is_err() {
+                    break;
+                }
+                drop(permit);
+            }
+            Fast::Drop => drop(permit),
+            Fast::Miss => {
+                let (tx, handler, guard) = (tx.clone(), handler.clone(), inflight.enter());
+                tokio::spawn(async move {
+                    let mut out = Vec::with_capacity(1232);
+                    if let Some(len) = handler.answer(&query, Framing::Stream, &mut out).await {
+                        let _ = tx.send(frame(&out[..len])).await;
+                    }
+                    drop((permit, guard));
+                });
+            }
+        }
+    }
+    drop(tx);
+    // In-flight answers still go out; the writer ends when they are sent.
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+}
+
+fn frame(msg: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(msg.len() + 2);
+    v.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+    v.extend_from_slice(msg);
+    v
+}

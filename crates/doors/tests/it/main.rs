@@ -1,0 +1,126 @@
+//! Door behaviour with a fake handler: UDP answers, TCP pipelining out of
+//! order, idle timeout and connection limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use doors::{BoxFuture, Fast, Framing, Handler, InFlight, TcpLimits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::task::JoinSet;
+
+/// Echoes the query with QR set; an ID with the low bit set is slow.
+struct Echo;
+
+impl Handler for Echo {
+    fn try_fast(&self, query: &[u8], _: Framing, out: &mut Vec<u8>) -> Fast {
+        if query.len() < 12 || query[1] & 1 == 1 {
+            return Fast::Miss;
+        }
+        out.clear();
+        out.extend_from_slice(query);
+        out[2] |= 0x80;
+        Fast::Answered(out.len())
+    }
+
+    fn answer<'a>(&'a self, query: &'a [u8], _: Framing, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            out.clear();
+            out.extend_from_slice(query);
+            out[2] |= 0x80;
+            Some(out.len())
+        })
+    }
+}
+
+fn query(id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1]);
+    q
+}
+
+async fn start(limits: TcpLimits) -> (SocketAddr, JoinSet<()>) {
+    let mut tasks = JoinSet::new();
+    let h: Arc<dyn Handler> = Arc::new(Echo);
+    let udp = doors::serve_udp("127.0.0.1:0".parse().expect("addr"), 2, h.clone(), InFlight::default(), &mut tasks)
+        .expect("udp");
+    let tcp = doors::serve_tcp(udp, limits, h, InFlight::default(), &mut tasks).await.expect("tcp");
+    assert_eq!(udp, tcp);
+    (udp, tasks)
+}
+
+async fn read_msg(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await.ok()?;
+    let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut m).await.ok()?;
+    Some(m)
+}
+
+#[tokio::test]
+async fn udp_fast_and_slow_paths_answer() {
+    let (addr, _tasks) = start(TcpLimits::default()).await;
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    for id in [2u16, 3] {
+        sock.send_to(&query(id), addr).await.expect("send");
+        let mut buf = [0u8; 512];
+        let (n, _) = tokio::time::timeout(Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .expect("answer")
+            .expect("recv");
+        assert_eq!(&buf[..2], &id.to_be_bytes());
+        assert!(n >= 12 && buf[2] & 0x80 != 0);
+    }
+}
+
+#[tokio::test]
+async fn tcp_answers_pipelined_queries_out_of_order() {
+    let (addr, _tasks) = start(TcpLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut both = Vec::new();
+    for id in [1u16, 2] {
+        let q = query(id);
+        both.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        both.extend_from_slice(&q);
+    }
+    s.write_all(&both).await.expect("write");
+    let first = read_msg(&mut s).await.expect("first answer");
+    let second = read_msg(&mut s).await.expect("second answer");
+    assert_eq!(&first[..2], &2u16.to_be_bytes(), "the fast answer overtakes the slow one");
+    assert_eq!(&second[..2], &1u16.to_be_bytes());
+}
+
+#[tokio::test]
+async fn tcp_idle_connections_are_closed() {
+    let limits = TcpLimits { idle_timeout: Duration::from_millis(200), ..TcpLimits::default() };
+    let (addr, _tasks) = start(limits).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn tcp_connection_limit_is_enforced() {
+    let limits = TcpLimits { max_connections: 2, ..TcpLimits::default() };
+    let (addr, _tasks) = start(limits).await;
+    let _a = TcpStream::connect(addr).await.expect("a");
+    let _b = TcpStream::connect(addr).await.expect("b");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut c = TcpStream::connect(addr).await.expect("c connects at the TCP level");
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(2), c.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed at once");
+}
+
+#[tokio::test]
+async fn tcp_garbage_length_closes_the_connection() {
+    let (addr, _tasks) = start(TcpLimits::default()).await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&[0, 3, 1, 2, 3]).await.expect("write");
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("closed").unwrap_or(0);
+    assert_eq!(n, 0);
+}
