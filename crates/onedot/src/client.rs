@@ -1,0 +1,112 @@
+//! `onedot query`: a small dig-like client (UDP with TCP fallback, or TCP).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use proto::{Name, build::build_query, rtype};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+/// What to ask and how.
+#[derive(Debug, Clone)]
+pub struct Ask {
+    /// Question name.
+    pub name: Name,
+    /// Question type.
+    pub qtype: u16,
+    /// Server.
+    pub server: SocketAddr,
+    /// Use TCP from the start.
+    pub tcp: bool,
+    /// Set DO.
+    pub dnssec: bool,
+    /// Set RD.
+    pub recurse: bool,
+    /// Per-try timeout.
+    pub timeout: Duration,
+}
+
+/// Parses `NAME [TYPE] [@SERVER[:PORT]]` in any order.
+pub fn parse_args(args: &[String], default_server: SocketAddr) -> anyhow::Result<(Name, u16, SocketAddr)> {
+    let mut name = None;
+    let mut qtype = None;
+    let mut server = default_server;
+    for a in args {
+        if let Some(s) = a.strip_prefix('@') {
+            server = parse_server(s, default_server.port())?;
+        } else if qtype.is_none() && name.is_some() && rtype::from_text(a).is_some() {
+            qtype = rtype::from_text(a);
+        } else if name.is_none() {
+            name = Some(Name::from_ascii(a).map_err(|e| anyhow::anyhow!("{a:?} is not a domain name: {e}"))?);
+        } else if let Some(t) = rtype::from_text(a) {
+            qtype = Some(t);
+        } else {
+            bail!("unexpected argument {a:?}");
+        }
+    }
+    let name = name.context("usage: onedot query NAME [TYPE] [@SERVER[:PORT]]")?;
+    Ok((name, qtype.unwrap_or(rtype::A), server))
+}
+
+fn parse_server(s: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Ok(ip) = s.trim_matches(|c| c == '[' || c == ']').parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    bail!("{s:?} is not an address or address:port")
+}
+
+/// Sends the question and returns the raw response and whether TCP was used.
+pub async fn ask(a: &Ask) -> anyhow::Result<(Vec<u8>, bool)> {
+    let id: u16 = rand::random();
+    let mut q = Vec::new();
+    build_query(&mut q, id, a.name.as_wire(), a.qtype, a.recurse, Some(1232), a.dnssec);
+    if !a.tcp {
+        let bind: SocketAddr = if a.server.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+        let sock = UdpSocket::bind(bind).await?;
+        sock.connect(a.server).await?;
+        sock.send(&q).await?;
+        let mut buf = vec![0u8; 65535];
+        let deadline = tokio::time::Instant::now() + a.timeout;
+        loop {
+            let n = tokio::time::timeout_at(deadline, sock.recv(&mut buf))
+                .await
+                .with_context(|| format!("no answer from {} within {:?}", a.server, a.timeout))??;
+            if n >= 12 && buf[..2] == id.to_be_bytes() {
+                let tc = buf[2] & 0x02 != 0;
+                if !tc {
+                    return Ok((buf[..n].to_vec(), false));
+                }
+                break;
+            }
+        }
+    }
+    let mut s =
+        tokio::time::timeout(a.timeout, TcpStream::connect(a.server)).await.context("TCP connect timed out")??;
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    s.write_all(&framed).await?;
+    let mut len = [0u8; 2];
+    tokio::time::timeout(a.timeout, s.read_exact(&mut len)).await.context("TCP answer timed out")??;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    tokio::time::timeout(a.timeout, s.read_exact(&mut buf)).await.context("TCP answer timed out")??;
+    Ok((buf, true))
+}
+
+/// Runs `onedot query` and prints the answer dig-style.
+pub async fn run(a: Ask) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let (resp, tcp) = ask(&a).await?;
+    let elapsed = started.elapsed();
+    match domain::base::Message::from_octets(resp.clone()) {
+        Ok(msg) => print!("{}", msg.display_dig_style()),
+        Err(e) => bail!("unparseable response ({} bytes): {e}", resp.len()),
+    }
+    println!(";; Query time: {} msec", elapsed.as_millis());
+    println!(";; SERVER: {}#{}({})", a.server.ip(), a.server.port(), if tcp { "TCP" } else { "UDP" });
+    println!(";; MSG SIZE  rcvd: {}", resp.len());
+    Ok(())
+}

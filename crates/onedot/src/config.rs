@@ -1,0 +1,369 @@
+//! The configuration file: one typed tree, unknown keys rejected, every key
+//! documented in `examples/onedot.toml`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The config format version this binary reads.
+pub const CONFIG_VERSION: u32 = 1;
+/// Default listeners (unprivileged; production configs use port 53).
+pub const DEFAULT_LISTEN: &[&str] = &["127.0.0.1:5353", "[::1]:5353"];
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Listeners and admission.
+    pub server: ServerConfig,
+    /// Recursion.
+    pub resolver: ResolverConfig,
+    /// Caches.
+    pub cache: CacheConfig,
+    /// Local data.
+    pub local: LocalConfig,
+    /// Forward zones.
+    #[serde(rename = "forward_zone")]
+    pub forward_zones: Vec<ZoneServers>,
+    /// Stub zones.
+    #[serde(rename = "stub_zone")]
+    pub stub_zones: Vec<ZoneServers>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Addresses for Do53 over UDP and TCP.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads and UDP sockets per address (0: one per core).
+    pub workers: usize,
+    /// Largest UDP response sent.
+    pub max_udp_payload: u16,
+    /// TCP idle timeout, milliseconds.
+    pub tcp_idle_timeout_ms: u64,
+    /// Most TCP connections.
+    pub tcp_max_connections: usize,
+    /// Most queries in flight on one TCP connection.
+    pub tcp_max_in_flight: usize,
+}
+
+/// `[resolver]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResolverConfig {
+    /// Root server addresses; empty means the built-in IANA hints.
+    pub root_hints: Vec<IpAddr>,
+    /// A named.root-style file of root hints (its A/AAAA records are used).
+    pub root_hints_file: Option<PathBuf>,
+    /// Port of every authority (53; the lab may use another).
+    pub upstream_port: u16,
+    /// QNAME minimisation (RFC 9156).
+    pub qname_minimisation: bool,
+    /// Never query 127.0.0.0/8 or ::1.
+    pub do_not_query_localhost: bool,
+    /// Answer localhost., test., invalid., onion., home.arpa. locally.
+    pub answer_special_use_locally: bool,
+    /// Query authorities over IPv4.
+    pub ipv4: bool,
+    /// Query authorities over IPv6.
+    pub ipv6: bool,
+    /// Source address of IPv4 upstream queries.
+    pub outgoing_address_v4: Option<IpAddr>,
+    /// Source address of IPv6 upstream queries.
+    pub outgoing_address_v6: Option<IpAddr>,
+    /// EDNS UDP payload size advertised upstream.
+    pub edns_udp_size: u16,
+    /// First timeout for an unknown server, ms.
+    pub initial_timeout_ms: u64,
+    /// Largest timeout of one upstream query, ms.
+    pub max_timeout_ms: u64,
+    /// Time budget of one client query, ms.
+    pub resolution_timeout_ms: u64,
+    /// Upstream queries one client query may cause.
+    pub max_upstream_queries: u32,
+    /// Nesting of sub-resolutions.
+    pub max_depth: u8,
+    /// Longest CNAME chain.
+    pub max_cname_chain: usize,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Bytes for whole answers.
+    pub answer_max_bytes: u64,
+    /// Bytes for RRsets.
+    pub rrset_max_bytes: u64,
+    /// Smallest TTL kept, seconds.
+    pub min_ttl: u32,
+    /// Largest TTL kept, seconds.
+    pub max_ttl: u32,
+    /// Largest negative TTL, seconds.
+    pub max_negative_ttl: u32,
+    /// Serve expired answers when authorities fail (RFC 8767).
+    pub serve_stale: bool,
+    /// How long past expiry stale answers may be served, seconds.
+    pub stale_window: u32,
+}
+
+/// `[local]`
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// Records in master-file syntax, absolute names, e.g.
+    /// `"nas.home.arpa. 3600 IN A 192.0.2.8"`.
+    pub records: Vec<String>,
+}
+
+/// `[[forward_zone]]` and `[[stub_zone]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneServers {
+    /// The zone.
+    pub name: String,
+    /// Servers, `address:port`.
+    pub servers: Vec<SocketAddr>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            version: CONFIG_VERSION,
+            server: ServerConfig::default(),
+            resolver: ResolverConfig::default(),
+            cache: CacheConfig::default(),
+            local: LocalConfig::default(),
+            forward_zones: Vec::new(),
+            stub_zones: Vec::new(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: DEFAULT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
+            workers: 0,
+            max_udp_payload: 1232,
+            tcp_idle_timeout_ms: 10_000,
+            tcp_max_connections: 1000,
+            tcp_max_in_flight: 64,
+        }
+    }
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        let r = recursor::RecursorConfig::default();
+        ResolverConfig {
+            root_hints: Vec::new(),
+            root_hints_file: None,
+            upstream_port: r.upstream_port,
+            qname_minimisation: r.qname_minimisation,
+            do_not_query_localhost: r.do_not_query_localhost,
+            answer_special_use_locally: true,
+            ipv4: r.ipv4,
+            ipv6: r.ipv6,
+            outgoing_address_v4: None,
+            outgoing_address_v6: None,
+            edns_udp_size: r.edns_udp_size,
+            initial_timeout_ms: r.initial_timeout.as_millis() as u64,
+            max_timeout_ms: r.max_timeout.as_millis() as u64,
+            resolution_timeout_ms: r.resolution_timeout.as_millis() as u64,
+            max_upstream_queries: r.max_upstream_queries,
+            max_depth: r.max_depth,
+            max_cname_chain: r.max_cname_chain,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        let t = cache::TtlPolicy::default();
+        CacheConfig {
+            answer_max_bytes: 64 << 20,
+            rrset_max_bytes: 64 << 20,
+            min_ttl: t.min_ttl,
+            max_ttl: t.max_ttl,
+            max_negative_ttl: t.max_negative_ttl,
+            serve_stale: true,
+            stale_window: t.stale_window,
+        }
+    }
+}
+
+impl Config {
+    /// Parses and checks config text. Errors say where and why.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.version != CONFIG_VERSION {
+            bail!("version = {} is not supported (this onedot reads version {CONFIG_VERSION})", self.version);
+        }
+        if self.server.listen.is_empty() {
+            bail!("server.listen is empty: nothing would answer");
+        }
+        if self.server.max_udp_payload < 512 {
+            bail!("server.max_udp_payload must be at least 512");
+        }
+        if self.cache.min_ttl > self.cache.max_ttl {
+            bail!("cache.min_ttl ({}) is above cache.max_ttl ({})", self.cache.min_ttl, self.cache.max_ttl);
+        }
+        if !self.resolver.ipv4 && !self.resolver.ipv6 {
+            bail!("resolver.ipv4 and resolver.ipv6 are both off");
+        }
+        for z in self.forward_zones.iter().chain(&self.stub_zones) {
+            proto::Name::from_ascii(&z.name).map_err(|e| anyhow::anyhow!("zone name {:?}: {e}", z.name))?;
+            if z.servers.is_empty() {
+                bail!("zone {:?} has no servers", z.name);
+            }
+        }
+        self.local_records()?;
+        Ok(())
+    }
+
+    /// The local records, parsed.
+    pub fn local_records(&self) -> anyhow::Result<Vec<proto::Record>> {
+        let mut out = Vec::new();
+        for (i, line) in self.local.records.iter().enumerate() {
+            let recs = proto::zonefile::parse_records(line, Some(&proto::Name::root()))
+                .map_err(|e| anyhow::anyhow!("local.records[{i}] {line:?}: {e}"))?;
+            out.extend(recs);
+        }
+        Ok(out)
+    }
+
+    /// The root hints in force.
+    pub fn root_hints(&self) -> anyhow::Result<Vec<IpAddr>> {
+        if let Some(file) = &self.resolver.root_hints_file {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+            let recs = proto::zonefile::parse_records(&text, Some(&proto::Name::root()))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let addrs: Vec<IpAddr> = recs.iter().filter_map(proto::Record::address).collect();
+            if addrs.is_empty() {
+                bail!("{} has no A or AAAA records", file.display());
+            }
+            return Ok(addrs);
+        }
+        if self.resolver.root_hints.is_empty() {
+            return Ok(crate::root_hints::builtin());
+        }
+        Ok(self.resolver.root_hints.clone())
+    }
+
+    /// The recursor settings.
+    pub fn recursor(&self) -> anyhow::Result<recursor::RecursorConfig> {
+        let r = &self.resolver;
+        let zones = |list: &[ZoneServers]| -> Vec<(proto::Name, Vec<SocketAddr>)> {
+            list.iter().filter_map(|z| Some((proto::Name::from_ascii(&z.name).ok()?, z.servers.clone()))).collect()
+        };
+        Ok(recursor::RecursorConfig {
+            root_hints: self.root_hints()?,
+            upstream_port: r.upstream_port,
+            qname_minimisation: r.qname_minimisation,
+            do_not_query_localhost: r.do_not_query_localhost,
+            ipv4: r.ipv4,
+            ipv6: r.ipv6,
+            outgoing_v4: r.outgoing_address_v4,
+            outgoing_v6: r.outgoing_address_v6,
+            edns_udp_size: r.edns_udp_size,
+            initial_timeout: Duration::from_millis(r.initial_timeout_ms),
+            max_timeout: Duration::from_millis(r.max_timeout_ms),
+            resolution_timeout: Duration::from_millis(r.resolution_timeout_ms),
+            max_upstream_queries: r.max_upstream_queries,
+            max_depth: r.max_depth,
+            max_cname_chain: r.max_cname_chain,
+            forward_zones: zones(&self.forward_zones)
+                .into_iter()
+                .map(|(name, servers)| recursor::ForwardZone { name, servers })
+                .collect(),
+            stub_zones: zones(&self.stub_zones)
+                .into_iter()
+                .map(|(name, servers)| recursor::StubZone { name, servers })
+                .collect(),
+            rrset_cache_bytes: self.cache.rrset_max_bytes,
+            ttl: self.ttl_policy(),
+        })
+    }
+
+    /// The TTL policy.
+    pub fn ttl_policy(&self) -> cache::TtlPolicy {
+        let c = &self.cache;
+        cache::TtlPolicy {
+            min_ttl: c.min_ttl,
+            max_ttl: c.max_ttl,
+            max_negative_ttl: c.max_negative_ttl,
+            stale_window: if c.serve_stale { c.stale_window } else { 0 },
+        }
+    }
+
+    /// The answer-service settings.
+    pub fn service(&self) -> anyhow::Result<recursor::ServiceConfig> {
+        Ok(recursor::ServiceConfig {
+            max_udp_payload: self.server.max_udp_payload,
+            answer_cache_bytes: self.cache.answer_max_bytes,
+            ttl: self.ttl_policy(),
+            local: recursor::LocalData::new(self.local_records()?, self.resolver.answer_special_use_locally),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_example_config_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut seen = 0;
+        for e in std::fs::read_dir(&dir).expect("examples dir") {
+            let path = e.expect("entry").path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                c.recursor().expect("recursor config");
+                c.service().expect("service config");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 2, "found {seen} example configs");
+    }
+
+    #[test]
+    fn errors_say_where_and_why() {
+        let e =
+            Config::parse("version = 1\n[server]\nlisten = [\"127.0.0.1:53\"]\nbogus = 3\n").expect_err("unknown key");
+        let msg = format!("{e:#}");
+        assert!(msg.contains("bogus") && msg.contains("line 4"), "{msg}");
+        let e = Config::parse("version = 2").expect_err("version");
+        assert!(format!("{e:#}").contains("version"));
+        let e = Config::parse("[local]\nrecords = [\"x. IN A not-an-ip\"]").expect_err("bad record");
+        assert!(format!("{e:#}").contains("local.records[0]"));
+        let e = Config::parse("[cache]\nmin_ttl = 10\nmax_ttl = 5").expect_err("ttl");
+        assert!(format!("{e:#}").contains("min_ttl"));
+    }
+
+    #[test]
+    fn defaults_are_unprivileged_and_use_iana_hints() {
+        let c = Config::default();
+        assert!(c.server.listen.iter().all(|a| a.port() == 5353 && a.ip().is_loopback()));
+        assert_eq!(c.root_hints().expect("hints").len(), crate::root_hints::IANA_ROOT_SERVERS.len());
+        assert!(c.resolver.do_not_query_localhost);
+    }
+}

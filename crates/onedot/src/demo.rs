@@ -1,0 +1,134 @@
+//! `onedot demo`: the lab internet and a resolver wired to it, offline.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use lab::{Lab, LabData};
+use proto::{Message, Name, rtype};
+
+use crate::client::{Ask, ask};
+use crate::config::Config;
+use crate::run;
+
+/// Options of `onedot demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Listen addresses (default: the standard listeners).
+    pub listen: Vec<SocketAddr>,
+    /// Lab port (53 when it can be bound, else a free port).
+    pub lab_port: Option<u16>,
+    /// Exit after this long (for scripted runs); `None` runs until Ctrl-C.
+    pub exit_after: Option<Duration>,
+}
+
+/// The config the demo runs with, given a started lab.
+pub fn demo_config(lab: &Lab, listen: Vec<SocketAddr>) -> Config {
+    let mut c = Config::default();
+    if !listen.is_empty() {
+        c.server.listen = listen;
+    }
+    c.resolver.root_hints = lab.root_hints().iter().map(|s| s.ip()).collect();
+    c.resolver.upstream_port = lab.port();
+    c.resolver.do_not_query_localhost = false;
+    c.resolver.answer_special_use_locally = false;
+    c.resolver.resolution_timeout_ms = 3000;
+    c
+}
+
+/// Runs the demo.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let data = Arc::new(LabData::builtin().context("loading the lab")?);
+    let lab = match opts.lab_port {
+        Some(p) => Lab::start(data, p).await.context("starting the lab")?,
+        None => match Lab::start(data.clone(), 53).await {
+            Ok(l) => l,
+            Err(_) => Lab::start(data, 0).await.context("starting the lab")?,
+        },
+    };
+    let config = demo_config(&lab, opts.listen);
+    let running = run::start(&config).await.context("starting the resolver (is another onedot running?)")?;
+    let (udp, _) = running.bound[0];
+    let servers = lab.data().servers.len();
+    println!("onedot demo — a resolver on the built-in lab internet (offline)");
+    println!();
+    println!(
+        "  lab: {servers} authoritative servers on 127.53.0.0/16 port {}, root at {}",
+        lab.port(),
+        lab.root_hints().iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+    );
+    for (u, t) in &running.bound {
+        println!("  resolver: udp {u}  tcp {t}");
+    }
+    println!();
+    println!("Try:");
+    let (ip, port) = (udp.ip(), udp.port());
+    println!("  dig @{ip} -p {port} www.example.test");
+    println!("  dig @{ip} -p {port} www.example.test +tcp");
+    println!("  dig @{ip} -p {port} nope.example.test          # NXDOMAIN");
+    println!("  kdig @{ip} -p {port} c1.chain.test             # a CNAME chain across five zones");
+    println!("  onedot query txt.big.test TXT @{ip}:{port}     # too big for UDP: retried over TCP");
+    println!("  onedot query www.dead.test @{ip}:{port}        # SERVFAIL with an Extended DNS Error");
+    println!();
+    for (name, t) in [
+        ("www.example.test", rtype::A),
+        ("www.example.test", rtype::AAAA),
+        ("nope.example.test", rtype::A),
+        ("www.unsigned.test", rtype::A),
+        ("c1.chain.test", rtype::A),
+        ("txt.big.test", rtype::TXT),
+    ] {
+        let a = Ask {
+            name: Name::from_ascii(name)?,
+            qtype: t,
+            server: udp,
+            tcp: false,
+            dnssec: false,
+            recurse: true,
+            timeout: Duration::from_secs(5),
+        };
+        match ask(&a).await {
+            Ok((resp, tcp)) => println!("  {}", summarise(name, t, &resp, tcp)),
+            Err(e) => println!("  {name}: {e:#}"),
+        }
+    }
+    println!();
+    match opts.exit_after {
+        Some(d) => {
+            println!("Running for {d:?}.");
+            tokio::select! {
+                _ = tokio::time::sleep(d) => {}
+                _ = run::until_signal() => {}
+            }
+        }
+        None => {
+            println!("Running until Ctrl-C.");
+            run::until_signal().await;
+        }
+    }
+    running.shutdown(Duration::from_secs(2)).await;
+    drop(lab);
+    Ok(())
+}
+
+/// One line describing a response.
+pub fn summarise(name: &str, qtype: u16, resp: &[u8], tcp: bool) -> String {
+    let t = rtype::name(qtype).unwrap_or("?");
+    let Ok(m) = Message::parse(resp) else { return format!("{name} {t}: unparseable response") };
+    let rcode = proto::Rcode::from_flags(m.flags).map_or("?", |r| r.as_str());
+    let data: Vec<String> = m
+        .answer
+        .iter()
+        .filter(|r| r.rtype == qtype)
+        .map(|r| r.address().map_or_else(|| format!("{} bytes", r.rdata.len()), |a| a.to_string()))
+        .collect();
+    let via = if tcp { " (over TCP)" } else { "" };
+    let chain = m.answer.iter().filter(|r| r.rtype == rtype::CNAME).count();
+    let chain = if chain > 0 { format!(" after {chain} CNAME(s)") } else { String::new() };
+    match data.len() {
+        0 => format!("{name} {t}: {rcode}{via}"),
+        n if n > 3 => format!("{name} {t}: {rcode}, {n} records{chain}{via}"),
+        _ => format!("{name} {t}: {rcode} {}{chain}{via}", data.join(", ")),
+    }
+}

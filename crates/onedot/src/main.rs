@@ -1,0 +1,152 @@
+//! onedot: a public recursive DNS resolver in one binary.
+//!
+//! The binary owns the command line, the configuration file and the wiring
+//! of the libraries (`doors` → `recursor` → `cache`, with `proto` for the
+//! wire format); the built-in `lab` internet backs `demo` and `lab`.
+
+mod client;
+mod config;
+mod demo;
+mod root_hints;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// onedot — a recursive DNS resolver.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the resolver with a config file (see examples/onedot.toml).
+    Serve {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run offline on the built-in lab internet and show it working.
+    Demo {
+        /// Listen address (repeatable; default `127.0.0.1:5353` and `[::1]:5353`).
+        #[arg(long)]
+        listen: Vec<SocketAddr>,
+        /// Lab port (default 53 when possible, else a free port).
+        #[arg(long)]
+        lab_port: Option<u16>,
+        /// Exit after this many seconds instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit_after: Option<u64>,
+    },
+    /// Ask a question: `onedot query NAME [TYPE] [@SERVER[:PORT]]`.
+    Query {
+        /// NAME, TYPE and @SERVER, in any order.
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+        /// Use TCP.
+        #[arg(long)]
+        tcp: bool,
+        /// Set the DO bit.
+        #[arg(long)]
+        dnssec: bool,
+        /// Clear the RD bit.
+        #[arg(long)]
+        norec: bool,
+        /// Timeout in milliseconds.
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Serve the lab internet alone (for tests against other resolvers).
+    Lab {
+        /// Port for every lab server.
+        #[arg(long, default_value_t = 53)]
+        port: u16,
+        /// Write the zone files and servers.json to DIR and exit.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Print the effective configuration (defaults filled in).
+    Config {
+        /// The config file (default: built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    match cli.command {
+        Command::Serve { config } => {
+            let config = config::Config::load(&config)?;
+            runtime(run::workers(&config))?.block_on(async {
+                let running = run::start(&config).await?;
+                run::until_signal().await;
+                tracing::info!("shutting down");
+                running.shutdown(Duration::from_secs(3)).await;
+                anyhow::Ok(())
+            })
+        }
+        Command::Demo { listen, lab_port, exit_after } => {
+            let opts = demo::DemoOptions { listen, lab_port, exit_after: exit_after.map(Duration::from_secs) };
+            runtime(0)?.block_on(demo::run(opts))
+        }
+        Command::Query { args, tcp, dnssec, norec, timeout_ms } => {
+            let default: SocketAddr = "127.0.0.1:5353".parse()?;
+            let (name, qtype, server) = client::parse_args(&args, default)?;
+            let ask = client::Ask {
+                name,
+                qtype,
+                server,
+                tcp,
+                dnssec,
+                recurse: !norec,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            runtime(1)?.block_on(client::run(ask))
+        }
+        Command::Lab { port, export } => {
+            let data = lab::LabData::builtin().context("loading the lab")?;
+            if let Some(dir) = export {
+                data.export(&dir).with_context(|| format!("exporting to {}", dir.display()))?;
+                println!("exported {} zones and servers.json to {}", data.zones.len(), dir.display());
+                return Ok(());
+            }
+            runtime(0)?.block_on(async {
+                let lab = lab::Lab::start(std::sync::Arc::new(data), port).await?;
+                println!("lab ready");
+                let hints: Vec<String> = lab.root_hints().iter().map(ToString::to_string).collect();
+                eprintln!("lab: root servers {}", hints.join(" "));
+                run::until_signal().await;
+                drop(lab);
+                anyhow::Ok(())
+            })
+        }
+        Command::Config { config } => {
+            let c = match config {
+                Some(p) => config::Config::load(&p)?,
+                None => config::Config::default(),
+            };
+            print!("{}", toml::to_string(&c).context("printing the config")?);
+            Ok(())
+        }
+    }
+}
+
+fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.enable_all().build().context("starting the async runtime")
+}

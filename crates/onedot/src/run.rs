@@ -1,0 +1,149 @@
+//! Wiring: a config becomes a service behind doors.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use doors::{BoxFuture, Fast, Framing, Handler, InFlight, TcpLimits};
+use recursor::{FastPath, NetTransport, Recursor, Service, SystemClock, TransportKind};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+
+/// The pipeline as the doors see it.
+struct Pipeline(Arc<Service>);
+
+fn kind(f: Framing) -> TransportKind {
+    match f {
+        Framing::Datagram => TransportKind::Datagram,
+        Framing::Stream => TransportKind::Stream,
+    }
+}
+
+impl Handler for Pipeline {
+    fn try_fast(&self, query: &[u8], framing: Framing, out: &mut Vec<u8>) -> Fast {
+        match self.0.try_fast(query, kind(framing), out) {
+            FastPath::Answered(n) => Fast::Answered(n),
+            FastPath::Miss => Fast::Miss,
+            FastPath::Drop => Fast::Drop,
+        }
+    }
+
+    fn answer<'a>(&'a self, query: &'a [u8], framing: Framing, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
+        Box::pin(async move {
+            // A panic while answering one query is contained to that query:
+            // it is counted in the log and answered with nothing (the client
+            // retries), never taking the process down.
+            let svc = self.0.clone();
+            let q = query.to_vec();
+            let task = tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(1232);
+                let n = svc.answer(&q, kind(framing), &mut buf).await;
+                n.map(|n| {
+                    buf.truncate(n);
+                    buf
+                })
+            });
+            match task.await {
+                Ok(Some(bytes)) => {
+                    out.clear();
+                    out.extend_from_slice(&bytes);
+                    Some(bytes.len())
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "query task failed; answering SERVFAIL");
+                    servfail_for(query, out)
+                }
+            }
+        })
+    }
+}
+
+/// A bare SERVFAIL echoing the question, for a query whose task died.
+fn servfail_for(query: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    let view = proto::QueryView::parse(query).ok()?;
+    out.clear();
+    let fl = proto::flags::QR | proto::flags::RA | (view.flags & proto::flags::RD) | proto::Rcode::ServFail as u16;
+    let mut w = proto::MessageWriter::new(out, view.id, fl);
+    w.question(view.qname, view.qtype, view.qclass);
+    Some(w.finish())
+}
+
+/// A running resolver.
+pub struct Running {
+    /// Bound addresses: (udp, tcp) per listen address.
+    pub bound: Vec<(SocketAddr, SocketAddr)>,
+    tasks: JoinSet<()>,
+    inflight: InFlight,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight queries finish (at most `grace`).
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.tasks.abort_all();
+        self.inflight.drain(grace).await;
+    }
+}
+
+/// The number of workers a config asks for.
+pub fn workers(config: &Config) -> usize {
+    match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Starts the service and its doors. Must run inside a tokio runtime.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let rc = config.recursor()?;
+    let transport = NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 };
+    let clock = Arc::new(SystemClock);
+    let recursor = Recursor::new(rc, Arc::new(transport), clock.clone());
+    let service = Arc::new(Service::new(recursor, config.service()?, clock));
+    let handler: Arc<dyn Handler> = Arc::new(Pipeline(service));
+    let inflight = InFlight::default();
+    let mut tasks = JoinSet::new();
+    let limits = TcpLimits {
+        idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
+        max_connections: config.server.tcp_max_connections,
+        max_in_flight: config.server.tcp_max_in_flight,
+        ..TcpLimits::default()
+    };
+    let mut bound = Vec::new();
+    for addr in &config.server.listen {
+        let udp = doors::serve_udp(*addr, workers(config), handler.clone(), inflight.clone(), &mut tasks)
+            .with_context(|| format!("UDP listener {addr}"))?;
+        // TCP on the same port as UDP (matters when the port was 0).
+        let tcp = doors::serve_tcp(udp, limits, handler.clone(), inflight.clone(), &mut tasks)
+            .await
+            .with_context(|| format!("TCP listener {udp}"))?;
+        tracing::info!(udp = %udp, tcp = %tcp, "listening");
+        bound.push((udp, tcp));
+    }
+    Ok(Running { bound, tasks, inflight })
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn until_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

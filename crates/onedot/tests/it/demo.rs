@@ -1,0 +1,92 @@
+//! `onedot demo` with real clients (dig, kdig) against it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::onedot;
+
+struct Demo {
+    child: std::process::Child,
+    port: u16,
+    summary: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the demo on a free port with its lab on a free port (so it never
+/// collides with the port-53 peer tests) and reads its banner.
+fn start() -> Demo {
+    let mut child = Command::new(onedot())
+        .args(["demo", "--listen", "127.0.0.1:0", "--lab-port", "0", "--exit-after", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut summary = String::new();
+    let mut port = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("utf-8");
+        if let Some(rest) = line.trim().strip_prefix("resolver: udp 127.0.0.1:") {
+            port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("port");
+        }
+        summary.push_str(&line);
+        summary.push('\n');
+        if line.starts_with("Running") || Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(port > 0, "demo printed no listener:\n{summary}");
+    Demo { child, port, summary }
+}
+
+fn dig(tool: &str, args: &[&str]) -> String {
+    let out = Command::new(tool).args(args).output().unwrap_or_else(|e| panic!("{tool} runs: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn demo_resolves_its_own_names() {
+    let d = start();
+    assert!(d.summary.contains("www.example.test A: NOERROR 192.0.2.10"), "{}", d.summary);
+    assert!(d.summary.contains("nope.example.test A: NXDOMAIN"), "{}", d.summary);
+    assert!(d.summary.contains("txt.big.test TXT: NOERROR, 40 records (over TCP)"), "{}", d.summary);
+}
+
+#[test]
+fn dig_and_kdig_against_the_demo() {
+    let d = start();
+    let p = d.port.to_string();
+    let udp = dig("dig", &["@127.0.0.1", "-p", &p, "www.example.test", "+short", "+tries=1", "+time=5"]);
+    assert_eq!(udp.trim(), "192.0.2.10");
+    let tcp = dig("dig", &["@127.0.0.1", "-p", &p, "www.example.test", "+tcp", "+short", "+tries=1", "+time=5"]);
+    assert_eq!(tcp.trim(), "192.0.2.10");
+    let nx = dig("dig", &["@127.0.0.1", "-p", &p, "nope.example.test", "+tries=1", "+time=5"]);
+    assert!(nx.contains("status: NXDOMAIN"), "{nx}");
+    let chain = dig("kdig", &["@127.0.0.1", "-p", &p, "c1.chain.test", "+short", "+retry=0", "+time=5"]);
+    assert_eq!(chain.lines().last(), Some("192.0.2.66"), "{chain}");
+    let big = dig("kdig", &["@127.0.0.1", "-p", &p, "txt.big.test", "TXT", "+retry=0", "+time=5"]);
+    assert!(big.contains("TC") || big.contains("TCP") || big.matches("TXT").count() > 40, "{big}");
+    let fail = dig("dig", &["@127.0.0.1", "-p", &p, "www.dead.test", "+tries=1", "+time=8"]);
+    assert!(fail.contains("status: SERVFAIL") && fail.contains("EDE: 23"), "{fail}");
+}
+
+#[test]
+fn onedot_query_prints_dig_style() {
+    let d = start();
+    let server = format!("@127.0.0.1:{}", d.port);
+    let out = Command::new(onedot()).args(["query", "www.example.test", "AAAA", &server]).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("2001:db8::10") && text.contains("NOERROR"), "{text}");
+    let out = Command::new(onedot()).args(["query", "txt.big.test", "TXT", &server]).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(TCP)"), "{text}");
+}
