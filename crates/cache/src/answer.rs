@@ -7,7 +7,7 @@ use proto::wire::{HEADER_LEN, OPT_EDE, flags, rtype};
 use proto::{QueryView, name::MAX_NAME_LEN};
 use quick_cache::{Equivalent, Weighter, sync::Cache};
 
-use crate::{STALE_TTL, TtlPolicy};
+use crate::{SLOT_COST, STALE_TTL, TtlPolicy, heap_cost};
 
 /// Key: lower-cased qname, type, class and a variant byte (DO/CD bits), so
 /// answers with and without DNSSEC records never mix.
@@ -199,8 +199,14 @@ struct ByteWeighter;
 
 impl Weighter<Key, Arc<CachedAnswer>> for ByteWeighter {
     fn weight(&self, key: &Key, val: &Arc<CachedAnswer>) -> u64 {
-        // Payload plus a fixed allowance for the entry, Arc and table slot.
-        (key.qname.len() + val.wire.len() + 2 * val.ttl_offsets.len() + 128) as u64
+        // Every allocation the entry owns, at what malloc charges for it.
+        let ede = val.ede.as_ref().map_or(0, |(_, t)| heap_cost(t.len()));
+        (heap_cost(key.qname.len())
+            + heap_cost(16 + std::mem::size_of::<CachedAnswer>())
+            + heap_cost(val.wire.len())
+            + heap_cost(2 * val.ttl_offsets.len())
+            + ede
+            + SLOT_COST) as u64
     }
 }
 

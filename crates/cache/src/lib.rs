@@ -64,5 +64,19 @@ pub fn freshness(stored_at: u64, ttl: u32, now: u64, policy: &TtlPolicy) -> Fres
     }
 }
 
+/// What one heap allocation of `bytes` really costs with glibc malloc: an
+/// 8-byte header, rounded up to 16, at least 32. Cache weights add these up
+/// per allocation so that the configured bound is a bound on memory, not on
+/// payload.
+pub const fn heap_cost(bytes: usize) -> usize {
+    let chunk = (bytes + 8).div_ceil(16) * 16;
+    if chunk < 32 { 32 } else { chunk }
+}
+
+/// What a cache entry costs beyond its allocations: its slot in the hash
+/// table and the eviction queue (measured: 500k entries in a 32 MiB cache
+/// raised RSS by 39 MiB with 64 here; 128 makes RSS match the bound).
+pub(crate) const SLOT_COST: usize = 128;
+
 /// The TTL a stale answer is served with (RFC 8767 §4 recommends 30 s).
 pub const STALE_TTL: u32 = 30;

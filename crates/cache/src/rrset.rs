@@ -6,7 +6,7 @@ use std::sync::Arc;
 use proto::{Name, Record};
 use quick_cache::{Weighter, sync::Cache};
 
-use crate::{Freshness, TtlPolicy};
+use crate::{Freshness, SLOT_COST, TtlPolicy, heap_cost};
 
 /// How much an RRset is trusted, by where it was learnt (RFC 2181 §5.4.1).
 /// Higher ranks replace lower ones; lower ranks never replace fresh higher
@@ -81,11 +81,15 @@ struct EntryWeighter;
 
 impl Weighter<(Name, u16), Arc<RrsetEntry>> for EntryWeighter {
     fn weight(&self, key: &(Name, u16), val: &Arc<RrsetEntry>) -> u64 {
+        // Every allocation the entry owns, at what malloc charges for it.
+        let record = |r: &Record| heap_cost(r.name.as_wire().len()) + heap_cost(r.rdata.len());
         let data: usize = match &val.value {
-            RrsetValue::Positive(rs) => rs.iter().map(|r| r.name.as_wire().len() + r.rdata.len() + 48).sum(),
-            RrsetValue::Negative(_, soa) => soa.as_ref().map_or(0, |r| r.name.as_wire().len() + r.rdata.len() + 48),
+            RrsetValue::Positive(rs) => {
+                heap_cost(rs.len() * std::mem::size_of::<Record>()) + rs.iter().map(record).sum::<usize>()
+            }
+            RrsetValue::Negative(_, soa) => soa.as_ref().map_or(0, record),
         };
-        (key.0.as_wire().len() + data + 96) as u64
+        (heap_cost(key.0.as_wire().len()) + heap_cost(16 + std::mem::size_of::<RrsetEntry>()) + data + SLOT_COST) as u64
     }
 }
 

@@ -14,6 +14,10 @@ use proto::{Message, Name, build::build_query};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
+/// Receive buffer of one upstream UDP query: room for any reply to the
+/// EDNS size we advertise (1232) and then some.
+const UDP_RECV_BUFFER: usize = 4096;
+
 /// One question for one server.
 #[derive(Debug, Clone)]
 pub struct UpstreamQuery {
@@ -116,7 +120,9 @@ impl NetTransport {
         let sock = self.bind_random(&q.server).await?;
         sock.connect(q.server).await.map_err(net)?;
         sock.send(wire).await.map_err(net)?;
-        let mut buf = vec![0u8; 65535];
+        // We advertise at most 1232 bytes (EDNS); a larger datagram is cut
+        // here, fails to parse and is dropped like any other bad reply.
+        let mut buf = vec![0u8; UDP_RECV_BUFFER];
         loop {
             let n = sock.recv(&mut buf).await.map_err(net)?;
             match Message::parse(&buf[..n]) {
