@@ -130,3 +130,43 @@ impl Infra {
         lame.insert((addr, zone.clone()), Instant::now() + LAME_FOR);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[tokio::test]
+    async fn fast_servers_first_timeouts_back_off_lame_last() {
+        let infra = Infra::default();
+        let zone = Name::from_ascii("example.test").expect("name");
+        let (fast, slow, flaky, lame) =
+            (sa("127.0.0.1:53"), sa("127.0.0.2:53"), sa("127.0.0.3:53"), sa("127.0.0.4:53"));
+        infra.reply(fast, Duration::from_millis(5));
+        infra.reply(slow, Duration::from_millis(80));
+        infra.reply(flaky, Duration::from_millis(1));
+        infra.timed_out(flaky, Duration::from_millis(800));
+        infra.reply(lame, Duration::from_millis(1));
+        infra.set_lame(lame, &zone);
+        let mut order = vec![lame, flaky, slow, fast];
+        infra.rank(&mut order, &zone);
+        assert_eq!(order, vec![fast, slow, flaky, lame]);
+        // Lameness is per zone.
+        let other = Name::from_ascii("other.test").expect("name");
+        let mut order = vec![fast, lame];
+        infra.rank(&mut order, &other);
+        assert_eq!(order, vec![lame, fast]);
+        // Timeouts grow with the RTT estimate and stay within bounds.
+        let t = infra.timeout(&slow, Duration::from_millis(800), Duration::from_millis(1500));
+        assert!(t >= Duration::from_millis(200) && t <= Duration::from_millis(1500));
+        assert_eq!(
+            infra.timeout(&sa("127.0.0.9:53"), Duration::from_millis(800), Duration::from_millis(1500)),
+            Duration::from_millis(800)
+        );
+        infra.set_no_edns(slow);
+        assert!(infra.no_edns(&slow) && !infra.no_edns(&fast));
+    }
+}

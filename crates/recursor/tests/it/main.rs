@@ -14,6 +14,11 @@ use recursor::{NetTransport, Recursor, RecursorConfig, SystemClock};
 
 /// A lab on a random port and a recursor wired to it.
 pub async fn setup_with(tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab, Recursor) {
+    setup_full(tweak, Arc::new(SystemClock)).await
+}
+
+/// As [`setup_with`], with a given clock.
+pub async fn setup_full(tweak: impl FnOnce(&mut RecursorConfig), clock: Arc<dyn recursor::Clock>) -> (Lab, Recursor) {
     let data = Arc::new(LabData::builtin().expect("lab data"));
     let lab = Lab::start(data, 0).await.expect("lab starts");
     let mut config = RecursorConfig {
@@ -26,8 +31,35 @@ pub async fn setup_with(tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab, Recurs
         ..RecursorConfig::default()
     };
     tweak(&mut config);
-    let recursor = Recursor::new(config, Arc::new(NetTransport::default()), Arc::new(SystemClock));
+    let recursor = Recursor::new(config, Arc::new(NetTransport::default()), clock);
     (lab, recursor)
+}
+
+/// Counts upstream queries on their way to the network.
+pub struct Counting {
+    /// Queries sent.
+    pub sent: std::sync::atomic::AtomicUsize,
+    inner: NetTransport,
+}
+
+impl recursor::Transport for Counting {
+    fn query(
+        &self,
+        q: recursor::UpstreamQuery,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<proto::Message, recursor::TransportError>> + Send + '_>,
+    > {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.query(q)
+    }
+}
+
+/// A lab and a recursor whose upstream queries are counted.
+pub async fn setup_counting() -> (Lab, Recursor, Arc<Counting>) {
+    let (lab, plain) = setup().await;
+    let counting = Arc::new(Counting { sent: Default::default(), inner: NetTransport::default() });
+    let r = Recursor::new(plain.config().clone(), counting.clone(), Arc::new(SystemClock));
+    (lab, r, counting)
 }
 
 /// The default lab setup.

@@ -75,7 +75,14 @@ async fn wildcard_ent_big_deep_and_glueless() {
 
 #[tokio::test]
 async fn identical_questions_in_flight_are_coalesced() {
-    let (_lab, r) = setup().await;
+    use std::sync::atomic::Ordering;
+    // One resolution alone, for reference.
+    let (_lab, r, counting) = crate::setup_counting().await;
+    r.resolve(&n("www.z042.test"), rtype::A).await.expect("resolves");
+    let single = counting.sent.load(Ordering::Relaxed);
+    assert!(single >= 3, "root, TLD and zone were asked: {single}");
+    // Twenty at once on a fresh recursor: the same upstream work.
+    let (_lab, r, counting) = crate::setup_counting().await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let r = r.clone();
@@ -85,6 +92,26 @@ async fn identical_questions_in_flight_are_coalesced() {
         let res = t.await.expect("task").expect("resolves");
         assert_eq!(res.outcome, Outcome::Answer);
     }
+    assert_eq!(counting.sent.load(Ordering::Relaxed), single, "twenty questions, one resolution");
+}
+
+#[tokio::test]
+async fn forward_zone_sends_rd_queries_to_the_forwarders() {
+    let (lab, _) = setup().await;
+    let port = lab.port();
+    // Forward example.test to its authoritative server, and break the root
+    // hints: the answer can only have come through the forwarder.
+    let (_lab2, r) = setup_with(|c| {
+        c.root_hints = vec!["127.0.0.1".parse().expect("ip")];
+        c.forward_zones.push(recursor::ForwardZone {
+            name: n("example.test"),
+            servers: vec![std::net::SocketAddr::new("127.53.2.1".parse().expect("ip"), port)],
+        });
+    })
+    .await;
+    let res = r.resolve(&n("www.example.test"), rtype::A).await.expect("forwarded");
+    assert_eq!(addrs(&res), ["192.0.2.10"]);
+    assert!(r.resolve(&n("www.z001.test"), rtype::A).await.is_err(), "outside the forward zone the broken hints fail");
 }
 
 #[tokio::test]

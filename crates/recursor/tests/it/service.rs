@@ -81,3 +81,71 @@ async fn malformed_queries_get_formerr_or_nothing() {
     assert_eq!(Message::parse(&out).expect("valid").rcode(), 5);
     let _ = QueryView::parse(&q);
 }
+
+async fn answer(s: &Service, name: &str, qtype: u16) -> proto::Message {
+    let q = query(name, qtype, true);
+    let mut out = Vec::new();
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("response");
+    proto::Message::parse(&out).expect("valid")
+}
+
+#[tokio::test]
+async fn ttls_count_down_and_stale_answers_carry_ede_3() {
+    let clock = Arc::new(recursor::ManualClock::new(1_000_000));
+    let (lab, r) = crate::setup_full(|_| {}, clock.clone()).await;
+    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
+    let s = Service::new(r, cfg, clock.clone());
+    let m = answer(&s, "www.example.test", rtype::A).await;
+    assert_eq!(m.answer[0].ttl, 3600);
+    clock.advance(100);
+    let m = answer(&s, "www.example.test", rtype::A).await;
+    assert_eq!(m.answer[0].ttl, 3500, "TTLs count down as they are served");
+    // Past expiry with every authority gone: the stale answer, TTL 30, EDE 3.
+    clock.advance(3600);
+    drop(lab);
+    let m = answer(&s, "www.example.test", rtype::A).await;
+    assert_eq!(m.rcode(), 0);
+    assert_eq!(m.answer[0].ttl, cache::STALE_TTL);
+    assert_eq!(m.ede()[0].0, proto::ede::code::STALE_ANSWER);
+    // Past the stale window nothing is served: SERVFAIL with a reason.
+    clock.advance(2 * 86_400);
+    let m = answer(&s, "www.example.test", rtype::A).await;
+    assert_eq!(m.rcode(), 2);
+    assert!(!m.ede().is_empty());
+}
+
+#[tokio::test]
+async fn negative_answers_are_cached_for_the_soa_minimum() {
+    let clock = Arc::new(recursor::ManualClock::new(1_000_000));
+    let (lab, r) = crate::setup_full(|_| {}, clock.clone()).await;
+    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
+    let s = Service::new(r, cfg, clock.clone());
+    let m = answer(&s, "nope.example.test", rtype::A).await;
+    assert_eq!(m.rcode(), 3);
+    assert_eq!(m.authority[0].ttl, 300, "SOA minimum");
+    drop(lab);
+    clock.advance(200);
+    let m = answer(&s, "nope.example.test", rtype::A).await;
+    assert_eq!((m.rcode(), m.authority[0].ttl), (3, 100), "served from the negative cache");
+}
+
+/// The cache-hit path (parse, lookup, write into a reused buffer) makes no
+/// heap allocation at all.
+#[tokio::test]
+async fn cache_hit_path_allocates_nothing() {
+    let (_lab, s) = service().await;
+    let q = query("www.example.test", rtype::A, true);
+    let mut out = Vec::with_capacity(65535);
+    s.answer(&q, TransportKind::Datagram, &mut out).await.expect("warm the cache");
+    let mut result = FastPath::Miss;
+    let info = allocation_counter::measure(|| {
+        for _ in 0..100 {
+            result = s.try_fast(&q, TransportKind::Datagram, &mut out);
+        }
+    });
+    assert!(matches!(result, FastPath::Answered(_)));
+    assert_eq!(info.count_total, 0, "allocations on the hit path: {info:?}");
+    // The counter is live: the slow path does allocate.
+    let live = allocation_counter::measure(|| drop(std::hint::black_box(q.to_vec())));
+    assert!(live.count_total > 0);
+}
