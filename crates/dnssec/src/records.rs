@@ -1,0 +1,252 @@
+//! DNSSEC record data, parsed from uncompressed rdata.
+
+use proto::{Name, WireError, name::validate_wire, wire::read_u16, wire::read_u32};
+
+/// A DNSKEY (RFC 4034 §2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dnskey {
+    /// Flags (256 zone key, 257 zone key + SEP).
+    pub flags: u16,
+    /// Protocol, always 3.
+    pub protocol: u8,
+    /// Algorithm number.
+    pub algorithm: u8,
+    /// The public key.
+    pub public_key: Box<[u8]>,
+    /// Key tag of this key.
+    pub tag: u16,
+}
+
+/// A DS (RFC 4034 §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ds {
+    /// Key tag of the key it points at.
+    pub key_tag: u16,
+    /// Algorithm of that key.
+    pub algorithm: u8,
+    /// Digest type (2 SHA-256, 4 SHA-384).
+    pub digest_type: u8,
+    /// The digest.
+    pub digest: Box<[u8]>,
+}
+
+/// An RRSIG (RFC 4034 §3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rrsig {
+    /// Type covered.
+    pub type_covered: u16,
+    /// Algorithm.
+    pub algorithm: u8,
+    /// Labels of the original owner (less than the owner's for wildcards).
+    pub labels: u8,
+    /// Original TTL.
+    pub original_ttl: u32,
+    /// Expiration, seconds (serial arithmetic).
+    pub expiration: u32,
+    /// Inception, seconds (serial arithmetic).
+    pub inception: u32,
+    /// Key tag of the signing key.
+    pub key_tag: u16,
+    /// Signer's name (the zone).
+    pub signer: Name,
+    /// The signature.
+    pub signature: Box<[u8]>,
+    /// Length of the rdata before the signature (what is signed).
+    pub(crate) signed_prefix_len: usize,
+}
+
+/// An NSEC (RFC 4034 §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nsec {
+    /// The next owner name in canonical order.
+    pub next: Name,
+    /// The type bitmap, wire format.
+    pub bitmap: Box<[u8]>,
+}
+
+impl Dnskey {
+    /// Parses DNSKEY rdata.
+    pub fn parse(rdata: &[u8]) -> Result<Dnskey, WireError> {
+        if rdata.len() < 5 {
+            return Err(WireError::BadRdata);
+        }
+        Ok(Dnskey {
+            flags: u16::from_be_bytes([rdata[0], rdata[1]]),
+            protocol: rdata[2],
+            algorithm: rdata[3],
+            public_key: rdata[4..].into(),
+            tag: key_tag(rdata),
+        })
+    }
+
+    /// Whether the zone key bit (7) is set.
+    pub fn is_zone_key(&self) -> bool {
+        self.flags & 0x0100 != 0
+    }
+
+    /// Whether the key is revoked (RFC 5011).
+    pub fn is_revoked(&self) -> bool {
+        self.flags & 0x0080 != 0
+    }
+}
+
+impl Ds {
+    /// Parses DS rdata.
+    pub fn parse(rdata: &[u8]) -> Result<Ds, WireError> {
+        if rdata.len() < 5 {
+            return Err(WireError::BadRdata);
+        }
+        Ok(Ds {
+            key_tag: u16::from_be_bytes([rdata[0], rdata[1]]),
+            algorithm: rdata[2],
+            digest_type: rdata[3],
+            digest: rdata[4..].into(),
+        })
+    }
+}
+
+impl Rrsig {
+    /// Parses RRSIG rdata.
+    pub fn parse(rdata: &[u8]) -> Result<Rrsig, WireError> {
+        let t = read_u16(rdata, 0).ok_or(WireError::BadRdata)?;
+        let (algorithm, labels) =
+            (*rdata.get(2).ok_or(WireError::BadRdata)?, *rdata.get(3).ok_or(WireError::BadRdata)?);
+        let original_ttl = read_u32(rdata, 4).ok_or(WireError::BadRdata)?;
+        let expiration = read_u32(rdata, 8).ok_or(WireError::BadRdata)?;
+        let inception = read_u32(rdata, 12).ok_or(WireError::BadRdata)?;
+        let key_tag = read_u16(rdata, 16).ok_or(WireError::BadRdata)?;
+        let name_bytes = rdata.get(18..).ok_or(WireError::BadRdata)?;
+        let len = validate_wire(name_bytes)?;
+        let signer = Name::from_wire(&name_bytes[..len])?;
+        let signature: Box<[u8]> = rdata[18 + len..].into();
+        if signature.is_empty() {
+            return Err(WireError::BadRdata);
+        }
+        Ok(Rrsig {
+            type_covered: t,
+            algorithm,
+            labels,
+            original_ttl,
+            expiration,
+            inception,
+            key_tag,
+            signer,
+            signature,
+            signed_prefix_len: 18 + len,
+        })
+    }
+}
+
+impl Nsec {
+    /// Parses NSEC rdata.
+    pub fn parse(rdata: &[u8]) -> Result<Nsec, WireError> {
+        let len = validate_wire(rdata)?;
+        Ok(Nsec { next: Name::from_wire(&rdata[..len])?, bitmap: rdata[len..].into() })
+    }
+
+    /// Whether the bitmap lists `rtype`.
+    pub fn has_type(&self, rtype: u16) -> bool {
+        bitmap_has(&self.bitmap, rtype)
+    }
+}
+
+/// Whether a type bitmap (RFC 4034 §4.1.2) lists `rtype`. Malformed bitmaps
+/// list nothing past the point where they break.
+pub fn bitmap_has(bitmap: &[u8], rtype: u16) -> bool {
+    let (window, bit) = ((rtype >> 8) as u8, (rtype & 0xff) as usize);
+    let mut pos = 0;
+    while pos + 2 <= bitmap.len() {
+        let (w, len) = (bitmap[pos], bitmap[pos + 1] as usize);
+        let Some(bits) = bitmap.get(pos + 2..pos + 2 + len) else { return false };
+        if w == window {
+            return bits.get(bit / 8).is_some_and(|b| b & (0x80 >> (bit % 8)) != 0);
+        }
+        pos += 2 + len;
+    }
+    false
+}
+
+/// Builds a type bitmap from a list of types.
+pub fn make_bitmap(types: &[u16]) -> Vec<u8> {
+    let mut sorted = types.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let window = (sorted[i] >> 8) as u8;
+        let mut bits = [0u8; 32];
+        let mut max = 0;
+        while i < sorted.len() && (sorted[i] >> 8) as u8 == window {
+            let b = (sorted[i] & 0xff) as usize;
+            bits[b / 8] |= 0x80 >> (b % 8);
+            max = max.max(b / 8 + 1);
+            i += 1;
+        }
+        out.push(window);
+        out.push(max as u8);
+        out.extend_from_slice(&bits[..max]);
+    }
+    out
+}
+
+/// The key tag of DNSKEY rdata (RFC 4034 Appendix B).
+pub fn key_tag(rdata: &[u8]) -> u16 {
+    let mut ac: u32 = 0;
+    for (i, &b) in rdata.iter().enumerate() {
+        ac += if i & 1 == 1 { b as u32 } else { (b as u32) << 8 };
+    }
+    ac += (ac >> 16) & 0xffff;
+    (ac & 0xffff) as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmaps_round_trip() {
+        let types = [1u16, 2, 6, 46, 47, 48, 257];
+        let bm = make_bitmap(&types);
+        for t in types {
+            assert!(bitmap_has(&bm, t), "{t}");
+        }
+        for t in [5u16, 28, 43, 256, 300] {
+            assert!(!bitmap_has(&bm, t), "{t}");
+        }
+        assert!(!bitmap_has(&[0, 40], 1), "truncated bitmap lists nothing");
+    }
+
+    #[test]
+    fn key_tag_of_rfc4034_example() {
+        // RFC 4034 §5.4: the DNSKEY of dskey.example.com has key tag 60485.
+        let key = "AQOeiiR0GOMYkDshWoSKz9XzfwJr1AYtsmx3TGkJaNXVbfi/2pHm822aJ5iI9BMzNXxeYCmZDRD99WYwYqUSdjMmmAphXdvxegXd/M5+X7OrzKBaMbCVdFLUUh6DhweJBjEVv5f2wwjM9XzcnOf+EPbtG9DMBmADjFDc2w/rljwvFw==";
+        let mut rdata = vec![1, 0, 3, 5];
+        rdata.extend(base64(key));
+        assert_eq!(key_tag(&rdata), 60485);
+    }
+
+    /// Minimal base64 decoder for test vectors.
+    pub(crate) fn base64(s: &str) -> Vec<u8> {
+        let val = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => 0,
+        };
+        let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+        let mut out = Vec::new();
+        for chunk in clean.chunks(4) {
+            let n = chunk.iter().take_while(|&&c| c != b'=').count();
+            let mut acc = 0u32;
+            for (i, &c) in chunk.iter().enumerate() {
+                acc |= (if c == b'=' { 0 } else { val(c) as u32 }) << (18 - 6 * i);
+            }
+            let bytes = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
+            out.extend_from_slice(&bytes[..n.saturating_sub(1)]);
+        }
+        out
+    }
+}

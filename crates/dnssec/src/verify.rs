@@ -1,0 +1,204 @@
+//! RRSIG verification and DS matching.
+
+use std::cell::Cell;
+
+use domain::base::iana::SecurityAlgorithm;
+use domain::crypto::common::PublicKey;
+use proto::{Name, Record, rtype};
+
+use crate::Bogus;
+use crate::canonical::signed_data;
+use crate::records::{Dnskey, Ds, Rrsig};
+
+/// Which algorithms count as supported (RFC 8624: SHA-1 algorithms are
+/// legacy; a zone signed only with unsupported algorithms is insecure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AlgorithmPolicy {
+    /// Accept RSASHA1 (5) and RSASHA1-NSEC3-SHA1 (7).
+    pub allow_sha1: bool,
+}
+
+impl AlgorithmPolicy {
+    /// Whether DNSKEY algorithm `alg` is one we validate.
+    pub fn supports(&self, alg: u8) -> bool {
+        match alg {
+            8 | 10 | 13 | 14 | 15 => true,
+            5 | 7 => self.allow_sha1,
+            _ => false,
+        }
+    }
+
+    /// Whether DS digest type `t` is one we check (2 SHA-256, 4 SHA-384;
+    /// 1 SHA-1 only with `allow_sha1`).
+    pub fn supports_digest(&self, t: u8) -> bool {
+        match t {
+            2 | 4 => true,
+            1 => self.allow_sha1,
+            _ => false,
+        }
+    }
+}
+
+/// How many signature verifications a resolution may spend. Shared (by
+/// reference) across all RRsets of one resolution so a zone crafted with
+/// many colliding keys and signatures (KeyTrap) costs a bounded amount.
+#[derive(Debug)]
+pub struct WorkBudget {
+    left: Cell<u32>,
+}
+
+impl WorkBudget {
+    /// A budget of `verifications` signature checks.
+    pub fn new(verifications: u32) -> WorkBudget {
+        WorkBudget { left: Cell::new(verifications) }
+    }
+
+    fn spend(&self) -> bool {
+        match self.left.get() {
+            0 => false,
+            n => {
+                self.left.set(n - 1);
+                true
+            }
+        }
+    }
+
+    /// Verifications left.
+    pub fn left(&self) -> u32 {
+        self.left.get()
+    }
+}
+
+/// Most signatures tried per RRset, and most keys per signature (RFC 9364
+/// leaves this to implementations; these match what resolvers adopted after
+/// KeyTrap).
+pub const MAX_SIGS_PER_RRSET: usize = 8;
+/// See [`MAX_SIGS_PER_RRSET`].
+pub const MAX_KEYS_PER_SIG: usize = 4;
+
+/// Is `now` within [inception, expiration] in serial arithmetic (RFC 1982)?
+fn serial_le(a: u32, b: u32) -> bool {
+    a == b || (b.wrapping_sub(a) as i32) > 0
+}
+
+fn describe(rrset: &[Record]) -> String {
+    rrset.first().map_or_else(String::new, |r| format!("{} {}", r.name, rtype::name(r.rtype).unwrap_or("?")))
+}
+
+/// Verifies `rrset` with the signatures in `rrsigs` (RRSIG records covering
+/// its type) against `keys` (the validated DNSKEYs of `zone`). Returns the
+/// TTL the RRset may be cached for (bounded by the original TTL and the
+/// signature's expiration).
+pub fn verify_rrset(
+    rrset: &[Record],
+    rrsigs: &[Record],
+    keys: &[Dnskey],
+    zone: &Name,
+    now: u32,
+    policy: &AlgorithmPolicy,
+    budget: &WorkBudget,
+) -> Result<u32, Bogus> {
+    let Some(first) = rrset.first() else {
+        return Err(Bogus::RrsigsMissing { rrset: String::new() });
+    };
+    let what = || describe(rrset);
+    let sigs: Vec<(Rrsig, &[u8])> = rrsigs
+        .iter()
+        .filter(|r| r.rtype == rtype::RRSIG && r.name == first.name)
+        .filter_map(|r| Rrsig::parse(&r.rdata).ok().map(|s| (s, &*r.rdata)))
+        .filter(|(s, _)| s.type_covered == first.rtype && &s.signer == zone)
+        .take(MAX_SIGS_PER_RRSET)
+        .collect();
+    if sigs.is_empty() {
+        return Err(Bogus::RrsigsMissing { rrset: what() });
+    }
+    let mut last: Option<Bogus> = None;
+    let mut tried = Vec::new();
+    for (sig, rdata) in &sigs {
+        if !policy.supports(sig.algorithm) {
+            continue;
+        }
+        if !serial_le(sig.inception, now) {
+            last = Some(Bogus::SignatureNotYetValid { rrset: what(), zone: zone.to_string(), tag: sig.key_tag });
+            continue;
+        }
+        if !serial_le(now, sig.expiration) {
+            last = Some(Bogus::SignatureExpired { rrset: what(), zone: zone.to_string(), tag: sig.key_tag });
+            continue;
+        }
+        let candidates = keys
+            .iter()
+            .filter(|k| k.tag == sig.key_tag && k.algorithm == sig.algorithm && k.protocol == 3 && !k.is_revoked())
+            .take(MAX_KEYS_PER_SIG);
+        let Some(data) = signed_data(rdata, sig, rrset) else { continue };
+        for key in candidates {
+            if !key.is_zone_key() {
+                last = Some(Bogus::NoZoneKeyBit { zone: zone.to_string(), tag: key.tag });
+                continue;
+            }
+            if !budget.spend() {
+                return Err(Bogus::Budget { rrset: what() });
+            }
+            tried.push(key.tag);
+            if check(key, &data, &sig.signature) {
+                let remaining = sig.expiration.wrapping_sub(now);
+                return Ok(sig.original_ttl.min(first.ttl).min(remaining));
+            }
+        }
+    }
+    if !tried.is_empty() {
+        let tags: Vec<String> = tried.iter().map(u16::to_string).collect();
+        return Err(Bogus::BadSignature { rrset: what(), tags: tags.join(",") });
+    }
+    Err(last.unwrap_or_else(|| Bogus::DnskeyMissing {
+        zone: zone.to_string(),
+        what: format!(
+            "signature key tags {}",
+            sigs.iter().map(|(s, _)| s.key_tag.to_string()).collect::<Vec<_>>().join(",")
+        ),
+    }))
+}
+
+/// Checks one signature with one key.
+fn check(key: &Dnskey, data: &[u8], signature: &[u8]) -> bool {
+    let Ok(dk) = domain::rdata::Dnskey::new(
+        key.flags,
+        key.protocol,
+        SecurityAlgorithm::from_int(key.algorithm),
+        key.public_key.to_vec(),
+    ) else {
+        return false;
+    };
+    match PublicKey::from_dnskey(&dk) {
+        Ok(pk) => pk.verify(data, signature).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Whether `ds` is the digest of DNSKEY rdata `key_rdata` owned by `owner`.
+pub fn ds_matches(owner: &Name, key_rdata: &[u8], ds: &Ds, policy: &AlgorithmPolicy) -> bool {
+    if !policy.supports_digest(ds.digest_type) || crate::key_tag(key_rdata) != ds.key_tag {
+        return false;
+    }
+    if key_rdata.get(3) != Some(&ds.algorithm) {
+        return false;
+    }
+    let alg = match ds.digest_type {
+        1 => &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        2 => &ring::digest::SHA256,
+        4 => &ring::digest::SHA384,
+        _ => return false,
+    };
+    let mut ctx = ring::digest::Context::new(alg);
+    ctx.update(owner.as_wire());
+    ctx.update(key_rdata);
+    ctx.finish().as_ref() == &*ds.digest
+}
+
+/// The DS digest (type 2, SHA-256) of a DNSKEY, for signers.
+pub fn ds_sha256(owner: &Name, key_rdata: &[u8]) -> Vec<u8> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(owner.as_wire());
+    ctx.update(key_rdata);
+    ctx.finish().as_ref().to_vec()
+}
