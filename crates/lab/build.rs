@@ -11,7 +11,7 @@ fn main() {
         .expect("zones directory")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".zone") || n == "lab.toml" || n == "questions.txt")
+        .filter(|n| n.ends_with(".zone") || n == "lab.toml" || n == "dnssec.toml" || n == "questions.txt")
         .collect();
     names.sort();
     let mut out =

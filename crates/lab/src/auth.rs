@@ -85,7 +85,8 @@ pub fn answer(lab: &LabData, server: IpAddr, query: &[u8], udp: bool) -> Reply {
             };
             let id = if other == Behaviour::WrongId { msg.id ^ 0x5a5a } else { msg.id };
             let zones: Vec<&Zone> = spec.zones.iter().map(|&i| &lab.zones[i].1).collect();
-            let resp = resolve_authoritative(&zones, &answer_name, q.qtype);
+            let dnssec_ok = msg.edns.as_ref().is_some_and(|e| e.dnssec_ok);
+            let resp = resolve_authoritative(&zones, &answer_name, q.qtype, dnssec_ok);
             write_response(
                 &mut out,
                 id,
@@ -121,6 +122,8 @@ fn raw_question_name(query: &[u8]) -> Option<Vec<u8>> {
 /// An authoritative server's answer, as sections.
 #[derive(Debug, Default)]
 struct AuthResponse {
+    /// Add DNSSEC records (the query had DO).
+    dnssec: bool,
     rcode: u16,
     aa: bool,
     answer: Vec<Record>,
@@ -176,7 +179,7 @@ fn write_response(
 }
 
 /// The answer of a server holding `zones` for (qname, qtype).
-fn resolve_authoritative(zones: &[&Zone], qname: &Name, qtype: u16) -> AuthResponse {
+fn resolve_authoritative(zones: &[&Zone], qname: &Name, qtype: u16, dnssec_ok: bool) -> AuthResponse {
     // The deepest zone containing qname; for DS the parent side of a cut.
     let zone = zones
         .iter()
@@ -186,7 +189,7 @@ fn resolve_authoritative(zones: &[&Zone], qname: &Name, qtype: u16) -> AuthRespo
     let Some(zone) = zone else {
         return AuthResponse { rcode: 5, ..AuthResponse::default() };
     };
-    let mut resp = AuthResponse { aa: true, ..AuthResponse::default() };
+    let mut resp = AuthResponse { aa: true, dnssec: dnssec_ok, ..AuthResponse::default() };
     let mut name = qname.clone();
     for _ in 0..MAX_IN_ZONE_CHASE {
         match step(zone, &name, qtype, &mut resp) {
@@ -214,6 +217,22 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
             return None;
         }
         resp.aa = false;
+        if resp.dnssec {
+            let ds = zone.rrset(&cut, rtype::DS);
+            let proof = if ds.is_empty() { zone.rrset(&cut, rtype::NSEC) } else { ds };
+            let sigs = proof.first().map(|r| signatures(zone, &cut, r.rtype)).unwrap_or_default();
+            resp.authority.extend(ns.iter().cloned());
+            resp.authority.extend(proof);
+            resp.authority.extend(sigs);
+            for r in &ns {
+                if let Some(target) = r.target_name() {
+                    for t in [rtype::A, rtype::AAAA] {
+                        resp.additional.extend(zone.rrset(&target, t));
+                    }
+                }
+            }
+            return None;
+        }
         for r in &ns {
             if let Some(target) = r.target_name() {
                 for t in [rtype::A, rtype::AAAA] {
@@ -230,6 +249,9 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
         if let Some(dname) = zone.rrset(&owner, rtype::DNAME).into_iter().next() {
             let target = dname.target_name()?;
             resp.answer.push(dname.clone());
+            if resp.dnssec {
+                resp.answer.extend(signatures(zone, &owner, rtype::DNAME));
+            }
             let Ok(new) = qname.replace_suffix(&owner, &target) else {
                 resp.rcode = 6; // YXDOMAIN
                 return None;
@@ -244,8 +266,16 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
             return Some(new);
         }
     }
+    let mut wildcard: Option<Name> = None;
     let (records, owner_exists) = if zone.exists(qname) {
-        (zone.at(qname).to_vec(), true)
+        (
+            zone.at(qname)
+                .iter()
+                .filter(|r| r.rtype != rtype::RRSIG || qtype == rtype::RRSIG)
+                .cloned()
+                .collect::<Vec<_>>(),
+            true,
+        )
     } else {
         // Wildcard at the closest encloser.
         let mut encloser = qname.parent();
@@ -259,6 +289,7 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
         match wild.filter(|w| zone.exists(w)) {
             Some(w) => {
                 let synth = zone.at(&w).iter().map(|r| Record { name: qname.clone(), ..r.clone() }).collect();
+                wildcard = Some(w);
                 (synth, true)
             }
             None => (Vec::new(), false),
@@ -269,19 +300,99 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
             resp.rcode = 3;
         }
         resp.authority.extend(negative_soa(zone));
+        if resp.dnssec {
+            // NXDOMAIN: the NSEC covering the name and the one covering the
+            // wildcard at the closest encloser.
+            let covering = covering_nsec(zone, qname);
+            let ce = closest_encloser(zone, qname);
+            let wild = ce.prepend(b"*").ok().and_then(|w| covering_nsec(zone, &w));
+            add_proof(zone, resp, covering.into_iter().chain(wild).collect());
+        }
         return None;
     }
+    // Signatures come from the wildcard owner, renamed, for expansions.
+    let sig_owner = wildcard.clone().unwrap_or_else(|| qname.clone());
+    let renamed = |t: u16| -> Vec<Record> {
+        signatures(zone, &sig_owner, t).into_iter().map(|r| Record { name: qname.clone(), ..r }).collect()
+    };
     let matching: Vec<Record> = records.iter().filter(|r| r.rtype == qtype || qtype == rtype::ANY).cloned().collect();
     if !matching.is_empty() {
         resp.answer.extend(matching);
+        if resp.dnssec {
+            resp.answer.extend(renamed(qtype));
+            if wildcard.is_some() {
+                add_proof(zone, resp, covering_nsec(zone, qname).into_iter().collect());
+            }
+        }
         return None;
     }
     if let Some(cname) = records.iter().find(|r| r.rtype == rtype::CNAME) {
         resp.answer.push(cname.clone());
+        if resp.dnssec {
+            resp.answer.extend(renamed(rtype::CNAME));
+            if wildcard.is_some() {
+                add_proof(zone, resp, covering_nsec(zone, qname).into_iter().collect());
+            }
+        }
         return cname.target_name();
     }
     resp.authority.extend(negative_soa(zone));
+    if resp.dnssec {
+        // NODATA: the NSEC at the name; for an empty non-terminal the one
+        // covering it; for a wildcard, the covering one and the wildcard's.
+        let mut proof: Vec<Record> = match &wildcard {
+            Some(w) => covering_nsec(zone, qname).into_iter().chain(zone.rrset(w, rtype::NSEC)).collect(),
+            None => zone.rrset(qname, rtype::NSEC),
+        };
+        if proof.is_empty() {
+            proof.extend(covering_nsec(zone, qname));
+        }
+        add_proof(zone, resp, proof);
+    }
     None
+}
+
+/// The RRSIGs at `owner` covering type `t`.
+fn signatures(zone: &Zone, owner: &Name, t: u16) -> Vec<Record> {
+    zone.rrset(owner, rtype::RRSIG).into_iter().filter(|r| r.rdata.get(..2) == Some(&t.to_be_bytes()[..])).collect()
+}
+
+/// The NSEC whose span covers `name` (owner < name < next).
+fn covering_nsec(zone: &Zone, name: &Name) -> Option<Record> {
+    zone.records()
+        .filter(|r| r.rtype == rtype::NSEC)
+        .find(|r| dnssec::Nsec::parse(&r.rdata).is_ok_and(|n| dnssec::nsec::covers(&r.name, &n.next, name)))
+        .cloned()
+}
+
+/// The deepest existing ancestor of `name` in the zone.
+fn closest_encloser(zone: &Zone, name: &Name) -> Name {
+    let mut n = name.parent();
+    while let Some(p) = n {
+        if zone.exists(&p) {
+            return p;
+        }
+        n = p.parent();
+    }
+    zone.apex().clone()
+}
+
+/// Adds NSEC records and their signatures (and the SOA's) to the authority
+/// section, once each.
+fn add_proof(zone: &Zone, resp: &mut AuthResponse, nsecs: Vec<Record>) {
+    for r in signatures(zone, zone.apex(), rtype::SOA) {
+        if !resp.authority.contains(&r) {
+            resp.authority.push(r);
+        }
+    }
+    for nsec in nsecs {
+        if resp.authority.contains(&nsec) {
+            continue;
+        }
+        let sigs = signatures(zone, &nsec.name, rtype::NSEC);
+        resp.authority.push(nsec);
+        resp.authority.extend(sigs);
+    }
 }
 
 /// The SOA for a negative answer, its TTL lowered to MINIMUM (RFC 2308 §3).
@@ -349,5 +460,79 @@ mod tests {
         assert_eq!(r.rcode(), 1);
         let r = ask(&lab, "127.53.9.5", "www.refused.test", rtype::A);
         assert_eq!(r.rcode(), 5);
+    }
+}
+
+#[cfg(test)]
+mod dnssec_tests {
+    use super::*;
+    use dnssec::nsec::{parse_nsecs, prove_no_ds, prove_nodata, prove_nxdomain, prove_wildcard_expansion};
+    use dnssec::{AlgorithmPolicy, Dnskey, WorkBudget, verify_rrset};
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    fn ask_do(lab: &LabData, server: &str, qname: &str, qtype: u16) -> Message {
+        let mut q = Vec::new();
+        proto::build::build_query(&mut q, 7, n(qname).as_wire(), qtype, false, Some(4096), true);
+        match answer(lab, server.parse().expect("ip"), &q, false) {
+            Reply::Send { bytes, .. } => Message::parse(&bytes).expect("parses"),
+            Reply::Drop => panic!("no reply"),
+        }
+    }
+
+    /// Verifies every RRset of `records` (but RRSIGs) with the keys of `zone`.
+    fn verify_all(lab: &LabData, zone: &str, records: &[Record], sigs: &[Record]) {
+        let z = &lab.zones.iter().find(|(_, z)| z.apex() == &n(zone)).expect("zone").1;
+        let keys: Vec<Dnskey> =
+            z.rrset(z.apex(), rtype::DNSKEY).iter().map(|r| Dnskey::parse(&r.rdata).expect("key")).collect();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let budget = WorkBudget::new(1000);
+        for r in records.iter().filter(|r| r.rtype != rtype::RRSIG && r.rtype != rtype::NS) {
+            let set: Vec<Record> = records.iter().filter(|x| x.name == r.name && x.rtype == r.rtype).cloned().collect();
+            verify_rrset(&set, sigs, &keys, z.apex(), now, &AlgorithmPolicy::default(), &budget)
+                .unwrap_or_else(|e| panic!("{} {}: {e}", r.name, r.rtype));
+        }
+    }
+
+    #[test]
+    fn signed_answers_and_proofs_verify() {
+        let lab = LabData::builtin().expect("lab");
+        let m = ask_do(&lab, "127.53.2.1", "www.example.test", rtype::A);
+        assert!(m.answer.iter().any(|r| r.rtype == rtype::RRSIG));
+        verify_all(&lab, "example.test", &m.answer, &m.answer);
+
+        let m = ask_do(&lab, "127.53.2.1", "nope.example.test", rtype::A);
+        assert_eq!(m.rcode(), 3);
+        verify_all(&lab, "example.test", &m.authority, &m.authority);
+        prove_nxdomain(&n("nope.example.test"), &parse_nsecs(&m.authority)).expect("NXDOMAIN proof");
+
+        let m = ask_do(&lab, "127.53.2.1", "mail.example.test", rtype::AAAA);
+        prove_nodata(&n("mail.example.test"), rtype::AAAA, &parse_nsecs(&m.authority)).expect("NODATA proof");
+
+        let srv = |zone: u32| format!("127.53.2.{}", (zone % 8) + 1);
+        let m = ask_do(&lab, &srv(10), "b.ent.z010.test", rtype::A);
+        prove_nodata(&n("b.ent.z010.test"), rtype::A, &parse_nsecs(&m.authority)).expect("ENT proof");
+
+        let m = ask_do(&lab, &srv(5), "foo.wild.z005.test", rtype::A);
+        verify_all(&lab, "z005.test", &m.answer, &m.answer);
+        prove_wildcard_expansion(&n("foo.wild.z005.test"), &parse_nsecs(&m.authority)).expect("wildcard proof");
+        verify_all(&lab, "z005.test", &m.authority, &m.authority);
+    }
+
+    #[test]
+    fn referrals_carry_ds_or_its_denial() {
+        let lab = LabData::builtin().expect("lab");
+        let m = ask_do(&lab, "127.53.1.1", "www.example.test", rtype::A);
+        assert!(m.authority.iter().any(|r| r.rtype == rtype::DS));
+        verify_all(&lab, "test", &m.authority, &m.authority);
+        let m = ask_do(&lab, "127.53.1.1", "www.unsigned.test", rtype::A);
+        assert!(!m.authority.iter().any(|r| r.rtype == rtype::DS));
+        verify_all(&lab, "test", &m.authority, &m.authority);
+        prove_no_ds(&n("unsigned.test"), &parse_nsecs(&m.authority)).expect("insecure delegation proof");
+        // DS asked at the parent side of the cut.
+        let m = ask_do(&lab, "127.53.1.1", "example.test", rtype::DS);
+        assert!(m.has_flag(flags::AA) && m.answer.iter().any(|r| r.rtype == rtype::DS));
     }
 }

@@ -13,6 +13,7 @@
 
 mod auth;
 mod server;
+mod sign;
 mod zone;
 
 use std::collections::BTreeMap;
@@ -21,6 +22,7 @@ use std::path::Path;
 
 pub use auth::{Reply, answer};
 pub use server::Lab;
+pub use sign::Signing;
 pub use zone::Zone;
 
 use serde::Deserialize;
@@ -145,6 +147,9 @@ pub struct LabData {
     texts: Vec<(String, String)>,
     /// The question list for differential tests.
     pub questions: String,
+    /// The root's DNSKEY: the lab's trust anchor (`None` if the root is
+    /// unsigned).
+    pub trust_anchor: Option<proto::Record>,
 }
 
 impl LabData {
@@ -161,7 +166,7 @@ impl LabData {
         for e in std::fs::read_dir(dir)? {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".zone") || name == "lab.toml" || name == "questions.txt" {
+            if name.ends_with(".zone") || name == "lab.toml" || name == "dnssec.toml" || name == "questions.txt" {
                 files.push((name, std::fs::read_to_string(e.path())?));
             }
         }
@@ -174,8 +179,11 @@ impl LabData {
         let mut texts = Vec::new();
         let mut behaviours = BehaviourFile { server: Vec::new() };
         let mut questions = String::new();
+        let mut policies = std::collections::HashMap::new();
         for (name, text) in files {
-            if name == "lab.toml" {
+            if name == "dnssec.toml" {
+                policies = sign::parse_policies(&text).map_err(LabError::Behaviours)?;
+            } else if name == "lab.toml" {
                 behaviours = toml::from_str(&text).map_err(|e| LabError::Behaviours(e.to_string()))?;
             } else if name == "questions.txt" {
                 questions = text;
@@ -185,6 +193,8 @@ impl LabData {
                 texts.push((name, text));
             }
         }
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let trust_anchor = sign::sign_lab(&mut zones, &policies, now).map_err(LabError::Behaviours)?;
         // Addresses of every name that has an A record anywhere.
         let mut addresses: BTreeMap<proto::Name, Vec<IpAddr>> = BTreeMap::new();
         for (_, z) in &zones {
@@ -231,7 +241,7 @@ impl LabData {
                 None => return Err(LabError::Behaviours(format!("{addr} serves no zone"))),
             }
         }
-        Ok(LabData { zones, servers, texts, questions })
+        Ok(LabData { zones, servers, texts, questions, trust_anchor })
     }
 
     /// The root servers' addresses (those serving the root zone).

@@ -1,0 +1,352 @@
+//! Signing the lab (DNSSEC): keys generated at load, DNSKEY at every signed
+//! apex, DS in the parent, an NSEC chain and RRSIGs over every
+//! authoritative RRset. `zones/dnssec.toml` names zones that are unsigned
+//! or broken on purpose.
+
+use std::collections::HashMap;
+
+use dnssec::canonical::{compare_names, signing_input};
+use dnssec::records::make_bitmap;
+use proto::{Name, Record, rtype};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
+use serde::Deserialize;
+
+use crate::zone::Zone;
+
+/// How a zone is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Signing {
+    /// Signed correctly (the default).
+    Signed,
+    /// Not signed; the parent has no DS (an insecure delegation).
+    Unsigned,
+    /// Signed, but the signature over `www` A is corrupted.
+    BadSignature,
+    /// Every signature expired a day ago.
+    Expired,
+    /// Every signature starts being valid in a month.
+    NotYetValid,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    zone: Vec<PolicyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyEntry {
+    name: String,
+    signing: Signing,
+}
+
+/// Parses `dnssec.toml`.
+pub fn parse_policies(text: &str) -> Result<HashMap<Name, Signing>, String> {
+    let file: PolicyFile = toml::from_str(text).map_err(|e| e.to_string())?;
+    file.zone
+        .into_iter()
+        .map(|e| Name::from_ascii(&e.name).map(|n| (n, e.signing)).map_err(|e| e.to_string()))
+        .collect()
+}
+
+enum Pair {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+/// A zone's signing key (a combined KSK/ZSK, flags 257).
+struct ZoneKey {
+    algorithm: u8,
+    pair: Pair,
+    rdata: Vec<u8>,
+    tag: u16,
+}
+
+impl ZoneKey {
+    fn generate(algorithm: u8, rng: &SystemRandom) -> Result<ZoneKey, String> {
+        let err = |e: ring::error::Unspecified| format!("key generation: {e}");
+        let (pair, public): (Pair, Vec<u8>) = match algorithm {
+            15 => {
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(rng).map_err(err)?;
+                let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|e| e.to_string())?;
+                let public = kp.public_key().as_ref().to_vec();
+                (Pair::Ed25519(kp), public)
+            }
+            _ => {
+                let alg = &ECDSA_P256_SHA256_FIXED_SIGNING;
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, rng).map_err(err)?;
+                let kp = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), rng).map_err(|e| e.to_string())?;
+                // DNSSEC carries x || y without the 0x04 prefix (RFC 6605).
+                let public = kp.public_key().as_ref()[1..].to_vec();
+                (Pair::Ecdsa(kp), public)
+            }
+        };
+        let algorithm = if algorithm == 15 { 15 } else { 13 };
+        let mut rdata = vec![1, 1, 3, algorithm];
+        rdata.extend_from_slice(&public);
+        let tag = dnssec::key_tag(&rdata);
+        Ok(ZoneKey { algorithm, pair, rdata, tag })
+    }
+
+    fn sign(&self, data: &[u8], rng: &SystemRandom) -> Result<Vec<u8>, String> {
+        match &self.pair {
+            Pair::Ecdsa(kp) => kp.sign(rng, data).map(|s| s.as_ref().to_vec()).map_err(|e| e.to_string()),
+            Pair::Ed25519(kp) => Ok(kp.sign(data).as_ref().to_vec()),
+        }
+    }
+}
+
+/// Signs the lab's zones in place. Returns the root's DNSKEY record (the
+/// lab's trust anchor), or `None` when the root is unsigned.
+pub fn sign_lab(
+    zones: &mut [(String, Zone)],
+    policies: &HashMap<Name, Signing>,
+    now: u32,
+) -> Result<Option<Record>, String> {
+    let rng = SystemRandom::new();
+    let policy = |apex: &Name| policies.get(apex).copied().unwrap_or(Signing::Signed);
+    // Keys: Ed25519 for the zones under lab., ECDSA P-256 elsewhere.
+    let lab_tld = Name::from_ascii("lab").map_err(|e| e.to_string())?;
+    let mut keys: Vec<Option<ZoneKey>> = Vec::with_capacity(zones.len());
+    for (_, z) in zones.iter() {
+        keys.push(match policy(z.apex()) {
+            Signing::Unsigned => None,
+            _ => {
+                let alg = if z.apex().is_subdomain_of(&lab_tld) && z.apex() != &lab_tld { 15 } else { 13 };
+                Some(ZoneKey::generate(alg, &rng)?)
+            }
+        });
+    }
+    let mut records: Vec<Vec<Record>> = zones.iter().map(|(_, z)| z.records().cloned().collect()).collect();
+    // DNSKEY at each signed apex; DS for it in the parent.
+    for i in 0..zones.len() {
+        let Some(key) = &keys[i] else { continue };
+        let apex = zones[i].1.apex().clone();
+        records[i].push(Record {
+            name: apex.clone(),
+            rtype: rtype::DNSKEY,
+            class: 1,
+            ttl: 3600,
+            rdata: key.rdata.clone().into(),
+        });
+        if let Some(p) = parent_of(zones, i) {
+            let ns_ttl = zones[p].1.rrset(&apex, rtype::NS).first().map_or(3600, |r| r.ttl);
+            let mut ds = key.tag.to_be_bytes().to_vec();
+            ds.extend_from_slice(&[key.algorithm, 2]);
+            ds.extend_from_slice(&dnssec::verify::ds_sha256(&apex, &key.rdata));
+            records[p].push(Record { name: apex, rtype: rtype::DS, class: 1, ttl: ns_ttl, rdata: ds.into() });
+        }
+    }
+    let mut anchor = None;
+    for i in 0..zones.len() {
+        let Some(key) = &keys[i] else {
+            zones[i].1 = Zone::from_records(std::mem::take(&mut records[i]))?;
+            continue;
+        };
+        let apex = zones[i].1.apex().clone();
+        let signed = sign_zone(&apex, std::mem::take(&mut records[i]), key, policy(&apex), now, &rng)?;
+        zones[i].1 = Zone::from_records(signed)?;
+        if apex.is_root() {
+            anchor = zones[i].1.rrset(&apex, rtype::DNSKEY).into_iter().next();
+        }
+    }
+    Ok(anchor)
+}
+
+/// The zone that delegates zone `i` (the deepest enclosing zone with NS at
+/// its apex).
+fn parent_of(zones: &[(String, Zone)], i: usize) -> Option<usize> {
+    let apex = zones[i].1.apex();
+    zones
+        .iter()
+        .enumerate()
+        .filter(|(j, (_, z))| *j != i && apex.is_subdomain_of(z.apex()) && apex != z.apex())
+        .filter(|(_, (_, z))| !z.rrset(apex, rtype::NS).is_empty())
+        .max_by_key(|(_, (_, z))| z.apex().label_count())
+        .map(|(j, _)| j)
+}
+
+fn sign_zone(
+    apex: &Name,
+    mut records: Vec<Record>,
+    key: &ZoneKey,
+    policy: Signing,
+    now: u32,
+    rng: &SystemRandom,
+) -> Result<Vec<Record>, String> {
+    let cuts: Vec<Name> =
+        records.iter().filter(|r| r.rtype == rtype::NS && r.name != *apex).map(|r| r.name.clone()).collect();
+    let occluded = |n: &Name| cuts.iter().any(|c| n.is_subdomain_of(c) && n != c);
+    let soa = records.iter().find(|r| r.rtype == rtype::SOA).cloned().ok_or("no SOA")?;
+    let nsec_ttl = soa.soa_negative_ttl().unwrap_or(300);
+    // The NSEC chain over every authoritative owner name.
+    let mut owners: Vec<Name> = records.iter().map(|r| r.name.clone()).filter(|n| !occluded(n)).collect();
+    owners.sort_by(compare_names);
+    owners.dedup();
+    for (i, owner) in owners.iter().enumerate() {
+        let next = &owners[(i + 1) % owners.len()];
+        let mut types: Vec<u16> = records.iter().filter(|r| &r.name == owner).map(|r| r.rtype).collect();
+        types.extend([rtype::NSEC, rtype::RRSIG]);
+        let mut rdata = next.as_wire().to_vec();
+        rdata.extend(make_bitmap(&types));
+        records.push(Record { name: owner.clone(), rtype: rtype::NSEC, class: 1, ttl: nsec_ttl, rdata: rdata.into() });
+    }
+    let (inception, expiration) = match policy {
+        Signing::Expired => (now.wrapping_sub(30 * 86_400), now.wrapping_sub(86_400)),
+        Signing::NotYetValid => (now.wrapping_add(30 * 86_400), now.wrapping_add(60 * 86_400)),
+        _ => (now.wrapping_sub(3_600), now.wrapping_add(30 * 86_400)),
+    };
+    // Group into RRsets and sign the authoritative ones.
+    let mut sets: Vec<Vec<Record>> = Vec::new();
+    for r in &records {
+        match sets.iter_mut().find(|s| s[0].name == r.name && s[0].rtype == r.rtype) {
+            Some(s) => s.push(r.clone()),
+            None => sets.push(vec![r.clone()]),
+        }
+    }
+    let www = apex.prepend(b"www").map_err(|e| e.to_string())?;
+    for set in sets {
+        let (owner, t) = (&set[0].name, set[0].rtype);
+        let at_cut = cuts.contains(owner);
+        if occluded(owner) || (at_cut && t != rtype::DS && t != rtype::NSEC) {
+            continue;
+        }
+        let labels = owner.label_count() - usize::from(owner.is_wildcard());
+        let ttl = set[0].ttl;
+        let mut rdata = t.to_be_bytes().to_vec();
+        rdata.extend_from_slice(&[key.algorithm, labels as u8]);
+        rdata.extend_from_slice(&ttl.to_be_bytes());
+        rdata.extend_from_slice(&expiration.to_be_bytes());
+        rdata.extend_from_slice(&inception.to_be_bytes());
+        rdata.extend_from_slice(&key.tag.to_be_bytes());
+        rdata.extend_from_slice(apex.as_wire());
+        let mut signature = key.sign(&signing_input(&rdata, owner, ttl, &set), rng)?;
+        if policy == Signing::BadSignature
+            && *owner == www
+            && t == rtype::A
+            && let Some(b) = signature.last_mut()
+        {
+            *b ^= 0xff;
+        }
+        rdata.extend_from_slice(&signature);
+        records.push(Record { name: owner.clone(), rtype: rtype::RRSIG, class: 1, ttl, rdata: rdata.into() });
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LabData;
+    use dnssec::{AlgorithmPolicy, Dnskey, Ds, WorkBudget, ds_matches, verify_rrset};
+
+    fn n(s: &str) -> Name {
+        Name::from_ascii(s).expect("name")
+    }
+
+    fn now() -> u32 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32)
+    }
+
+    /// A zone verifier: every signed zone chains to the root anchor through
+    /// DS, and every authoritative RRset verifies, but the one broken on
+    /// purpose.
+    #[test]
+    fn every_signed_rrset_verifies_from_the_root_anchor() {
+        let lab = LabData::builtin().expect("lab");
+        let anchor = lab.trust_anchor.clone().expect("the root is signed");
+        let policy = AlgorithmPolicy::default();
+        let budget = WorkBudget::new(u32::MAX);
+        let zone_of = |apex: &Name| lab.zones.iter().map(|(_, z)| z).find(|z| z.apex() == apex).expect("zone");
+        let mut verified = 0;
+        let mut bogus = Vec::new();
+        for (_, zone) in &lab.zones {
+            let apex = zone.apex();
+            let keys_rrset = zone.rrset(apex, rtype::DNSKEY);
+            if keys_rrset.is_empty() {
+                assert_eq!(apex, &n("unsigned.test"), "only unsigned.test is unsigned");
+                let parent = zone_of(&n("test"));
+                let nsecs = dnssec::nsec::parse_nsecs(&parent.rrset(apex, rtype::NSEC));
+                dnssec::nsec::prove_no_ds(apex, &nsecs).expect("insecure delegation is provable");
+                continue;
+            }
+            // The DNSKEY is pointed at by the parent's DS (or is the anchor).
+            if apex.is_root() {
+                assert_eq!(keys_rrset[0].rdata, anchor.rdata);
+            } else {
+                let parent = lab
+                    .zones
+                    .iter()
+                    .map(|(_, z)| z)
+                    .filter(|z| {
+                        apex.is_subdomain_of(z.apex()) && z.apex() != apex && !z.rrset(apex, rtype::DS).is_empty()
+                    })
+                    .max_by_key(|z| z.apex().label_count())
+                    .expect("a parent with DS");
+                let ds = Ds::parse(&parent.rrset(apex, rtype::DS)[0].rdata).expect("DS");
+                assert!(ds_matches(apex, &keys_rrset[0].rdata, &ds, &policy), "DS of {apex}");
+            }
+            let keys: Vec<Dnskey> = keys_rrset.iter().map(|r| Dnskey::parse(&r.rdata).expect("key")).collect();
+            let sigs: Vec<Record> = zone.records().filter(|r| r.rtype == rtype::RRSIG).cloned().collect();
+            let mut sets: Vec<Vec<Record>> = Vec::new();
+            for r in zone.records().filter(|r| r.rtype != rtype::RRSIG) {
+                match sets.iter_mut().find(|s| s[0].name == r.name && s[0].rtype == r.rtype) {
+                    Some(s) => s.push(r.clone()),
+                    None => sets.push(vec![r.clone()]),
+                }
+            }
+            for set in sets {
+                let covering: Vec<Record> = sigs
+                    .iter()
+                    .filter(|s| s.name == set[0].name && s.rdata[..2] == set[0].rtype.to_be_bytes())
+                    .cloned()
+                    .collect();
+                if covering.is_empty() {
+                    continue; // delegation NS and glue are not signed
+                }
+                match verify_rrset(&set, &covering, &keys, apex, now(), &policy, &budget) {
+                    Ok(_) => verified += 1,
+                    Err(e) => bogus.push((set[0].name.to_string(), e)),
+                }
+            }
+        }
+        assert!(verified > 5000, "verified {verified} RRsets");
+        assert_eq!(bogus.len(), 1, "{bogus:?}");
+        assert_eq!(bogus[0].0, "www.bogus.test.");
+        assert_eq!(bogus[0].1.ede_code(), proto::ede::code::DNSSEC_BOGUS);
+    }
+
+    #[test]
+    fn expiry_and_inception_are_checked() {
+        let lab = LabData::builtin().expect("lab");
+        let (_, zone) = lab.zones.iter().find(|(_, z)| z.apex() == &n("example.test")).expect("zone");
+        let keys: Vec<Dnskey> =
+            zone.rrset(zone.apex(), rtype::DNSKEY).iter().map(|r| Dnskey::parse(&r.rdata).expect("key")).collect();
+        let www = zone.rrset(&n("www.example.test"), rtype::A);
+        let sigs: Vec<Record> = zone.rrset(&n("www.example.test"), rtype::RRSIG);
+        let policy = AlgorithmPolicy::default();
+        let budget = WorkBudget::new(100);
+        let late = verify_rrset(&www, &sigs, &keys, zone.apex(), now().wrapping_add(40 * 86_400), &policy, &budget);
+        assert_eq!(late.map_err(|e| e.ede_code()), Err(proto::ede::code::SIGNATURE_EXPIRED));
+        let early = verify_rrset(&www, &sigs, &keys, zone.apex(), now().wrapping_sub(86_400), &policy, &budget);
+        assert_eq!(early.map_err(|e| e.ede_code()), Err(proto::ede::code::SIGNATURE_NOT_YET_VALID));
+        let none = verify_rrset(&www, &[], &keys, zone.apex(), now(), &policy, &budget);
+        assert_eq!(none.map_err(|e| e.ede_code()), Err(proto::ede::code::RRSIGS_MISSING));
+        let other: Vec<Dnskey> = lab.zones[0]
+            .1
+            .rrset(lab.zones[0].1.apex(), rtype::DNSKEY)
+            .iter()
+            .map(|r| Dnskey::parse(&r.rdata).expect("key"))
+            .collect();
+        let wrong = verify_rrset(&www, &sigs, &other, zone.apex(), now(), &policy, &budget);
+        assert_eq!(wrong.map_err(|e| e.ede_code()), Err(proto::ede::code::DNSKEY_MISSING));
+        // KeyTrap: with no budget left nothing is verified.
+        let empty = WorkBudget::new(0);
+        let starved = verify_rrset(&www, &sigs, &keys, zone.apex(), now(), &policy, &empty);
+        assert!(matches!(starved, Err(dnssec::Bogus::Budget { .. })));
+    }
+}
