@@ -136,7 +136,11 @@ impl CachedAnswer {
         out[0..2].copy_from_slice(&query.id.to_be_bytes());
         let stored = u16::from_be_bytes([out[2], out[3]]);
         let client = query.flags & (flags::RD | flags::CD);
-        let fl = (stored & !(flags::RD | flags::CD)) | client;
+        let mut fl = (stored & !(flags::RD | flags::CD)) | client;
+        // AD only for clients that asked for it, with DO or AD (RFC 6840 §5.8).
+        if query.flags & flags::AD == 0 && !query.edns.is_some_and(|e| e.dnssec_ok) {
+            fl &= !flags::AD;
+        }
         out[2..4].copy_from_slice(&fl.to_be_bytes());
         // The question keeps the client's case (0x20 mixing survives).
         let qend = HEADER_LEN + query.qname.len();

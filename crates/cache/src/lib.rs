@@ -18,7 +18,7 @@ mod answer;
 mod rrset;
 
 pub use answer::{AnswerCache, CachedAnswer, Freshness, WriteOptions, variant};
-pub use rrset::{Negative, Rank, RrsetCache, RrsetEntry, RrsetValue};
+pub use rrset::{BOGUS_TTL, Negative, Rank, RrsetCache, RrsetEntry, RrsetValue, Security};
 
 /// TTL policy shared by both caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,11 +42,29 @@ pub enum RrsetValue {
     Negative(Negative, Option<Record>),
 }
 
+/// The DNSSEC status of cached data (RFC 4035 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Security {
+    /// Not validated (validation off, or not yet known).
+    #[default]
+    Unchecked,
+    /// Provably unsigned.
+    Insecure,
+    /// Validated from a trust anchor.
+    Secure,
+    /// Failed validation; kept briefly so a broken zone is not hammered.
+    Bogus,
+}
+
 /// A cache entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RrsetEntry {
     /// The data.
     pub value: RrsetValue,
+    /// Its RRSIGs, and for negative entries the NSEC proof with its RRSIGs.
+    pub dnssec: Box<[Record]>,
+    /// Its validation status.
+    pub security: Security,
     /// The rank it was learnt with.
     pub rank: Rank,
     /// Unix time stored.
@@ -89,7 +107,16 @@ impl Weighter<(Name, u16), Arc<RrsetEntry>> for EntryWeighter {
             }
             RrsetValue::Negative(_, soa) => soa.as_ref().map_or(0, record),
         };
-        (heap_cost(key.0.as_wire().len()) + heap_cost(16 + std::mem::size_of::<RrsetEntry>()) + data + SLOT_COST) as u64
+        let dnssec = if val.dnssec.is_empty() {
+            0
+        } else {
+            heap_cost(val.dnssec.len() * std::mem::size_of::<Record>()) + val.dnssec.iter().map(record).sum::<usize>()
+        };
+        (heap_cost(key.0.as_wire().len())
+            + heap_cost(16 + std::mem::size_of::<RrsetEntry>())
+            + data
+            + dnssec
+            + SLOT_COST) as u64
     }
 }
 
@@ -104,6 +131,10 @@ impl std::fmt::Debug for RrsetCache {
         f.debug_struct("RrsetCache").field("entries", &self.entries.len()).finish()
     }
 }
+
+/// Longest time bogus data is kept (RFC 4035 §4.7 suggests a short "BAD"
+/// cache).
+pub const BOGUS_TTL: u32 = 60;
 
 /// The pseudo-type under which NXDOMAIN is cached.
 const NXDOMAIN_TYPE: u16 = 0;
@@ -140,28 +171,67 @@ impl RrsetCache {
     /// Stores an RRset (all records share owner and type). Does nothing when
     /// a fresh entry of higher rank is present.
     pub fn insert_rrset(&self, records: Vec<Record>, rank: Rank, now: u64) {
+        self.insert_validated(records, Vec::new(), Security::Unchecked, rank, now);
+    }
+
+    /// Stores an RRset with its signatures and validation status. Bogus
+    /// data is kept for at most [`BOGUS_TTL`] seconds.
+    pub fn insert_validated(&self, records: Vec<Record>, sigs: Vec<Record>, security: Security, rank: Rank, now: u64) {
         let Some(first) = records.first() else { return };
         let key = (first.name.clone(), first.rtype);
-        let ttl = self.policy.clamp(records.iter().map(|r| r.ttl).min().unwrap_or(0));
+        let mut ttl = self.policy.clamp(records.iter().map(|r| r.ttl).min().unwrap_or(0));
+        if security == Security::Bogus {
+            ttl = ttl.min(BOGUS_TTL);
+        }
         let records: Vec<Record> = records.into_iter().map(|r| Record { ttl, ..r }).collect();
-        self.store(key, RrsetValue::Positive(records.into()), rank, ttl, now);
+        let sigs: Vec<Record> = sigs.into_iter().map(|r| Record { ttl, ..r }).collect();
+        self.store(key, RrsetValue::Positive(records.into()), sigs.into(), security, rank, ttl, now);
     }
 
     /// Stores a negative answer for (name, type); NXDOMAIN covers all types.
     pub fn insert_negative(&self, name: &Name, rtype: u16, kind: Negative, soa: Option<Record>, rank: Rank, now: u64) {
-        let ttl = self.policy.clamp_negative(soa.as_ref().and_then(Record::soa_negative_ttl).unwrap_or(0));
-        let t = if kind == Negative::NxDomain { NXDOMAIN_TYPE } else { rtype };
-        self.store((name.clone(), t), RrsetValue::Negative(kind, soa), rank, ttl, now);
+        self.insert_negative_validated(name, rtype, kind, soa, Vec::new(), Security::Unchecked, rank, now);
     }
 
-    fn store(&self, key: (Name, u16), value: RrsetValue, rank: Rank, ttl: u32, now: u64) {
+    /// Stores a negative answer with its proof and validation status.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_negative_validated(
+        &self,
+        name: &Name,
+        rtype: u16,
+        kind: Negative,
+        soa: Option<Record>,
+        proof: Vec<Record>,
+        security: Security,
+        rank: Rank,
+        now: u64,
+    ) {
+        let mut ttl = self.policy.clamp_negative(soa.as_ref().and_then(Record::soa_negative_ttl).unwrap_or(0));
+        if security == Security::Bogus {
+            ttl = ttl.min(BOGUS_TTL);
+        }
+        let t = if kind == Negative::NxDomain { NXDOMAIN_TYPE } else { rtype };
+        self.store((name.clone(), t), RrsetValue::Negative(kind, soa), proof.into(), security, rank, ttl, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        key: (Name, u16),
+        value: RrsetValue,
+        dnssec: Box<[Record]>,
+        security: Security,
+        rank: Rank,
+        ttl: u32,
+        now: u64,
+    ) {
         if let Some(old) = self.entries.get(&key)
-            && old.rank > rank
+            && (old.rank, old.security) > (rank, security)
             && old.freshness(now, &self.policy) == Freshness::Fresh
         {
             return;
         }
-        self.entries.insert(key, Arc::new(RrsetEntry { value, rank, stored_at: now, ttl }));
+        self.entries.insert(key, Arc::new(RrsetEntry { value, dnssec, security, rank, stored_at: now, ttl }));
     }
 
     /// Removes what is cached for (name, type).

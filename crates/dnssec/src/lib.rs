@@ -88,6 +88,12 @@ pub enum Bogus {
         /// What is missing.
         why: &'static str,
     },
+    /// Data that failed validation earlier, served from the cache.
+    #[error("{rrset} failed validation earlier (cached)")]
+    Cached {
+        /// The RRset.
+        rrset: String,
+    },
     /// The work budget ran out before anything verified.
     #[error("validation work budget exhausted at {rrset}")]
     Budget {
@@ -108,6 +114,7 @@ impl Bogus {
             Bogus::NoZoneKeyBit { .. } => code::NO_ZONE_KEY_BIT,
             Bogus::NsecMissing { .. } => code::NSEC_MISSING,
             Bogus::Budget { .. } => code::DNSSEC_BOGUS,
+            Bogus::Cached { .. } => code::DNSSEC_BOGUS,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! RRSIG verification and DS matching.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use domain::base::iana::SecurityAlgorithm;
 use domain::crypto::common::PublicKey;
@@ -44,28 +44,22 @@ impl AlgorithmPolicy {
 /// many colliding keys and signatures (KeyTrap) costs a bounded amount.
 #[derive(Debug)]
 pub struct WorkBudget {
-    left: Cell<u32>,
+    left: AtomicU32,
 }
 
 impl WorkBudget {
     /// A budget of `verifications` signature checks.
     pub fn new(verifications: u32) -> WorkBudget {
-        WorkBudget { left: Cell::new(verifications) }
+        WorkBudget { left: AtomicU32::new(verifications) }
     }
 
     fn spend(&self) -> bool {
-        match self.left.get() {
-            0 => false,
-            n => {
-                self.left.set(n - 1);
-                true
-            }
-        }
+        self.left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok()
     }
 
     /// Verifications left.
     pub fn left(&self) -> u32 {
-        self.left.get()
+        self.left.load(Ordering::Relaxed)
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Local data.
     pub local: LocalConfig,
+    /// DNSSEC validation.
+    pub dnssec: DnssecConfig,
     /// Forward zones.
     #[serde(rename = "forward_zone")]
     pub forward_zones: Vec<ZoneServers>,
@@ -122,6 +124,44 @@ pub struct LocalConfig {
     pub records: Vec<String>,
 }
 
+/// `[dnssec]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnssecConfig {
+    /// Validate answers (off until NSEC3 proofs land; the demo turns it on).
+    pub validate: bool,
+    /// Trust the built-in IANA root anchors (KSK-2017 and KSK-2024).
+    pub builtin_root_anchor: bool,
+    /// Trust anchors in master-file syntax (DS or DNSKEY records).
+    pub trust_anchors: Vec<String>,
+    /// Files of trust anchors in master-file syntax.
+    pub trust_anchor_files: Vec<PathBuf>,
+    /// Accept the SHA-1 algorithms (5, 7) and DS digest 1 (RFC 8624: NOT
+    /// RECOMMENDED for validation).
+    pub allow_sha1: bool,
+    /// Signature checks one client query may cost (KeyTrap bound).
+    pub max_verifications: u32,
+}
+
+impl Default for DnssecConfig {
+    fn default() -> Self {
+        DnssecConfig {
+            validate: false,
+            builtin_root_anchor: true,
+            trust_anchors: Vec::new(),
+            trust_anchor_files: Vec::new(),
+            allow_sha1: false,
+            max_verifications: 256,
+        }
+    }
+}
+
+/// The IANA root trust anchors (root-anchors.xml): KSK-2017 and KSK-2024.
+pub const IANA_ROOT_ANCHORS: &[&str] = &[
+    ". IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D",
+    ". IN DS 38696 8 2 683D2D0ACB8C9B712A1948B27F741219298D0A450D612C483AF444A4C0FB2B16",
+];
+
 /// `[[forward_zone]]` and `[[stub_zone]]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,6 +180,7 @@ impl Default for Config {
             resolver: ResolverConfig::default(),
             cache: CacheConfig::default(),
             local: LocalConfig::default(),
+            dnssec: DnssecConfig::default(),
             forward_zones: Vec::new(),
             stub_zones: Vec::new(),
         }
@@ -236,7 +277,33 @@ impl Config {
             }
         }
         self.local_records()?;
+        self.trust_anchors()?;
         Ok(())
+    }
+
+    /// The trust anchors in force (DS and DNSKEY records).
+    pub fn trust_anchors(&self) -> anyhow::Result<Vec<proto::Record>> {
+        let d = &self.dnssec;
+        let mut texts: Vec<(String, String)> = Vec::new();
+        if d.builtin_root_anchor {
+            texts.extend(IANA_ROOT_ANCHORS.iter().map(|t| ("built-in root anchor".to_string(), t.to_string())));
+        }
+        texts
+            .extend(d.trust_anchors.iter().enumerate().map(|(i, t)| (format!("dnssec.trust_anchors[{i}]"), t.clone())));
+        for f in &d.trust_anchor_files {
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            texts.push((f.display().to_string(), text));
+        }
+        let mut out = Vec::new();
+        for (what, text) in texts {
+            let recs = proto::zonefile::parse_records(&text, Some(&proto::Name::root()))
+                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+            if recs.iter().any(|r| r.rtype != proto::rtype::DS && r.rtype != proto::rtype::DNSKEY) {
+                bail!("{what}: trust anchors must be DS or DNSKEY records");
+            }
+            out.extend(recs);
+        }
+        Ok(out)
     }
 
     /// The local records, parsed.
@@ -300,6 +367,15 @@ impl Config {
                 .collect(),
             rrset_cache_bytes: self.cache.rrset_max_bytes,
             ttl: self.ttl_policy(),
+            validation: if self.dnssec.validate {
+                Some(recursor::ValidationConfig {
+                    trust_anchors: self.trust_anchors()?,
+                    policy: dnssec::AlgorithmPolicy { allow_sha1: self.dnssec.allow_sha1 },
+                    max_verifications: self.dnssec.max_verifications,
+                })
+            } else {
+                None
+            },
         })
     }
 
@@ -365,5 +441,8 @@ mod tests {
         assert!(c.server.listen.iter().all(|a| a.port() == 5353 && a.ip().is_loopback()));
         assert_eq!(c.root_hints().expect("hints").len(), crate::root_hints::IANA_ROOT_SERVERS.len());
         assert!(c.resolver.do_not_query_localhost);
+        let anchors = c.trust_anchors().expect("anchors");
+        let tags: Vec<u16> = anchors.iter().map(|r| u16::from_be_bytes([r.rdata[0], r.rdata[1]])).collect();
+        assert_eq!(tags, [20326, 38696]);
     }
 }

@@ -34,7 +34,34 @@ pub fn demo_config(lab: &Lab, listen: Vec<SocketAddr>) -> Config {
     c.resolver.do_not_query_localhost = false;
     c.resolver.answer_special_use_locally = false;
     c.resolver.resolution_timeout_ms = 3000;
+    // Validate from the lab's root key (generated when the lab was signed).
+    c.dnssec.validate = true;
+    c.dnssec.builtin_root_anchor = false;
+    c.dnssec.trust_anchors = lab.data().trust_anchor.iter().map(anchor_text).collect();
     c
+}
+
+/// A trust anchor record in master-file syntax.
+pub fn anchor_text(r: &proto::Record) -> String {
+    // DNSKEY rdata: flags, protocol, algorithm, then the key in base64.
+    let flags = u16::from_be_bytes([r.rdata[0], r.rdata[1]]);
+    format!("{} IN DNSKEY {} {} {} {}", r.name, flags, r.rdata[2], r.rdata[3], base64(&r.rdata[4..]))
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Runs the demo.
@@ -69,6 +96,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  dig @{ip} -p {port} nope.example.test          # NXDOMAIN");
     println!("  kdig @{ip} -p {port} c1.chain.test             # a CNAME chain across five zones");
     println!("  onedot query txt.big.test TXT @{ip}:{port}     # too big for UDP: retried over TCP");
+    println!("  dig @{ip} -p {port} www.example.test +dnssec    # validated: the ad flag");
+    println!("  dig @{ip} -p {port} www.bogus.test +dnssec      # a broken signature: SERVFAIL, EDE 6");
     println!("  onedot query www.dead.test @{ip}:{port}        # SERVFAIL with an Extended DNS Error");
     println!();
     for (name, t) in [
@@ -76,6 +105,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         ("www.example.test", rtype::AAAA),
         ("nope.example.test", rtype::A),
         ("www.unsigned.test", rtype::A),
+        ("www.bogus.test", rtype::A),
         ("c1.chain.test", rtype::A),
         ("txt.big.test", rtype::TXT),
     ] {
@@ -84,7 +114,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             qtype: t,
             server: udp,
             tcp: false,
-            dnssec: false,
+            dnssec: true,
             recurse: true,
             timeout: Duration::from_secs(5),
         };
@@ -124,11 +154,13 @@ pub fn summarise(name: &str, qtype: u16, resp: &[u8], tcp: bool) -> String {
         .map(|r| r.address().map_or_else(|| format!("{} bytes", r.rdata.len()), |a| a.to_string()))
         .collect();
     let via = if tcp { " (over TCP)" } else { "" };
+    let ad = if m.has_flag(proto::flags::AD) { " [AD: validated]" } else { "" };
+    let ede = m.ede().first().map(|(c, t)| format!(" [EDE {c}: {t}]")).unwrap_or_default();
     let chain = m.answer.iter().filter(|r| r.rtype == rtype::CNAME).count();
     let chain = if chain > 0 { format!(" after {chain} CNAME(s)") } else { String::new() };
     match data.len() {
-        0 => format!("{name} {t}: {rcode}{via}"),
-        n if n > 3 => format!("{name} {t}: {rcode}, {n} records{chain}{via}"),
-        _ => format!("{name} {t}: {rcode} {}{chain}{via}", data.join(", ")),
+        0 => format!("{name} {t}: {rcode}{via}{ad}{ede}"),
+        n if n > 3 => format!("{name} {t}: {rcode}, {n} records{chain}{via}{ad}"),
+        _ => format!("{name} {t}: {rcode} {}{chain}{via}{ad}", data.join(", ")),
     }
 }

@@ -71,6 +71,9 @@ enum Command {
         /// Write the zone files and servers.json to DIR and exit.
         #[arg(long)]
         export: Option<PathBuf>,
+        /// Write the lab's root key (its trust anchor) to FILE.
+        #[arg(long)]
+        trust_anchor_out: Option<PathBuf>,
     },
     /// Print the effective configuration (defaults filled in).
     Config {
@@ -115,12 +118,16 @@ fn main() -> anyhow::Result<()> {
             };
             runtime(1)?.block_on(client::run(ask))
         }
-        Command::Lab { port, export } => {
+        Command::Lab { port, export, trust_anchor_out } => {
             let data = lab::LabData::builtin().context("loading the lab")?;
             if let Some(dir) = export {
                 data.export(&dir).with_context(|| format!("exporting to {}", dir.display()))?;
                 println!("exported {} zones and servers.json to {}", data.zones.len(), dir.display());
                 return Ok(());
+            }
+            if let (Some(path), Some(anchor)) = (&trust_anchor_out, &data.trust_anchor) {
+                std::fs::write(path, format!("{}\n", demo::anchor_text(anchor)))
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             runtime(0)?.block_on(async {
                 let lab = lab::Lab::start(std::sync::Arc::new(data), port).await?;

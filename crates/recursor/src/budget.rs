@@ -12,6 +12,7 @@ use crate::ResolveError;
 #[derive(Debug)]
 pub struct Budget {
     queries_left: AtomicU32,
+    verifications: dnssec::WorkBudget,
     deadline: Instant,
     max_depth: u8,
 }
@@ -19,7 +20,18 @@ pub struct Budget {
 impl Budget {
     /// A budget of `queries` upstream queries until `deadline`.
     pub fn new(queries: u32, deadline: Instant, max_depth: u8) -> Budget {
-        Budget { queries_left: AtomicU32::new(queries), deadline, max_depth }
+        Budget { queries_left: AtomicU32::new(queries), verifications: dnssec::WorkBudget::new(0), deadline, max_depth }
+    }
+
+    /// Allows `n` DNSSEC signature checks.
+    pub fn with_verifications(mut self, n: u32) -> Budget {
+        self.verifications = dnssec::WorkBudget::new(n);
+        self
+    }
+
+    /// The signature-check budget.
+    pub fn verifications(&self) -> &dnssec::WorkBudget {
+        &self.verifications
     }
 
     /// Takes one upstream query from the budget.

@@ -66,6 +66,8 @@ pub struct RecursorConfig {
     pub rrset_cache_bytes: u64,
     /// TTL policy.
     pub ttl: cache::TtlPolicy,
+    /// DNSSEC validation, or `None` for none.
+    pub validation: Option<crate::ValidationConfig>,
 }
 
 impl Default for RecursorConfig {
@@ -90,6 +92,7 @@ impl Default for RecursorConfig {
             stub_zones: Vec::new(),
             rrset_cache_bytes: 64 << 20,
             ttl: cache::TtlPolicy::default(),
+            validation: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::budget::Budget;
 use crate::infra::Infra;
 use crate::transport::{BoxFuture, Transport, TransportError, UpstreamQuery};
+use crate::validate::{self, Security, ZoneTrust};
 use crate::{Clock, ForwardZone, RecursorConfig, ResolveError};
 
 /// How a resolution ended (all are successes: NXDOMAIN is an answer).
@@ -31,23 +32,28 @@ pub enum Outcome {
 pub struct Resolution {
     /// What was found.
     pub outcome: Outcome,
-    /// The answer section: CNAME/DNAME chain then the final RRset.
+    /// The answer section: CNAME/DNAME chain then the final RRset, each
+    /// RRset followed by its RRSIGs when validating.
     pub answer: Vec<Record>,
-    /// The authority section (the SOA of a negative answer).
+    /// The authority section: the SOA of a negative answer and, when
+    /// validating, the NSEC proof with its RRSIGs.
     pub authority: Vec<Record>,
+    /// The DNSSEC status.
+    pub security: Security,
 }
 
 /// A server's reply, sorted out relative to the zone we asked it about.
 #[derive(Debug)]
 enum Classified {
     /// Data (a chain from the question name, in order).
-    Answer { chain: Vec<Record>, authoritative: bool },
-    /// No data of that type.
-    NoData(Option<Record>),
-    /// No such name.
-    NxDomain(Option<Record>),
-    /// A delegation to `child`, strictly below the zone.
-    Referral { child: Name, ns: Vec<Record>, glue: Vec<Record> },
+    Answer { chain: Vec<Record>, sigs: Vec<Record>, authority: Vec<Record>, authoritative: bool },
+    /// No data of that type (SOA, NSEC proof with RRSIGs).
+    NoData(Option<Record>, Vec<Record>),
+    /// No such name (SOA, NSEC proof with RRSIGs).
+    NxDomain(Option<Record>, Vec<Record>),
+    /// A delegation to `child`, strictly below the zone, with the DS or NSEC
+    /// records (and RRSIGs) that say whether it is signed.
+    Referral { child: Name, ns: Vec<Record>, glue: Vec<Record>, dnssec: Vec<Record> },
     /// Lame: not authoritative for the zone, or REFUSED.
     Lame,
     /// SERVFAIL, FORMERR, NOTIMP or something unusable.
@@ -58,6 +64,7 @@ enum Classified {
 #[derive(Debug, Clone)]
 struct Cut {
     zone: Name,
+    trust: ZoneTrust,
     ns_names: Vec<Name>,
     addrs: Vec<SocketAddr>,
 }
@@ -79,6 +86,8 @@ struct Inner {
     cache: RrsetCache,
     infra: Infra,
     inflight: InflightMap,
+    /// What is known of each zone's keys, with the Unix time it expires.
+    trust: Mutex<HashMap<Name, (ZoneTrust, u64)>>,
 }
 
 /// The iterative resolver. Cheap to clone; all clones share caches.
@@ -118,6 +127,7 @@ impl Recursor {
                 cache,
                 infra: Infra::default(),
                 inflight: Mutex::new(HashMap::new()),
+                trust: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -158,7 +168,9 @@ impl Recursor {
             Ok(tx) => {
                 let _guard = InflightGuard { map: &self.inner.inflight, key };
                 let c = &self.inner.config;
-                let budget = Budget::new(c.max_upstream_queries, Instant::now() + c.resolution_timeout, c.max_depth);
+                let verifications = c.validation.as_ref().map_or(0, |v| v.max_verifications);
+                let budget = Budget::new(c.max_upstream_queries, Instant::now() + c.resolution_timeout, c.max_depth)
+                    .with_verifications(verifications);
                 let result = self.resolve_in(qname.clone(), qtype, &budget, 0).await;
                 let _ = tx.send(Some(Arc::new(result.clone())));
                 result
@@ -178,6 +190,7 @@ impl Recursor {
             budget.check_depth(depth)?;
             let max_chain = self.inner.config.max_cname_chain;
             let mut chain: Vec<Record> = Vec::new();
+            let mut security = Security::Secure;
             let mut seen: Vec<Name> = Vec::new();
             let mut name = qname;
             loop {
@@ -186,29 +199,19 @@ impl Recursor {
                 }
                 seen.push(name.clone());
                 let now = self.inner.clock.now_unix();
-                if let Some(hit) = self.cached(&name, qtype, now) {
-                    match hit {
-                        CacheHit::Records(recs) => {
-                            chain.extend(recs);
-                            return Ok(Resolution { outcome: Outcome::Answer, answer: chain, authority: Vec::new() });
-                        }
-                        CacheHit::Cname(rec, target) => {
-                            chain.push(rec);
-                            name = target;
-                            continue;
-                        }
-                        CacheHit::Negative(kind, soa) => {
-                            let outcome = match kind {
-                                Negative::NxDomain => Outcome::NxDomain,
-                                Negative::NoData => Outcome::NoData,
-                            };
-                            return Ok(Resolution { outcome, answer: chain, authority: soa.into_iter().collect() });
-                        }
+                let step = match self.cached(&name, qtype, now) {
+                    Some(CacheHit::Cname(recs, target, sec)) => {
+                        chain.extend(recs);
+                        security = security.combine(sec);
+                        name = target;
+                        continue;
                     }
-                }
-                match self.iterate(&name, qtype, budget, depth).await? {
-                    Step::Answer(records) => {
-                        let last = records.last().cloned();
+                    Some(CacheHit::Step(step)) => step,
+                    None => self.iterate(&name, qtype, budget, depth).await?,
+                };
+                let (outcome, authority, sec) = match step {
+                    Step::Answer(records, sec) => {
+                        let last = records.iter().rfind(|r| r.rtype != rtype::RRSIG).cloned();
                         for r in &records {
                             if r.rtype == rtype::CNAME && r.name != name {
                                 if seen.contains(&r.name) {
@@ -218,34 +221,20 @@ impl Recursor {
                             }
                         }
                         chain.extend(records);
+                        security = security.combine(sec.clone());
                         match last {
                             Some(l) if l.rtype == rtype::CNAME && qtype != rtype::CNAME => {
                                 name = l.target_name().ok_or_else(|| ResolveError::InvalidData("CNAME".into()))?;
+                                continue;
                             }
-                            _ => {
-                                return Ok(Resolution {
-                                    outcome: Outcome::Answer,
-                                    answer: chain,
-                                    authority: Vec::new(),
-                                });
-                            }
+                            _ => (Outcome::Answer, Vec::new(), sec),
                         }
                     }
-                    Step::NoData(soa) => {
-                        return Ok(Resolution {
-                            outcome: Outcome::NoData,
-                            answer: chain,
-                            authority: soa.into_iter().collect(),
-                        });
-                    }
-                    Step::NxDomain(soa) => {
-                        return Ok(Resolution {
-                            outcome: Outcome::NxDomain,
-                            answer: chain,
-                            authority: soa.into_iter().collect(),
-                        });
-                    }
-                }
+                    Step::NoData(soa, proof, sec) => (Outcome::NoData, soa.into_iter().chain(proof).collect(), sec),
+                    Step::NxDomain(soa, proof, sec) => (Outcome::NxDomain, soa.into_iter().chain(proof).collect(), sec),
+                };
+                let security = security.combine(sec);
+                return Ok(Resolution { outcome, answer: chain, authority, security });
             }
         })
     }
@@ -255,23 +244,36 @@ impl Recursor {
             return None;
         }
         let cache = &self.inner.cache;
+        let describe = || format!("{name} {}", rtype::name(qtype).unwrap_or("?"));
         if let Some(e) = cache.get_fresh(name, qtype, now) {
-            return Some(match &e.value {
+            let sec = Security::from_cache(e.security, describe);
+            let left = e.remaining(now);
+            let dnssec: Vec<Record> = e.dnssec.iter().map(|r| Record { ttl: left.min(r.ttl), ..r.clone() }).collect();
+            return Some(CacheHit::Step(match &e.value {
                 RrsetValue::Positive(_) if e.rank < Rank::NonAuthAnswer => return None,
-                RrsetValue::Positive(_) => CacheHit::Records(e.records_at(now)),
-                RrsetValue::Negative(kind, soa) => {
-                    let left = e.remaining(now);
-                    CacheHit::Negative(kind.clone(), soa.clone().map(|s| Record { ttl: left.min(s.ttl), ..s }))
+                RrsetValue::Positive(_) => {
+                    let mut recs = e.records_at(now);
+                    recs.extend(dnssec);
+                    Step::Answer(recs, sec)
                 }
-            });
+                RrsetValue::Negative(kind, soa) => {
+                    let soa = soa.clone().map(|s| Record { ttl: left.min(s.ttl), ..s });
+                    match kind {
+                        Negative::NxDomain => Step::NxDomain(soa, dnssec, sec),
+                        Negative::NoData => Step::NoData(soa, dnssec, sec),
+                    }
+                }
+            }));
         }
         if qtype != rtype::CNAME
             && let Some(e) = cache.get_fresh(name, rtype::CNAME, now)
             && let (RrsetValue::Positive(_), true) = (&e.value, e.rank >= Rank::NonAuthAnswer)
         {
-            let rec = e.records_at(now).into_iter().next()?;
-            let target = rec.target_name()?;
-            return Some(CacheHit::Cname(rec, target));
+            let mut recs = e.records_at(now);
+            let target = recs.first()?.target_name()?;
+            let left = e.remaining(now);
+            recs.extend(e.dnssec.iter().map(|r| Record { ttl: left.min(r.ttl), ..r.clone() }));
+            return Some(CacheHit::Cname(recs, target, Security::from_cache(e.security, describe)));
         }
         None
     }
@@ -281,7 +283,9 @@ impl Recursor {
         if let Some(fz) = self.forward_zone(name) {
             return self.forward(fz, name, qtype, budget).await;
         }
-        let mut cut = self.closest_cut(name);
+        // DS lives on the parent side of a zone cut.
+        let start = if qtype == rtype::DS { name.parent().unwrap_or_else(Name::root) } else { name.clone() };
+        let mut cut = self.closest_cut(&start);
         let mut minimise = self.inner.config.qname_minimisation;
         let mut known = cut.zone.clone();
         let mut steps = 0;
@@ -297,7 +301,7 @@ impl Recursor {
             let reply = self.query_cut(&cut, &qn, qt, budget, depth).await?;
             let now = self.inner.clock.now_unix();
             match reply {
-                Classified::Referral { child, ns, glue } => {
+                Classified::Referral { child, ns, glue, dnssec } => {
                     let ns_names: Vec<Name> = ns.iter().filter_map(Record::target_name).collect();
                     let port = self.inner.config.upstream_port;
                     let addrs: Vec<SocketAddr> =
@@ -306,9 +310,29 @@ impl Recursor {
                     for set in group_rrsets(glue) {
                         self.inner.cache.insert_rrset(set, Rank::Glue, now);
                     }
+                    let trust = match &self.inner.config.validation {
+                        None => ZoneTrust::Off,
+                        Some(v) => match ZoneTrust::from_anchors(&v.trust_anchors, &child) {
+                            Some(anchored) => anchored,
+                            None => {
+                                let parent = self.ensure_keys(&mut cut, budget, depth).await;
+                                let t = validate::child_trust(
+                                    &parent,
+                                    &cut.zone,
+                                    &child,
+                                    &dnssec,
+                                    &v.policy,
+                                    now,
+                                    budget.verifications(),
+                                );
+                                self.remember_trust(&child, &t, 3600, now);
+                                t
+                            }
+                        },
+                    };
                     tracing::debug!(zone = %cut.zone, %child, "referral");
                     known = child.clone();
-                    cut = Cut { zone: child, ns_names, addrs };
+                    cut = Cut { zone: child, trust, ns_names, addrs };
                 }
                 Classified::Answer { chain, .. } if minimised => {
                     if chain.iter().any(|r| r.rtype == rtype::CNAME || r.rtype == rtype::DNAME) {
@@ -317,36 +341,67 @@ impl Recursor {
                         known = qn;
                     }
                 }
-                Classified::NoData(_) if minimised => known = qn,
+                Classified::NoData(..) if minimised => known = qn,
                 // Relaxed fallback (RFC 9156 §2.3): some servers answer
                 // NXDOMAIN for empty non-terminals; ask the full name.
-                Classified::NxDomain(_) if minimised => minimise = false,
-                Classified::Answer { chain, authoritative } => {
+                Classified::NxDomain(..) if minimised => minimise = false,
+                Classified::Answer { chain, sigs, authority, authoritative } => {
                     let rank = if authoritative { Rank::Authoritative } else { Rank::NonAuthAnswer };
-                    self.cache_chain(&chain, rank, now);
-                    return Ok(Step::Answer(chain));
+                    let sec = match &self.inner.config.validation {
+                        None => Security::Indeterminate,
+                        Some(v) => {
+                            let trust = self.ensure_keys(&mut cut, budget, depth).await;
+                            let now = self.inner.clock.now_unix();
+                            validate::check_answer(
+                                &trust,
+                                &cut.zone,
+                                &chain,
+                                &sigs,
+                                &authority,
+                                &v.policy,
+                                now,
+                                budget.verifications(),
+                            )
+                        }
+                    };
+                    self.cache_chain(&chain, &sigs, &sec, rank, now);
+                    return Ok(Step::Answer(interleave(chain, &sigs), sec));
                 }
-                Classified::NoData(soa) => {
-                    self.inner.cache.insert_negative(
+                reply @ (Classified::NoData(..) | Classified::NxDomain(..)) => {
+                    let nx = matches!(reply, Classified::NxDomain(..));
+                    let (Classified::NoData(soa, proof) | Classified::NxDomain(soa, proof)) = reply else {
+                        unreachable!("matched above")
+                    };
+                    let sec = match &self.inner.config.validation {
+                        None => Security::Indeterminate,
+                        Some(v) => {
+                            let trust = self.ensure_keys(&mut cut, budget, depth).await;
+                            let now = self.inner.clock.now_unix();
+                            validate::check_negative(
+                                &trust,
+                                &cut.zone,
+                                name,
+                                qtype,
+                                nx,
+                                &proof,
+                                &v.policy,
+                                now,
+                                budget.verifications(),
+                            )
+                        }
+                    };
+                    let kind = if nx { Negative::NxDomain } else { Negative::NoData };
+                    self.inner.cache.insert_negative_validated(
                         name,
                         qtype,
-                        Negative::NoData,
+                        kind,
                         soa.clone(),
+                        proof.clone(),
+                        sec.to_cache(),
                         Rank::Authoritative,
                         now,
                     );
-                    return Ok(Step::NoData(soa));
-                }
-                Classified::NxDomain(soa) => {
-                    self.inner.cache.insert_negative(
-                        name,
-                        qtype,
-                        Negative::NxDomain,
-                        soa.clone(),
-                        Rank::Authoritative,
-                        now,
-                    );
-                    return Ok(Step::NxDomain(soa));
+                    return Ok(if nx { Step::NxDomain(soa, proof, sec) } else { Step::NoData(soa, proof, sec) });
                 }
                 Classified::Lame | Classified::Failure => {
                     return Err(ResolveError::NoReachableAuthority { zone: cut.zone.to_string() });
@@ -355,16 +410,80 @@ impl Recursor {
         }
     }
 
-    /// Caches the RRsets of an answer chain, except CNAMEs synthesised from
-    /// a DNAME: served from the cache alone they would lose the DNAME that
-    /// justifies them (RFC 6672 §3.4), so such names are asked again.
-    fn cache_chain(&self, chain: &[Record], rank: Rank, now: u64) {
+    /// The keys of `cut`'s zone, fetched and checked against its DS (or
+    /// anchors) if not known yet. Updates `cut` and remembers the result.
+    async fn ensure_keys(&self, cut: &mut Cut, budget: &Budget, depth: u8) -> ZoneTrust {
+        let ZoneTrust::Pending { ds, anchor_keys } = cut.trust.clone() else { return cut.trust.clone() };
+        let now = self.inner.clock.now_unix();
+        if let Some(t) = self.known_trust(&cut.zone, now).filter(|t| !matches!(t, ZoneTrust::Pending { .. })) {
+            cut.trust = t.clone();
+            return t;
+        }
+        let Some(v) = &self.inner.config.validation else { return ZoneTrust::Off };
+        let zone = cut.zone.clone();
+        let trust = match self.query_cut(cut, &zone, rtype::DNSKEY, budget, depth).await {
+            Ok(Classified::Answer { chain, sigs, .. }) => {
+                let keys: Vec<Record> =
+                    chain.into_iter().filter(|r| r.rtype == rtype::DNSKEY && r.name == zone).collect();
+                match validate::check_dnskeys(
+                    &zone,
+                    &keys,
+                    &sigs,
+                    &ds,
+                    &anchor_keys,
+                    &v.policy,
+                    now,
+                    budget.verifications(),
+                ) {
+                    Ok((t, ttl)) => {
+                        self.remember_trust(&zone, &t, ttl, now);
+                        t
+                    }
+                    Err(b) => {
+                        let t = ZoneTrust::Bogus(b);
+                        self.remember_trust(&zone, &t, cache::BOGUS_TTL, now);
+                        t
+                    }
+                }
+            }
+            _ => ZoneTrust::Bogus(dnssec::Bogus::DnskeyMissing {
+                zone: zone.to_string(),
+                what: "no DNSKEY answer".into(),
+            }),
+        };
+        cut.trust = trust.clone();
+        trust
+    }
+
+    fn known_trust(&self, zone: &Name, now: u64) -> Option<ZoneTrust> {
+        let map = self.inner.trust.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(zone).filter(|(_, exp)| *exp > now).map(|(t, _)| t.clone())
+    }
+
+    fn remember_trust(&self, zone: &Name, trust: &ZoneTrust, ttl: u32, now: u64) {
+        if matches!(trust, ZoneTrust::Off) {
+            return;
+        }
+        let ttl = if matches!(trust, ZoneTrust::Bogus(_)) { ttl.min(cache::BOGUS_TTL) } else { ttl };
+        let mut map = self.inner.trust.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 100_000 {
+            map.clear();
+        }
+        map.insert(zone.clone(), (trust.clone(), now + ttl as u64));
+    }
+
+    /// Caches the RRsets of an answer chain with their signatures, except
+    /// CNAMEs synthesised from a DNAME: served from the cache alone they
+    /// would lose the DNAME that justifies them (RFC 6672 §3.4), so such
+    /// names are asked again.
+    fn cache_chain(&self, chain: &[Record], sigs: &[Record], sec: &Security, rank: Rank, now: u64) {
         let dnames: Vec<&Name> = chain.iter().filter(|r| r.rtype == rtype::DNAME).map(|r| &r.name).collect();
         for set in group_rrsets(chain.to_vec()) {
             let synthesised = set[0].rtype == rtype::CNAME
                 && dnames.iter().any(|d| set[0].name.is_subdomain_of(d) && set[0].name != **d);
             if !synthesised {
-                self.inner.cache.insert_rrset(set, rank, now);
+                let set_sigs = sigs_for(sigs, &set[0].name, set[0].rtype);
+                self.inner.cache.insert_validated(set, set_sigs, sec.to_cache(), rank, now);
             }
         }
     }
@@ -386,42 +505,56 @@ impl Recursor {
             let now = self.inner.clock.now_unix();
             match classify(&reply, &Name::root(), name, qtype) {
                 Classified::Answer { chain, .. } => {
-                    self.cache_chain(&chain, Rank::NonAuthAnswer, now);
-                    return Ok(Step::Answer(chain));
+                    let sec = Security::Indeterminate;
+                    self.cache_chain(&chain, &[], &sec, Rank::NonAuthAnswer, now);
+                    return Ok(Step::Answer(chain, sec));
                 }
-                Classified::NoData(soa) => return Ok(Step::NoData(soa)),
-                Classified::NxDomain(soa) => return Ok(Step::NxDomain(soa)),
+                Classified::NoData(soa, _) => return Ok(Step::NoData(soa, Vec::new(), Security::Indeterminate)),
+                Classified::NxDomain(soa, _) => return Ok(Step::NxDomain(soa, Vec::new(), Security::Indeterminate)),
                 _ => continue,
             }
         }
         Err(ResolveError::NoReachableAuthority { zone: fz.name.to_string() })
     }
 
-    /// The deepest zone cut we know servers for.
+    /// The deepest zone cut we know servers for (and, when validating,
+    /// whose trust we know).
     fn closest_cut(&self, name: &Name) -> Cut {
         let now = self.inner.clock.now_unix();
         let cfg = &self.inner.config;
+        let anchors = cfg.validation.as_ref().map(|v| v.trust_anchors.as_slice());
+        let trust_of = |z: &Name| -> Option<ZoneTrust> {
+            let Some(anchors) = anchors else { return Some(ZoneTrust::Off) };
+            self.known_trust(z, now).or_else(|| ZoneTrust::from_anchors(anchors, z))
+        };
         let stub = cfg.stub_zones.iter().filter(|s| name.is_subdomain_of(&s.name)).max_by_key(|s| s.name.label_count());
         let mut n = Some(name.clone());
         while let Some(z) = n {
             if let Some(stub) = stub.filter(|s| s.name == z) {
-                return Cut { zone: z, ns_names: Vec::new(), addrs: stub.servers.clone() };
+                // Stub zones are trusted only through an anchor of their own.
+                let trust = trust_of(&z).unwrap_or(ZoneTrust::Insecure);
+                return Cut { zone: z, trust, ns_names: Vec::new(), addrs: stub.servers.clone() };
             }
-            if let Some(e) = self.inner.cache.get(&z, rtype::NS, now)
+            if !z.is_root()
+                && let Some(e) = self.inner.cache.get(&z, rtype::NS, now)
                 && let RrsetValue::Positive(ns) = &e.value
+                && let Some(trust) = trust_of(&z)
             {
                 let ns_names: Vec<Name> = ns.iter().filter_map(Record::target_name).collect();
                 let addrs = self.cached_addresses(&ns_names, now);
                 let resolvable = ns_names.iter().any(|n| !n.is_subdomain_of(&z));
                 if !addrs.is_empty() || resolvable {
-                    return Cut { zone: z, ns_names, addrs };
+                    return Cut { zone: z, trust, ns_names, addrs };
                 }
             }
             n = z.parent();
         }
         let port = cfg.upstream_port;
+        let root = Name::root();
+        let trust = trust_of(&root).unwrap_or(ZoneTrust::Insecure);
         Cut {
-            zone: Name::root(),
+            zone: root,
+            trust,
             ns_names: Vec::new(),
             addrs: cfg.root_hints.iter().map(|a| SocketAddr::new(*a, port)).collect(),
         }
@@ -499,7 +632,7 @@ impl Recursor {
             qtype,
             recursion_desired: rd,
             edns: (!no_edns).then_some(c.edns_udp_size),
-            dnssec_ok: false,
+            dnssec_ok: c.validation.is_some(),
             tcp: false,
             timeout,
         }
@@ -578,15 +711,35 @@ impl Recursor {
 }
 
 enum CacheHit {
-    Records(Vec<Record>),
-    Cname(Record, Name),
-    Negative(Negative, Option<Record>),
+    /// A CNAME (with its RRSIGs) to follow.
+    Cname(Vec<Record>, Name, Security),
+    /// A final answer or negative answer.
+    Step(Step),
 }
 
 enum Step {
-    Answer(Vec<Record>),
-    NoData(Option<Record>),
-    NxDomain(Option<Record>),
+    Answer(Vec<Record>, Security),
+    NoData(Option<Record>, Vec<Record>, Security),
+    NxDomain(Option<Record>, Vec<Record>, Security),
+}
+
+/// The RRSIGs in `sigs` covering (owner, type).
+fn sigs_for(sigs: &[Record], owner: &Name, t: u16) -> Vec<Record> {
+    sigs.iter()
+        .filter(|s| s.rtype == rtype::RRSIG && &s.name == owner && s.rdata.get(..2) == Some(&t.to_be_bytes()[..]))
+        .cloned()
+        .collect()
+}
+
+/// The chain with each RRset followed by its RRSIGs.
+fn interleave(chain: Vec<Record>, sigs: &[Record]) -> Vec<Record> {
+    let mut out = Vec::with_capacity(chain.len() + sigs.len());
+    for set in group_rrsets(chain) {
+        let s = sigs_for(sigs, &set[0].name, set[0].rtype);
+        out.extend(set);
+        out.extend(s);
+    }
+    out
 }
 
 /// Splits records into RRsets (same owner and type), keeping first-seen
@@ -622,11 +775,19 @@ fn classify(reply: &Message, zone: &Name, qn: &Name, qt: u16) -> Classified {
     let authoritative = reply.has_flag(flags::AA);
     let soa =
         reply.authority.iter().filter(in_zone).find(|r| r.rtype == rtype::SOA && qn.is_subdomain_of(&r.name)).cloned();
+    let proof: Vec<Record> = reply
+        .authority
+        .iter()
+        .filter(in_zone)
+        .filter(|r| matches!(r.rtype, rtype::NSEC | rtype::NSEC3 | rtype::RRSIG))
+        .cloned()
+        .collect();
     if !chain.is_empty() {
-        return Classified::Answer { chain, authoritative };
+        let sigs = reply.answer.iter().filter(in_zone).filter(|r| r.rtype == rtype::RRSIG).cloned().collect();
+        return Classified::Answer { chain, sigs, authority: proof, authoritative };
     }
     if rcode == Rcode::NxDomain as u16 {
-        return Classified::NxDomain(soa);
+        return Classified::NxDomain(soa, proof);
     }
     let ns: Vec<&Record> = reply.authority.iter().filter(|r| r.rtype == rtype::NS).collect();
     if let Some(first) = ns.first() {
@@ -641,14 +802,21 @@ fn classify(reply: &Message, zone: &Name, qn: &Name, qt: u16) -> Classified {
                 .filter(|r| matches!(r.rtype, rtype::A | rtype::AAAA) && targets.contains(&r.name))
                 .cloned()
                 .collect();
-            return Classified::Referral { child, ns: ns_set, glue };
+            let dnssec = reply
+                .authority
+                .iter()
+                .filter(in_zone)
+                .filter(|r| matches!(r.rtype, rtype::DS | rtype::NSEC | rtype::NSEC3 | rtype::RRSIG))
+                .cloned()
+                .collect();
+            return Classified::Referral { child, ns: ns_set, glue, dnssec };
         }
         if !authoritative {
             return Classified::Lame;
         }
     }
     if authoritative || soa.is_some() {
-        return Classified::NoData(soa);
+        return Classified::NoData(soa, proof);
     }
     Classified::Lame
 }

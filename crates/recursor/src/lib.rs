@@ -24,6 +24,7 @@ mod iterate;
 mod local;
 mod service;
 mod transport;
+mod validate;
 
 pub use budget::Budget;
 pub use config::{ForwardZone, RecursorConfig, StubZone};
@@ -32,6 +33,7 @@ pub use iterate::{Outcome, Recursor, Resolution};
 pub use local::LocalData;
 pub use service::{FastPath, Service, ServiceConfig, TransportKind};
 pub use transport::{NetTransport, Transport, TransportError, UpstreamQuery};
+pub use validate::{Security, ValidationConfig};
 
 /// Wall-clock time (Unix seconds) for TTLs; monotonic time is tokio's.
 pub trait Clock: Send + Sync + 'static {

@@ -149,7 +149,12 @@ impl Service {
             } else {
                 Outcome::Answer
             };
-            let res = crate::Resolution { outcome, answer: local.answer, authority: Vec::new() };
+            let res = crate::Resolution {
+                outcome,
+                answer: local.answer,
+                authority: Vec::new(),
+                security: crate::Security::Indeterminate,
+            };
             let (ans, _) = self.build(&view, &res, flags::AA, None);
             return Some(ans.write(&view, &self.write_options(&view, kind, false), out));
         }
@@ -163,6 +168,10 @@ impl Service {
             return Some(self.error(&view, kind, Rcode::Refused, Some(ede), out));
         }
         match self.recursor.resolve(&qname, view.qtype).await {
+            Ok(crate::Resolution { security: crate::Security::Bogus(b), .. }) if !view.checking_disabled() => {
+                tracing::debug!(qtype = view.qtype, reason = %b, "bogus");
+                Some(self.error(&view, kind, Rcode::ServFail, Some(Ede::new(b.ede_code(), b.to_string())), out))
+            }
             Ok(res) => {
                 let (ans, cacheable) = self.build(&view, &res, 0, None);
                 let ans = Arc::new(ans);
@@ -194,18 +203,27 @@ impl Service {
         ede: Option<Ede>,
     ) -> (CachedAnswer, bool) {
         let rcode = if res.outcome == Outcome::NxDomain { Rcode::NxDomain } else { Rcode::NoError } as u16;
+        // RRSIGs and proofs only for clients that asked (DO), or asked for
+        // those types; AD only on validated data (the write path clears it
+        // for clients that asked for neither DO nor AD).
+        let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);
+        let wanted = |r: &&Record| {
+            dnssec_ok || r.rtype == view.qtype || !matches!(r.rtype, rtype::RRSIG | rtype::NSEC | rtype::NSEC3)
+        };
+        let ad = if res.security == crate::Security::Secure { flags::AD } else { 0 };
+        let extra_flags = extra_flags | ad;
         let policy = self.answers.policy();
         let mut wire = Vec::with_capacity(512);
         let mut w = MessageWriter::new(&mut wire, 0, flags::QR | flags::RA | extra_flags | rcode).track_ttls();
         w.question(&view.qname.to_ascii_lowercase(), view.qtype, view.qclass);
         let mut min_ttl = u32::MAX;
-        for r in &res.answer {
+        for r in res.answer.iter().filter(wanted) {
             let ttl = policy.clamp(r.ttl);
             min_ttl = min_ttl.min(ttl);
             w.record(Section::Answer, &Record { ttl, ..r.clone() });
         }
         let mut negative_ttl = None;
-        for r in &res.authority {
+        for r in res.authority.iter().filter(wanted) {
             let ttl = if r.rtype == rtype::SOA {
                 policy.clamp_negative(r.soa_negative_ttl().unwrap_or(r.ttl))
             } else {

@@ -90,3 +90,19 @@ fn onedot_query_prints_dig_style() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("(TCP)"), "{text}");
 }
+
+#[test]
+fn dig_dnssec_against_the_demo_shows_ad_insecure_and_bogus() {
+    let d = start();
+    let p = d.port.to_string();
+    let secure = dig("dig", &["@127.0.0.1", "-p", &p, "www.example.test", "+dnssec", "+tries=1", "+time=5"]);
+    assert!(secure.contains(" ad;") || secure.contains(" ad "), "AD on www.example.test:\n{secure}");
+    assert!(secure.contains("RRSIG"), "{secure}");
+    let insecure = dig("dig", &["@127.0.0.1", "-p", &p, "www.unsigned.test", "+dnssec", "+tries=1", "+time=5"]);
+    let flags = insecure.lines().find(|l| l.starts_with(";; flags:")).unwrap_or_default();
+    assert!(insecure.contains("status: NOERROR") && !flags.contains(" ad"), "no AD on www.unsigned.test:\n{insecure}");
+    let bogus = dig("dig", &["@127.0.0.1", "-p", &p, "www.bogus.test", "+dnssec", "+tries=1", "+time=5"]);
+    assert!(bogus.contains("status: SERVFAIL") && bogus.contains("EDE: 6"), "{bogus}");
+    let cd = dig("dig", &["@127.0.0.1", "-p", &p, "www.bogus.test", "+cd", "+short", "+tries=1", "+time=5"]);
+    assert_eq!(cd.trim(), "192.0.2.30");
+}

@@ -1,5 +1,6 @@
 //! Recursor integration tests: every resolution goes through the lab.
 
+mod dnssec;
 mod faults;
 mod fuzz;
 mod resolve;
@@ -15,6 +16,22 @@ use recursor::{NetTransport, Recursor, RecursorConfig, SystemClock};
 /// A lab on a random port and a recursor wired to it.
 pub async fn setup_with(tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab, Recursor) {
     setup_full(tweak, Arc::new(SystemClock)).await
+}
+
+/// A recursor wired to an already running lab.
+pub async fn setup_on(lab: Lab, tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab, Recursor) {
+    let mut config = RecursorConfig {
+        root_hints: lab.root_hints().iter().map(|s| s.ip()).collect(),
+        upstream_port: lab.port(),
+        do_not_query_localhost: false,
+        initial_timeout: Duration::from_millis(500),
+        max_timeout: Duration::from_millis(800),
+        resolution_timeout: Duration::from_millis(3000),
+        ..RecursorConfig::default()
+    };
+    tweak(&mut config);
+    let recursor = Recursor::new(config, Arc::new(NetTransport::default()), Arc::new(SystemClock));
+    (lab, recursor)
 }
 
 /// As [`setup_with`], with a given clock.

@@ -1,0 +1,104 @@
+//! Validation through the signed lab, from the lab's root key.
+
+use std::sync::Arc;
+
+use proto::{Message, Name, build::build_query, flags, rtype};
+use recursor::{Outcome, Security, Service, ServiceConfig, SystemClock, TransportKind, ValidationConfig};
+
+use crate::{n, setup_with};
+
+async fn validating() -> (lab::Lab, recursor::Recursor) {
+    let anchor = lab::LabData::builtin().expect("lab").trust_anchor.expect("signed root");
+    // The lab in setup_with is a fresh one with fresh keys: take its anchor.
+    let (lab, _) = setup_with(|_| {}).await;
+    let anchor = lab.data().trust_anchor.clone().unwrap_or(anchor);
+    let (lab2, r) = crate::setup_on(lab, |c| c.validation = Some(ValidationConfig::with_anchors(vec![anchor]))).await;
+    (lab2, r)
+}
+
+#[tokio::test]
+async fn signed_answers_are_secure_from_a_cold_cache() {
+    let (_lab, r) = validating().await;
+    for (name, t) in [
+        ("www.example.test", rtype::A),
+        ("www.z150.lab", rtype::A),
+        ("foo.wild.z005.test", rtype::A),
+        ("c1.chain.test", rtype::A),
+        ("www.l4.l3.l2.l1.deep.test", rtype::A),
+        ("www.old.dname.test", rtype::A),
+        ("www.glueless.test", rtype::A),
+    ] {
+        let res = r.resolve(&n(name), t).await.expect(name);
+        assert_eq!(res.outcome, Outcome::Answer, "{name}");
+        assert_eq!(res.security, Security::Secure, "{name}");
+        assert!(res.answer.iter().any(|r| r.rtype == rtype::RRSIG), "{name} keeps its RRSIGs");
+    }
+}
+
+#[tokio::test]
+async fn denials_are_proven() {
+    let (_lab, r) = validating().await;
+    let res = r.resolve(&n("nope.example.test"), rtype::A).await.expect("nx");
+    assert_eq!((res.outcome, res.security), (Outcome::NxDomain, Security::Secure));
+    let res = r.resolve(&n("mail.example.test"), rtype::AAAA).await.expect("nodata");
+    assert_eq!((res.outcome, res.security), (Outcome::NoData, Security::Secure));
+    let res = r.resolve(&n("b.ent.z010.test"), rtype::A).await.expect("ent");
+    assert_eq!((res.outcome, res.security), (Outcome::NoData, Security::Secure));
+    let res = r.resolve(&n("dangling.chain.test"), rtype::A).await.expect("dangling");
+    assert_eq!((res.outcome, res.security), (Outcome::NxDomain, Security::Secure));
+}
+
+#[tokio::test]
+async fn insecure_and_bogus_are_told_apart() {
+    let (_lab, r) = validating().await;
+    let res = r.resolve(&n("www.unsigned.test"), rtype::A).await.expect("insecure");
+    assert_eq!(res.security, Security::Insecure);
+    let res = r.resolve(&n("www.bogus.test"), rtype::A).await.expect("bogus is a status");
+    match res.security {
+        Security::Bogus(b) => {
+            assert_eq!(b.ede_code(), proto::ede::code::DNSSEC_BOGUS);
+            assert!(b.to_string().contains("www.bogus.test"), "{b}");
+        }
+        other => panic!("expected bogus, got {other:?}"),
+    }
+    // The rest of bogus.test is fine.
+    let res = r.resolve(&n("bogus.test"), rtype::A).await.expect("apex");
+    assert_eq!(res.security, Security::Secure);
+}
+
+fn query(name: &str, qtype: u16, dnssec_ok: bool, cd: bool) -> Vec<u8> {
+    let mut q = Vec::new();
+    build_query(&mut q, 5, Name::from_ascii(name).expect("name").as_wire(), qtype, true, Some(1232), dnssec_ok);
+    if cd {
+        q[3] |= (flags::CD & 0xff) as u8;
+    }
+    q
+}
+
+#[tokio::test]
+async fn service_flags_follow_rfc_4035() {
+    let (_lab, r) = validating().await;
+    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
+    let s = Service::new(r, cfg, Arc::new(SystemClock));
+    let mut out = Vec::new();
+    let mut ask = async |name: &str, t: u16, dnssec_ok: bool, cd: bool| {
+        s.answer(&query(name, t, dnssec_ok, cd), TransportKind::Stream, &mut out).await.expect("response");
+        Message::parse(&out).expect("valid")
+    };
+    let m = ask("www.example.test", rtype::A, true, false).await;
+    assert!(m.has_flag(flags::AD));
+    assert!(m.answer.iter().any(|r| r.rtype == rtype::RRSIG), "DO gets RRSIGs");
+    let m = ask("www.example.test", rtype::A, false, false).await;
+    assert!(!m.has_flag(flags::AD), "no AD for a client that asked for neither DO nor AD");
+    assert!(m.answer.iter().all(|r| r.rtype != rtype::RRSIG), "no RRSIGs without DO");
+    let m = ask("www.unsigned.test", rtype::A, true, false).await;
+    assert!(!m.has_flag(flags::AD));
+    let m = ask("www.bogus.test", rtype::A, true, false).await;
+    assert_eq!(m.rcode(), 2);
+    assert_eq!(m.ede()[0].0, proto::ede::code::DNSSEC_BOGUS);
+    let m = ask("www.bogus.test", rtype::A, true, true).await;
+    assert_eq!(m.rcode(), 0, "CD returns the unvalidated data");
+    assert!(!m.has_flag(flags::AD));
+    let m = ask("nope.example.test", rtype::A, true, false).await;
+    assert!(m.has_flag(flags::AD) && m.authority.iter().any(|r| r.rtype == rtype::NSEC));
+}
