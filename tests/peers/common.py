@@ -261,9 +261,10 @@ def wait_for_line(proc: Proc, line: str, timeout_s: float) -> None:
 
 
 def make_query(
-    qname: str, qtype: str, rd: bool = True, rdclass: str = "IN"
+    qname: str, qtype: str, rd: bool = True, rdclass: str = "IN", ad: bool = False
 ) -> dns.message.Message:
-    """A query with RD set (unless rd=False) and EDNS0, payload 1232."""
+    """A query with RD set (unless rd=False) and EDNS0, payload 1232; with
+    ad=True the AD bit asks for the validation status (RFC 6840 §5.7)."""
     q = dns.message.make_query(
         qname,
         dns.rdatatype.from_text(qtype),
@@ -273,6 +274,8 @@ def make_query(
     )
     if not rd:
         q.flags &= ~dns.flags.RD
+    if ad:
+        q.flags |= dns.flags.AD
     return q
 
 
@@ -285,13 +288,14 @@ def query(
     retries: int = 1,
     rd: bool = True,
     rdclass: str = "IN",
+    ad: bool = False,
 ) -> tuple[dns.message.Message, bool]:
     """One question over UDP, falling back to TCP when TC is set; `retries`
     more attempts after a timeout. Returns (response, used_tcp)."""
     check_loopback(addr)
     last: Optional[Exception] = None
     for _ in range(retries + 1):
-        q = make_query(qname, qtype, rd=rd, rdclass=rdclass)
+        q = make_query(qname, qtype, rd=rd, rdclass=rdclass, ad=ad)
         try:
             return dns.query.udp_with_fallback(q, addr, timeout=timeout_s, port=port)
         except (dns.exception.Timeout, OSError, EOFError) as e:

@@ -121,8 +121,21 @@ def load_questions(path: Path) -> list[tuple[str, str]]:
 # ----------------------------------------------------------------- configs
 
 
-def onedot_config(listen_port: int) -> str:
+# Set by --validate: both resolvers validate from the lab's root key and the
+# AD bit is compared too.
+VALIDATE = False
+
+
+def onedot_config(listen_port: int, anchor_file: Optional[Path] = None) -> str:
     hints = ", ".join(f'"{h}"' for h in ROOT_HINTS)
+    dnssec = ""
+    if anchor_file is not None:
+        dnssec = (
+            "[dnssec]\n"
+            "validate = true\n"
+            "builtin_root_anchor = false\n"
+            f'trust_anchor_files = ["{anchor_file}"]\n'
+        )
     return (
         "version = 1\n"
         "[server]\n"
@@ -132,7 +145,7 @@ def onedot_config(listen_port: int) -> str:
         f"upstream_port = {LAB_PORT}\n"
         "do_not_query_localhost = false\n"
         "answer_special_use_locally = false\n"
-    )
+    ) + dnssec
 
 
 def unbound_root_hints() -> str:
@@ -150,7 +163,7 @@ def non_loopback_ipv4_blocks() -> list[str]:
     return sorted(str(n) for n in everything.address_exclude(loopback))
 
 
-def unbound_config(wd: Path, port: int, hints_file: Path) -> str:
+def unbound_config(wd: Path, port: int, hints_file: Path, anchor_file: Optional[Path] = None) -> str:
     q = lambda p: '"' + str(p) + '"'  # noqa: E731
     server = [
         "num-threads: 1",
@@ -175,7 +188,7 @@ def unbound_config(wd: Path, port: int, hints_file: Path) -> str:
         "access-control: 127.0.0.0/8 allow",
         "do-not-query-localhost: no",
         f"root-hints: {q(hints_file)}",
-        'module-config: "iterator"',
+        'module-config: "validator iterator"' if anchor_file else 'module-config: "iterator"',
         "qname-minimisation: yes",
         "edns-buffer-size: 1232",
         "harden-referral-path: no",
@@ -184,6 +197,9 @@ def unbound_config(wd: Path, port: int, hints_file: Path) -> str:
         "trust-anchor-signaling: no",
         "root-key-sentinel: no",
     ]
+    if anchor_file is not None:
+        # A fixed anchor file: no RFC 5011 probing, nothing fetched.
+        server += [f"trust-anchor-file: {q(anchor_file)}", "val-log-level: 2"]
     # Never send DNS anywhere but 127.0.0.0/8, even if the lab hands out
     # glue outside it.
     server += [f"do-not-query-address: {block}" for block in non_loopback_ipv4_blocks()]
@@ -249,13 +265,15 @@ class Outcome:
 
 def ask(addr: str, port: int, qname: str, qtype: str):
     try:
-        msg, _tcp = query(addr, port, qname, qtype, timeout_s=QUERY_TIMEOUT_S, retries=QUERY_RETRIES)
+        msg, _tcp = query(addr, port, qname, qtype, timeout_s=QUERY_TIMEOUT_S, retries=QUERY_RETRIES, ad=VALIDATE)
         return msg, None
     except Exception as e:  # timeouts, refused connections, malformed answers
         return None, f"{type(e).__name__}: {e}".strip()
 
 
 def same(a: dns.message.Message, b: dns.message.Message) -> bool:
+    if VALIDATE and bool(a.flags & dns.flags.AD) != bool(b.flags & dns.flags.AD):
+        return False
     return a.rcode() == b.rcode() and answer_set(a) == answer_set(b)
 
 
@@ -341,11 +359,14 @@ def parse_args(argv):
     p.add_argument("--min", type=int, default=300, help="fail if fewer questions than this are asked")
     p.add_argument("--jobs", type=int, default=4, help="questions in flight at once (default 4)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
+    p.add_argument("--validate", action="store_true", help="both validate DNSSEC from the lab's root key; AD is compared")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
+    global VALIDATE
     args = parse_args(argv)
+    VALIDATE = args.validate
     install_sigterm_handler()
     onedot_bin = args.onedot.resolve()
     if not onedot_bin.is_file():
@@ -363,12 +384,16 @@ def main(argv=None) -> int:
             for addr in ROOT_HINTS:
                 assert_nothing_answers(addr, LAB_PORT)
 
-            lab = procs.start("lab", [onedot_bin, "lab", "--port", str(LAB_PORT)])
+            anchor = wd / "lab-root.key" if args.validate else None
+            lab_cmd = [onedot_bin, "lab", "--port", str(LAB_PORT)]
+            if anchor is not None:
+                lab_cmd += ["--trust-anchor-out", anchor]
+            lab = procs.start("lab", lab_cmd)
             wait_for_line(lab, "lab ready", STARTUP_TIMEOUT_S)
 
             onedot_port = free_port()
             onedot_conf = wd / "onedot.toml"
-            onedot_conf.write_text(onedot_config(onedot_port))
+            onedot_conf.write_text(onedot_config(onedot_port, anchor))
             procs.start("onedot", [onedot_bin, "serve", "--config", onedot_conf])
 
             unbound_port = free_port()
@@ -377,7 +402,7 @@ def main(argv=None) -> int:
             hints = wd / "root.hints"
             hints.write_text(unbound_root_hints())
             unbound_conf = wd / "unbound.conf"
-            unbound_conf.write_text(unbound_config(wd, unbound_port, hints))
+            unbound_conf.write_text(unbound_config(wd, unbound_port, hints, anchor))
             checkconf("unbound-checkconf", unbound_conf)
             procs.start("unbound", [find_tool("unbound"), "-d", "-c", unbound_conf])
 

@@ -377,12 +377,17 @@ fn closest_encloser(zone: &Zone, name: &Name) -> Name {
     zone.apex().clone()
 }
 
-/// Adds NSEC records and their signatures (and the SOA's) to the authority
+/// Adds NSEC records and their signatures (and the SOA's, when an SOA is
+/// there) to the authority
 /// section, once each.
 fn add_proof(zone: &Zone, resp: &mut AuthResponse, nsecs: Vec<Record>) {
-    for r in signatures(zone, zone.apex(), rtype::SOA) {
-        if !resp.authority.contains(&r) {
-            resp.authority.push(r);
+    // The SOA's signature goes with the SOA (negative answers) only: a lone
+    // RRSIG is an unsigned RRset of its own to a validator.
+    if resp.authority.iter().any(|r| r.rtype == rtype::SOA) {
+        for r in signatures(zone, zone.apex(), rtype::SOA) {
+            if !resp.authority.contains(&r) {
+                resp.authority.push(r);
+            }
         }
     }
     for nsec in nsecs {

@@ -28,6 +28,18 @@ pub enum Signing {
     Expired,
     /// Every signature starts being valid in a month.
     NotYetValid,
+    /// The parent's DS is for a key the zone does not publish.
+    DsMismatch,
+    /// DNSKEY published, no RRSIG at all.
+    NoSignatures,
+    /// The only DNSKEY has flags 1 (SEP, no zone key bit).
+    NoZoneBit,
+    /// Signed without an NSEC chain.
+    NoNsec,
+    /// Keys, signatures and DS of an unassigned algorithm (100).
+    UnsupportedAlgorithm,
+    /// Signed normally, but the DS has an unassigned digest type (99).
+    UnsupportedDigest,
 }
 
 #[derive(Deserialize)]
@@ -58,17 +70,30 @@ enum Pair {
     Ed25519(Ed25519KeyPair),
 }
 
-/// A zone's signing key (a combined KSK/ZSK, flags 257).
+/// A zone's signing key (a combined KSK/ZSK, flags 257). Without a key
+/// pair it is a fake of an algorithm nobody implements, signing with noise.
 struct ZoneKey {
     algorithm: u8,
-    pair: Pair,
+    pair: Option<Pair>,
     rdata: Vec<u8>,
     tag: u16,
 }
 
+/// The unassigned algorithm number the lab fakes for "unsupported".
+const FAKE_ALGORITHM: u8 = 100;
+
 impl ZoneKey {
-    fn generate(algorithm: u8, rng: &SystemRandom) -> Result<ZoneKey, String> {
+    fn generate(algorithm: u8, flags: u16, rng: &SystemRandom) -> Result<ZoneKey, String> {
         let err = |e: ring::error::Unspecified| format!("key generation: {e}");
+        if algorithm == FAKE_ALGORITHM {
+            let mut public = vec![0u8; 32];
+            ring::rand::SecureRandom::fill(rng, &mut public).map_err(err)?;
+            let mut rdata = flags.to_be_bytes().to_vec();
+            rdata.extend_from_slice(&[3, FAKE_ALGORITHM]);
+            rdata.extend_from_slice(&public);
+            let tag = dnssec::key_tag(&rdata);
+            return Ok(ZoneKey { algorithm, pair: None, rdata, tag });
+        }
         let (pair, public): (Pair, Vec<u8>) = match algorithm {
             15 => {
                 let pkcs8 = Ed25519KeyPair::generate_pkcs8(rng).map_err(err)?;
@@ -86,16 +111,22 @@ impl ZoneKey {
             }
         };
         let algorithm = if algorithm == 15 { 15 } else { 13 };
-        let mut rdata = vec![1, 1, 3, algorithm];
+        let mut rdata = flags.to_be_bytes().to_vec();
+        rdata.extend_from_slice(&[3, algorithm]);
         rdata.extend_from_slice(&public);
         let tag = dnssec::key_tag(&rdata);
-        Ok(ZoneKey { algorithm, pair, rdata, tag })
+        Ok(ZoneKey { algorithm, pair: Some(pair), rdata, tag })
     }
 
     fn sign(&self, data: &[u8], rng: &SystemRandom) -> Result<Vec<u8>, String> {
         match &self.pair {
-            Pair::Ecdsa(kp) => kp.sign(rng, data).map(|s| s.as_ref().to_vec()).map_err(|e| e.to_string()),
-            Pair::Ed25519(kp) => Ok(kp.sign(data).as_ref().to_vec()),
+            Some(Pair::Ecdsa(kp)) => kp.sign(rng, data).map(|s| s.as_ref().to_vec()).map_err(|e| e.to_string()),
+            Some(Pair::Ed25519(kp)) => Ok(kp.sign(data).as_ref().to_vec()),
+            None => {
+                let mut noise = vec![0u8; 64];
+                ring::rand::SecureRandom::fill(rng, &mut noise).map_err(|e| e.to_string())?;
+                Ok(noise)
+            }
         }
     }
 }
@@ -115,9 +146,16 @@ pub fn sign_lab(
     for (_, z) in zones.iter() {
         keys.push(match policy(z.apex()) {
             Signing::Unsigned => None,
-            _ => {
-                let alg = if z.apex().is_subdomain_of(&lab_tld) && z.apex() != &lab_tld { 15 } else { 13 };
-                Some(ZoneKey::generate(alg, &rng)?)
+            p => {
+                let alg = if p == Signing::UnsupportedAlgorithm {
+                    FAKE_ALGORITHM
+                } else if z.apex().is_subdomain_of(&lab_tld) && z.apex() != &lab_tld {
+                    15
+                } else {
+                    13
+                };
+                let flags = if p == Signing::NoZoneBit { 1 } else { 257 };
+                Some(ZoneKey::generate(alg, flags, &rng)?)
             }
         });
     }
@@ -135,9 +173,22 @@ pub fn sign_lab(
         });
         if let Some(p) = parent_of(zones, i) {
             let ns_ttl = zones[p].1.rrset(&apex, rtype::NS).first().map_or(3600, |r| r.ttl);
-            let mut ds = key.tag.to_be_bytes().to_vec();
-            ds.extend_from_slice(&[key.algorithm, 2]);
-            ds.extend_from_slice(&dnssec::verify::ds_sha256(&apex, &key.rdata));
+            let policy = policy(&apex);
+            // For ds-mismatch the DS is for a key the zone never publishes.
+            let other;
+            let ds_key = if policy == Signing::DsMismatch {
+                other = ZoneKey::generate(key.algorithm, 257, &rng)?;
+                &other
+            } else {
+                key
+            };
+            let mut ds = ds_key.tag.to_be_bytes().to_vec();
+            if policy == Signing::UnsupportedDigest {
+                ds.extend_from_slice(&[ds_key.algorithm, 99]);
+            } else {
+                ds.extend_from_slice(&[ds_key.algorithm, 2]);
+            }
+            ds.extend_from_slice(&dnssec::verify::ds_sha256(&apex, &ds_key.rdata));
             records[p].push(Record { name: apex, rtype: rtype::DS, class: 1, ttl: ns_ttl, rdata: ds.into() });
         }
     }
@@ -185,6 +236,9 @@ fn sign_zone(
     let nsec_ttl = soa.soa_negative_ttl().unwrap_or(300);
     // The NSEC chain over every authoritative owner name.
     let mut owners: Vec<Name> = records.iter().map(|r| r.name.clone()).filter(|n| !occluded(n)).collect();
+    if policy == Signing::NoNsec {
+        owners.clear();
+    }
     owners.sort_by(compare_names);
     owners.dedup();
     for (i, owner) in owners.iter().enumerate() {
@@ -209,6 +263,9 @@ fn sign_zone(
         }
     }
     let www = apex.prepend(b"www").map_err(|e| e.to_string())?;
+    if policy == Signing::NoSignatures {
+        return Ok(records);
+    }
     for set in sets {
         let (owner, t) = (&set[0].name, set[0].rtype);
         let at_cut = cuts.contains(owner);
@@ -253,8 +310,8 @@ mod tests {
     }
 
     /// A zone verifier: every signed zone chains to the root anchor through
-    /// DS, and every authoritative RRset verifies, but the one broken on
-    /// purpose.
+    /// DS, and every authoritative RRset verifies, but in the zones broken
+    /// on purpose, which fail exactly as dnssec.toml says.
     #[test]
     fn every_signed_rrset_verifies_from_the_root_anchor() {
         let lab = LabData::builtin().expect("lab");
@@ -263,9 +320,10 @@ mod tests {
         let budget = WorkBudget::new(u32::MAX);
         let zone_of = |apex: &Name| lab.zones.iter().map(|(_, z)| z).find(|z| z.apex() == apex).expect("zone");
         let mut verified = 0;
-        let mut bogus = Vec::new();
+        let mut failures: HashMap<String, Vec<u16>> = HashMap::new();
         for (_, zone) in &lab.zones {
             let apex = zone.apex();
+            let label = apex.labels().next().map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
             let keys_rrset = zone.rrset(apex, rtype::DNSKEY);
             if keys_rrset.is_empty() {
                 assert_eq!(apex, &n("unsigned.test"), "only unsigned.test is unsigned");
@@ -288,10 +346,18 @@ mod tests {
                     .max_by_key(|z| z.apex().label_count())
                     .expect("a parent with DS");
                 let ds = Ds::parse(&parent.rrset(apex, rtype::DS)[0].rdata).expect("DS");
-                assert!(ds_matches(apex, &keys_rrset[0].rdata, &ds, &policy), "DS of {apex}");
+                let matches = ds_matches(apex, &keys_rrset[0].rdata, &ds, &policy);
+                let broken_ds = matches!(label.as_str(), "nokey" | "baddigest");
+                assert_eq!(matches, !broken_ds, "DS of {apex}");
             }
             let keys: Vec<Dnskey> = keys_rrset.iter().map(|r| Dnskey::parse(&r.rdata).expect("key")).collect();
             let sigs: Vec<Record> = zone.records().filter(|r| r.rtype == rtype::RRSIG).cloned().collect();
+            if label == "nosig" {
+                assert!(sigs.is_empty());
+            }
+            if label == "nonsec" {
+                assert!(zone.records().all(|r| r.rtype != rtype::NSEC));
+            }
             let mut sets: Vec<Vec<Record>> = Vec::new();
             for r in zone.records().filter(|r| r.rtype != rtype::RRSIG) {
                 match sets.iter_mut().find(|s| s[0].name == r.name && s[0].rtype == r.rtype) {
@@ -310,14 +376,21 @@ mod tests {
                 }
                 match verify_rrset(&set, &covering, &keys, apex, now(), &policy, &budget) {
                     Ok(_) => verified += 1,
-                    Err(e) => bogus.push((set[0].name.to_string(), e)),
+                    Err(e) => failures.entry(label.clone()).or_default().push(e.ede_code()),
                 }
             }
         }
         assert!(verified > 5000, "verified {verified} RRsets");
-        assert_eq!(bogus.len(), 1, "{bogus:?}");
-        assert_eq!(bogus[0].0, "www.bogus.test.");
-        assert_eq!(bogus[0].1.ede_code(), proto::ede::code::DNSSEC_BOGUS);
+        let mut zones: Vec<&String> = failures.keys().collect();
+        zones.sort();
+        assert_eq!(zones, ["bogus", "expired", "notyet", "nozonebit", "unsupported"], "{failures:?}");
+        use proto::ede::code;
+        assert_eq!(failures["bogus"], [code::DNSSEC_BOGUS], "only www.bogus.test A");
+        assert!(failures["expired"].iter().all(|&c| c == code::SIGNATURE_EXPIRED));
+        assert!(failures["notyet"].iter().all(|&c| c == code::SIGNATURE_NOT_YET_VALID));
+        assert!(failures["nozonebit"].iter().all(|&c| c == code::NO_ZONE_KEY_BIT));
+        // Algorithm 100 is nobody's: no key is even tried.
+        assert!(failures["unsupported"].iter().all(|&c| c == code::DNSKEY_MISSING));
     }
 
     #[test]

@@ -155,6 +155,9 @@ def pick(n, values):
     return values[n % len(values)]
 
 
+# DNSSEC-broken zones (127.53.5.x), signed by the lab as dnssec.toml says.
+DNSSEC_BROKEN = ("expired", "notyet", "nokey", "nosig", "nozonebit", "nonsec", "unsupported", "baddigest")
+
 # faulty servers: (zone label, last octet of 127.53.9.x, behaviour, extra keys, comment)
 FAULTY = [
     ("dead", 1, "dead", {}, "never answers"),
@@ -264,6 +267,16 @@ def build():
         z = zone(name, [server("ns1." + name, addr)], f"plain zone, DNSSEC-special later ({label})")
         z.add("@", 3600, "A", apex)
         z.add("www", 3600, "A", www)
+        delegate(test, z)
+
+    # ---- DNSSEC broken on purpose: one zone per way validation fails (the
+    # lab signs them as dnssec.toml says)
+    for i, label in enumerate(DNSSEC_BROKEN, start=1):
+        name = label + ".test."
+        z = zone(name, [server("ns1." + name, f"127.53.5.{i}")],
+                 f"DNSSEC broken on purpose ({label}; see dnssec.toml)")
+        z.add("@", 3600, "A", f"192.0.2.{110 + i}")
+        z.add("www", 3600, "A", f"192.0.2.{120 + i}")
         delegate(test, z)
 
     # ---- CNAME chains
@@ -443,6 +456,11 @@ def question_sections():
     sec("DNSSEC-special-later zones", [
         ("www.unsigned.test.", "A"), ("unsigned.test.", "SOA"), ("nothere.unsigned.test.", "A"),
         ("www.bogus.test.", "A"), ("bogus.test.", "NS"), ("nothere.bogus.test.", "A"),
+    ])
+
+    sec("DNSSEC broken on purpose (SERVFAIL when validating, or insecure for unsupported algorithms)", [
+        q for label in DNSSEC_BROKEN
+        for q in ((f"www.{label}.test.", "A"), (f"nothere.{label}.test.", "A"))
     ])
 
     sec("CNAME chains (loop and long chain deliberately excluded)", [

@@ -173,7 +173,11 @@ impl Service {
                 Some(self.error(&view, kind, Rcode::ServFail, Some(Ede::new(b.ede_code(), b.to_string())), out))
             }
             Ok(res) => {
-                let (ans, cacheable) = self.build(&view, &res, 0, None);
+                let ede = match &res.security {
+                    crate::Security::Unsupported(e) => Some(e.clone()),
+                    _ => None,
+                };
+                let (ans, cacheable) = self.build(&view, &res, 0, ede);
                 let ans = Arc::new(ans);
                 if cacheable {
                     let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);

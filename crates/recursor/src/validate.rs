@@ -18,6 +18,9 @@ pub enum Security {
     Insecure,
     /// Validation failed: SERVFAIL with this reason unless the client set CD.
     Bogus(Bogus),
+    /// Insecure because the zone uses only algorithms or digests we do not
+    /// support: answered without AD, with this EDE (1 or 2).
+    Unsupported(proto::Ede),
     /// Not validated (validation off, or a proof we cannot check yet).
     Indeterminate,
 }
@@ -29,7 +32,7 @@ impl Security {
         fn rank(s: &Security) -> u8 {
             match s {
                 Security::Secure => 0,
-                Security::Insecure => 1,
+                Security::Insecure | Security::Unsupported(_) => 1,
                 Security::Indeterminate => 2,
                 Security::Bogus(_) => 3,
             }
@@ -40,7 +43,7 @@ impl Security {
     pub(crate) fn to_cache(&self) -> cache::Security {
         match self {
             Security::Secure => cache::Security::Secure,
-            Security::Insecure => cache::Security::Insecure,
+            Security::Insecure | Security::Unsupported(_) => cache::Security::Insecure,
             Security::Bogus(_) => cache::Security::Bogus,
             Security::Indeterminate => cache::Security::Unchecked,
         }
@@ -86,6 +89,8 @@ pub(crate) enum ZoneTrust {
     Keys(Arc<Vec<Dnskey>>),
     /// Provably unsigned.
     Insecure,
+    /// Signed only with algorithms or digests we do not support.
+    Unsupported(proto::Ede),
     /// Its keys could not be validated.
     Bogus(Bogus),
 }
@@ -130,8 +135,16 @@ pub(crate) fn check_dnskeys(
         ds.iter().filter(|d| policy.supports(d.algorithm) && policy.supports_digest(d.digest_type)).collect();
     if anchor_keys.is_empty() && usable_ds.is_empty() {
         // Only algorithms or digests we do not support: insecure (RFC 4035
-        // §5.2), reported with EDE 1 or 2 by the caller.
-        return Ok((ZoneTrust::Insecure, 3600));
+        // §5.2), said with EDE 1 or 2.
+        let (code, what) = if ds.iter().any(|d| !policy.supports(d.algorithm)) {
+            (proto::ede::code::UNSUPPORTED_DNSKEY_ALGORITHM, "DNSKEY algorithm")
+        } else {
+            (proto::ede::code::UNSUPPORTED_DS_DIGEST, "DS digest type")
+        };
+        let list: Vec<String> = ds.iter().map(|d| format!("{}/{}", d.algorithm, d.digest_type)).collect();
+        let ede =
+            proto::Ede::new(code, format!("{zone} uses an unsupported {what} (algorithm/digest {})", list.join(",")));
+        return Ok((ZoneTrust::Unsupported(ede), 3600));
     }
     let keys: Vec<Dnskey> = dnskeys.iter().filter_map(|r| Dnskey::parse(&r.rdata).ok()).collect();
     let trusted: Vec<Dnskey> = dnskeys
@@ -164,7 +177,7 @@ pub(crate) fn child_trust(
     let keys = match parent {
         ZoneTrust::Keys(k) => k,
         ZoneTrust::Off => return ZoneTrust::Off,
-        ZoneTrust::Insecure => return ZoneTrust::Insecure,
+        ZoneTrust::Insecure | ZoneTrust::Unsupported(_) => return ZoneTrust::Insecure,
         ZoneTrust::Bogus(b) => return ZoneTrust::Bogus(b.clone()),
         ZoneTrust::Pending { .. } => {
             return ZoneTrust::Bogus(Bogus::DnskeyMissing {
@@ -232,6 +245,7 @@ pub(crate) fn check_answer(
         ZoneTrust::Keys(k) => k,
         ZoneTrust::Off => return Security::Indeterminate,
         ZoneTrust::Insecure => return Security::Insecure,
+        ZoneTrust::Unsupported(e) => return Security::Unsupported(e.clone()),
         ZoneTrust::Bogus(b) => return Security::Bogus(b.clone()),
         ZoneTrust::Pending { .. } => return Security::Indeterminate,
     };
@@ -286,6 +300,7 @@ pub(crate) fn check_negative(
         ZoneTrust::Keys(k) => k,
         ZoneTrust::Off | ZoneTrust::Pending { .. } => return Security::Indeterminate,
         ZoneTrust::Insecure => return Security::Insecure,
+        ZoneTrust::Unsupported(e) => return Security::Unsupported(e.clone()),
         ZoneTrust::Bogus(b) => return Security::Bogus(b.clone()),
     };
     if proof.iter().any(|r| r.rtype == rtype::NSEC3) && !proof.iter().any(|r| r.rtype == rtype::NSEC) {

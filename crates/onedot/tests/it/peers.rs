@@ -38,3 +38,16 @@ fn differential_against_unbound() {
     let questions = repo().join("crates/lab/zones/questions.txt");
     run_script("differential_unbound.py", &["--questions", questions.to_str().expect("utf-8 path"), "--min", "300"]);
 }
+
+/// Both resolvers validate from the lab's root key (exported by
+/// `onedot lab --trust-anchor-out`); rcode, answers and the AD bit must
+/// agree. Unbound is then an independent check of the lab's signer and of
+/// our validator.
+#[test]
+fn differential_against_validating_unbound() {
+    let questions = repo().join("crates/lab/zones/questions.txt");
+    run_script(
+        "differential_unbound.py",
+        &["--questions", questions.to_str().expect("utf-8 path"), "--min", "300", "--validate"],
+    );
+}

@@ -102,3 +102,40 @@ async fn service_flags_follow_rfc_4035() {
     let m = ask("nope.example.test", rtype::A, true, false).await;
     assert!(m.has_flag(flags::AD) && m.authority.iter().any(|r| r.rtype == rtype::NSEC));
 }
+
+#[tokio::test]
+async fn each_broken_zone_fails_with_its_ede() {
+    use proto::ede::code;
+    let (_lab, r) = validating().await;
+    for (name, want) in [
+        ("www.expired.test", code::SIGNATURE_EXPIRED),
+        ("www.notyet.test", code::SIGNATURE_NOT_YET_VALID),
+        ("www.nokey.test", code::DNSKEY_MISSING),
+        ("www.nosig.test", code::RRSIGS_MISSING),
+        ("www.nozonebit.test", code::NO_ZONE_KEY_BIT),
+        ("nothere.nonsec.test", code::NSEC_MISSING),
+    ] {
+        let res = r.resolve(&n(name), rtype::A).await.expect(name);
+        match res.security {
+            Security::Bogus(b) => {
+                assert_eq!(b.ede_code(), want, "{name}: {b}");
+                let zone = name.split_once('.').map_or(name, |(_, z)| z);
+                assert!(b.to_string().contains(zone), "EXTRA-TEXT names the zone: {b}");
+            }
+            other => panic!("{name}: expected bogus, got {other:?}"),
+        }
+    }
+    // Positive answers in the zone without NSEC still validate.
+    assert_eq!(r.resolve(&n("www.nonsec.test"), rtype::A).await.expect("nonsec").security, Security::Secure);
+    for (name, want) in [
+        ("www.unsupported.test", code::UNSUPPORTED_DNSKEY_ALGORITHM),
+        ("www.baddigest.test", code::UNSUPPORTED_DS_DIGEST),
+    ] {
+        let res = r.resolve(&n(name), rtype::A).await.expect(name);
+        match res.security {
+            Security::Unsupported(e) => assert_eq!(e.code, want, "{name}: {}", e.text),
+            other => panic!("{name}: expected insecure (unsupported), got {other:?}"),
+        }
+        assert_eq!(res.outcome, Outcome::Answer);
+    }
+}
