@@ -141,8 +141,12 @@ pub fn verify_rrset(
         }
     }
     if !tried.is_empty() {
-        let tags: Vec<String> = tried.iter().map(u16::to_string).collect();
-        return Err(Bogus::BadSignature { rrset: what(), tags: tags.join(",") });
+        let mut tags: Vec<u16> = tried.clone();
+        tags.sort_unstable();
+        tags.dedup();
+        let tags: Vec<String> = tags.iter().map(u16::to_string).collect();
+        let checks = tried.len();
+        return Err(Bogus::BadSignature { rrset: what(), tags: format!("{}; {checks} checks", tags.join(",")) });
     }
     Err(last.unwrap_or_else(|| Bogus::DnskeyMissing {
         zone: zone.to_string(),

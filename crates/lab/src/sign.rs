@@ -40,6 +40,37 @@ pub enum Signing {
     UnsupportedAlgorithm,
     /// Signed normally, but the DS has an unassigned digest type (99).
     UnsupportedDigest,
+    /// Built like the KeyTrap attacks (2023/2024): 50 extra DNSKEYs sharing
+    /// the real key's tag, and 20 signatures under that tag on every RRset,
+    /// none of them valid (the DNSKEY set also carries its real signature).
+    KeyTrap,
+}
+
+/// Fake keys and signatures per RRset of the KeyTrap zone.
+const KEYTRAP_KEYS: usize = 50;
+const KEYTRAP_SIGS: usize = 20;
+
+/// DNSKEY rdata for algorithm `alg` whose key tag is `tag`: random key
+/// bytes, the last 16-bit word chosen to make the checksum come out right.
+fn colliding_key(alg: u8, tag: u16, rng: &SystemRandom) -> Result<Vec<u8>, String> {
+    let mut rdata = vec![1, 1, 3, alg];
+    let mut key = vec![0u8; 64];
+    ring::rand::SecureRandom::fill(rng, &mut key).map_err(|e| e.to_string())?;
+    rdata.extend_from_slice(&key);
+    // The tag is a folded sum of 16-bit words (RFC 4034 Appendix B): sum
+    // all but the last word once, then pick the last word.
+    let n = rdata.len();
+    let partial: u32 =
+        rdata[..n - 2].chunks(2).map(|w| u32::from(w[0]) << 8 | u32::from(*w.get(1).unwrap_or(&0))).sum();
+    for w in 0..=u16::MAX {
+        let ac = partial + u32::from(w);
+        if ((ac + ((ac >> 16) & 0xffff)) & 0xffff) as u16 == tag {
+            rdata[n - 2..].copy_from_slice(&w.to_be_bytes());
+            debug_assert_eq!(dnssec::key_tag(&rdata), tag);
+            return Ok(rdata);
+        }
+    }
+    Err("no colliding key tag".into())
 }
 
 #[derive(Deserialize)]
@@ -254,6 +285,12 @@ fn sign_zone(
         Signing::NotYetValid => (now.wrapping_add(30 * 86_400), now.wrapping_add(60 * 86_400)),
         _ => (now.wrapping_sub(3_600), now.wrapping_add(30 * 86_400)),
     };
+    if policy == Signing::KeyTrap {
+        for _ in 0..KEYTRAP_KEYS {
+            let rdata = colliding_key(key.algorithm, key.tag, rng)?;
+            records.push(Record { name: apex.clone(), rtype: rtype::DNSKEY, class: 1, ttl: 3600, rdata: rdata.into() });
+        }
+    }
     // Group into RRsets and sign the authoritative ones.
     let mut sets: Vec<Vec<Record>> = Vec::new();
     for r in &records {
@@ -266,6 +303,7 @@ fn sign_zone(
     if policy == Signing::NoSignatures {
         return Ok(records);
     }
+
     for set in sets {
         let (owner, t) = (&set[0].name, set[0].rtype);
         let at_cut = cuts.contains(owner);
@@ -288,6 +326,23 @@ fn sign_zone(
             && let Some(b) = signature.last_mut()
         {
             *b ^= 0xff;
+        }
+        if policy == Signing::KeyTrap {
+            // Junk signatures under the shared tag; only the DNSKEY set keeps
+            // its real one (first, as a real zone would have it).
+            let prefix = rdata.clone();
+            if t == rtype::DNSKEY {
+                rdata.extend_from_slice(&signature);
+                records.push(Record { name: owner.clone(), rtype: rtype::RRSIG, class: 1, ttl, rdata: rdata.into() });
+            }
+            for _ in 0..KEYTRAP_SIGS {
+                let mut junk = prefix.clone();
+                let mut noise = vec![0u8; signature.len()];
+                ring::rand::SecureRandom::fill(rng, &mut noise).map_err(|e| e.to_string())?;
+                junk.extend_from_slice(&noise);
+                records.push(Record { name: owner.clone(), rtype: rtype::RRSIG, class: 1, ttl, rdata: junk.into() });
+            }
+            continue;
         }
         rdata.extend_from_slice(&signature);
         records.push(Record { name: owner.clone(), rtype: rtype::RRSIG, class: 1, ttl, rdata: rdata.into() });
@@ -383,7 +438,7 @@ mod tests {
         assert!(verified > 5000, "verified {verified} RRsets");
         let mut zones: Vec<&String> = failures.keys().collect();
         zones.sort();
-        assert_eq!(zones, ["bogus", "expired", "notyet", "nozonebit", "unsupported"], "{failures:?}");
+        assert_eq!(zones, ["bogus", "expired", "keytrap", "notyet", "nozonebit", "unsupported"], "{failures:?}");
         use proto::ede::code;
         assert_eq!(failures["bogus"], [code::DNSSEC_BOGUS], "only www.bogus.test A");
         assert!(failures["expired"].iter().all(|&c| c == code::SIGNATURE_EXPIRED));

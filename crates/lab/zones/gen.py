@@ -156,7 +156,7 @@ def pick(n, values):
 
 
 # DNSSEC-broken zones (127.53.5.x), signed by the lab as dnssec.toml says.
-DNSSEC_BROKEN = ("expired", "notyet", "nokey", "nosig", "nozonebit", "nonsec", "unsupported", "baddigest")
+DNSSEC_BROKEN = ("expired", "notyet", "nokey", "nosig", "nozonebit", "nonsec", "unsupported", "baddigest", "keytrap")
 
 # faulty servers: (zone label, last octet of 127.53.9.x, behaviour, extra keys, comment)
 FAULTY = [

@@ -141,6 +141,8 @@ pub struct DnssecConfig {
     pub allow_sha1: bool,
     /// Signature checks one client query may cost (KeyTrap bound).
     pub max_verifications: u32,
+    /// Negative trust anchors (RFC 7646): domains treated as insecure.
+    pub negative_trust_anchors: Vec<String>,
 }
 
 impl Default for DnssecConfig {
@@ -152,6 +154,7 @@ impl Default for DnssecConfig {
             trust_anchor_files: Vec::new(),
             allow_sha1: false,
             max_verifications: 256,
+            negative_trust_anchors: Vec::new(),
         }
     }
 }
@@ -278,6 +281,9 @@ impl Config {
         }
         self.local_records()?;
         self.trust_anchors()?;
+        for n in &self.dnssec.negative_trust_anchors {
+            proto::Name::from_ascii(n).map_err(|e| anyhow::anyhow!("dnssec.negative_trust_anchors {n:?}: {e}"))?;
+        }
         Ok(())
     }
 
@@ -372,6 +378,13 @@ impl Config {
                     trust_anchors: self.trust_anchors()?,
                     policy: dnssec::AlgorithmPolicy { allow_sha1: self.dnssec.allow_sha1 },
                     max_verifications: self.dnssec.max_verifications,
+                    negative_trust_anchors: self
+                        .dnssec
+                        .negative_trust_anchors
+                        .iter()
+                        .map(|n| proto::Name::from_ascii(n))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| anyhow::anyhow!("dnssec.negative_trust_anchors: {e}"))?,
                 })
             } else {
                 None

@@ -349,6 +349,7 @@ impl Recursor {
                     let rank = if authoritative { Rank::Authoritative } else { Rank::NonAuthAnswer };
                     let sec = match &self.inner.config.validation {
                         None => Security::Indeterminate,
+                        Some(v) if v.under_negative_anchor(name) => Security::Insecure,
                         Some(v) => {
                             let trust = self.ensure_keys(&mut cut, budget, depth).await;
                             let now = self.inner.clock.now_unix();
@@ -374,6 +375,7 @@ impl Recursor {
                     };
                     let sec = match &self.inner.config.validation {
                         None => Security::Indeterminate,
+                        Some(v) if v.under_negative_anchor(name) => Security::Insecure,
                         Some(v) => {
                             let trust = self.ensure_keys(&mut cut, budget, depth).await;
                             let now = self.inner.clock.now_unix();

@@ -68,12 +68,25 @@ pub struct ValidationConfig {
     pub policy: AlgorithmPolicy,
     /// Signature checks one client query may cost (KeyTrap bound).
     pub max_verifications: u32,
+    /// Negative trust anchors (RFC 7646): domains, with everything below
+    /// them, treated as insecure whatever their signatures say.
+    pub negative_trust_anchors: Vec<Name>,
 }
 
 impl ValidationConfig {
+    /// Whether `name` is at or below a negative trust anchor.
+    pub fn under_negative_anchor(&self, name: &Name) -> bool {
+        self.negative_trust_anchors.iter().any(|nta| name.is_subdomain_of(nta))
+    }
+
     /// Validation from the given anchors with default limits.
     pub fn with_anchors(trust_anchors: Vec<Record>) -> ValidationConfig {
-        ValidationConfig { trust_anchors, policy: AlgorithmPolicy::default(), max_verifications: 256 }
+        ValidationConfig {
+            trust_anchors,
+            policy: AlgorithmPolicy::default(),
+            max_verifications: 256,
+            negative_trust_anchors: Vec::new(),
+        }
     }
 }
 

@@ -139,3 +139,65 @@ async fn each_broken_zone_fails_with_its_ede() {
         assert_eq!(res.outcome, Outcome::Answer);
     }
 }
+
+/// The KeyTrap-style zone (51 keys sharing a tag, 20 junk signatures per
+/// RRset): validation gives up within its work budget, and while it runs
+/// other clients keep getting answers from the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keytrap_zone_is_bounded_and_the_cache_keeps_answering() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let (_lab, r) = validating().await;
+    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
+    let s = Arc::new(Service::new(r, cfg, Arc::new(SystemClock)));
+    let cached = query("www.example.test", rtype::A, true, false);
+    let mut out = Vec::with_capacity(1232);
+    s.answer(&cached, TransportKind::Datagram, &mut out).await.expect("warm");
+    let stop = Arc::new(AtomicBool::new(false));
+    let hammer = {
+        let (s, stop) = (s.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut hits, mut worst) = (0u64, Duration::ZERO);
+            let mut out = Vec::with_capacity(1232);
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let r = s.try_fast(&cached, TransportKind::Datagram, &mut out);
+                worst = worst.max(t.elapsed());
+                assert!(matches!(r, recursor::FastPath::Answered(_)));
+                hits += 1;
+                tokio::task::yield_now().await;
+            }
+            (hits, worst)
+        })
+    };
+    let started = Instant::now();
+    let mut trapped = Vec::new();
+    s.answer(&query("www.keytrap.test", rtype::A, true, false), TransportKind::Datagram, &mut trapped)
+        .await
+        .expect("answer");
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let (hits, worst) = hammer.await.expect("hammer");
+    let m = Message::parse(&trapped).expect("valid");
+    println!("keytrap: SERVFAIL after {took:?}; {hits} cache hits meanwhile, slowest {worst:?}; EDE {:?}", m.ede());
+    assert_eq!(m.rcode(), 2);
+    assert_eq!(m.ede()[0].0, proto::ede::code::DNSSEC_BOGUS);
+    assert!(took < Duration::from_secs(3), "bounded: {took:?}");
+    assert!(hits > 100, "the cache kept answering: {hits}");
+}
+
+#[tokio::test]
+async fn negative_trust_anchors_make_a_zone_insecure() {
+    let (lab, _) = setup_with(|_| {}).await;
+    let anchor = lab.data().trust_anchor.clone().expect("anchor");
+    let (_lab, r) = crate::setup_on(lab, |c| {
+        let mut v = ValidationConfig::with_anchors(vec![anchor]);
+        v.negative_trust_anchors.push(n("bogus.test"));
+        c.validation = Some(v);
+    })
+    .await;
+    let res = r.resolve(&n("www.bogus.test"), rtype::A).await.expect("nta");
+    assert_eq!((res.outcome, res.security), (Outcome::Answer, Security::Insecure));
+    let res = r.resolve(&n("www.example.test"), rtype::A).await.expect("elsewhere");
+    assert_eq!(res.security, Security::Secure, "only below the NTA");
+}
