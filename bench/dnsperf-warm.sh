@@ -46,13 +46,18 @@ answer_special_use_locally = false
 [cache]
 answer_max_bytes = 33554432
 rrset_max_bytes = 33554432
+[dnssec]
+validate = true
+builtin_root_anchor = false
+trust_anchor_files = ["$WORK/lab-root.key"]
 TOML
 
 # The question mix: every lab question (about 5 % of them NXDOMAIN).
 grep -v '^#' crates/lab/zones/questions.txt | awk 'NF==2 {print $1, $2}' > "$WORK/queries.txt"
 NQ=$(wc -l < "$WORK/queries.txt")
 
-"$BIN" lab --port "$LAB_PORT" > "$WORK/lab.log" 2>&1 &
+"$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" > "$WORK/lab.log" 2>&1 &
+for _ in $(seq 50); do [ -s "$WORK/lab-root.key" ] && break; sleep 0.1; done
 PIDS+=($!)
 taskset -c 0 "$BIN" serve --config "$WORK/onedot.toml" > "$WORK/onedot.log" 2>&1 &
 SERVER=$!

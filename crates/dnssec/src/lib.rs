@@ -18,6 +18,7 @@
 
 pub mod canonical;
 pub mod nsec;
+pub mod nsec3;
 pub mod records;
 pub mod verify;
 

@@ -219,11 +219,14 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
         resp.aa = false;
         if resp.dnssec {
             let ds = zone.rrset(&cut, rtype::DS);
-            let proof = if ds.is_empty() { zone.rrset(&cut, rtype::NSEC) } else { ds };
-            let sigs = proof.first().map(|r| signatures(zone, &cut, r.rtype)).unwrap_or_default();
             resp.authority.extend(ns.iter().cloned());
-            resp.authority.extend(proof);
-            resp.authority.extend(sigs);
+            if ds.is_empty() {
+                add_proof(zone, resp, denial(zone, Denial::NoDs(&cut)));
+            } else {
+                let sigs = signatures(zone, &cut, rtype::DS);
+                resp.authority.extend(ds);
+                resp.authority.extend(sigs);
+            }
             for r in &ns {
                 if let Some(target) = r.target_name() {
                     for t in [rtype::A, rtype::AAAA] {
@@ -301,12 +304,7 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
         }
         resp.authority.extend(negative_soa(zone));
         if resp.dnssec {
-            // NXDOMAIN: the NSEC covering the name and the one covering the
-            // wildcard at the closest encloser.
-            let covering = covering_nsec(zone, qname);
-            let ce = closest_encloser(zone, qname);
-            let wild = ce.prepend(b"*").ok().and_then(|w| covering_nsec(zone, &w));
-            add_proof(zone, resp, covering.into_iter().chain(wild).collect());
+            add_proof(zone, resp, denial(zone, Denial::NxDomain(qname)));
         }
         return None;
     }
@@ -320,8 +318,8 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
         resp.answer.extend(matching);
         if resp.dnssec {
             resp.answer.extend(renamed(qtype));
-            if wildcard.is_some() {
-                add_proof(zone, resp, covering_nsec(zone, qname).into_iter().collect());
+            if let Some(w) = &wildcard {
+                add_proof(zone, resp, denial(zone, Denial::WildcardAnswer { qname, wildcard: w }));
             }
         }
         return None;
@@ -330,23 +328,18 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
         resp.answer.push(cname.clone());
         if resp.dnssec {
             resp.answer.extend(renamed(rtype::CNAME));
-            if wildcard.is_some() {
-                add_proof(zone, resp, covering_nsec(zone, qname).into_iter().collect());
+            if let Some(w) = &wildcard {
+                add_proof(zone, resp, denial(zone, Denial::WildcardAnswer { qname, wildcard: w }));
             }
         }
         return cname.target_name();
     }
     resp.authority.extend(negative_soa(zone));
     if resp.dnssec {
-        // NODATA: the NSEC at the name; for an empty non-terminal the one
-        // covering it; for a wildcard, the covering one and the wildcard's.
-        let mut proof: Vec<Record> = match &wildcard {
-            Some(w) => covering_nsec(zone, qname).into_iter().chain(zone.rrset(w, rtype::NSEC)).collect(),
-            None => zone.rrset(qname, rtype::NSEC),
+        let proof = match &wildcard {
+            Some(w) => denial(zone, Denial::WildcardNoData { qname, wildcard: w }),
+            None => denial(zone, Denial::NoData(qname)),
         };
-        if proof.is_empty() {
-            proof.extend(covering_nsec(zone, qname));
-        }
         add_proof(zone, resp, proof);
     }
     None
@@ -355,6 +348,111 @@ fn step(zone: &Zone, qname: &Name, qtype: u16, resp: &mut AuthResponse) -> Optio
 /// The RRSIGs at `owner` covering type `t`.
 fn signatures(zone: &Zone, owner: &Name, t: u16) -> Vec<Record> {
     zone.rrset(owner, rtype::RRSIG).into_iter().filter(|r| r.rdata.get(..2) == Some(&t.to_be_bytes()[..])).collect()
+}
+
+/// What a negative (or wildcard) answer must prove.
+enum Denial<'a> {
+    /// The name does not exist.
+    NxDomain(&'a Name),
+    /// The name exists without the type (or is an empty non-terminal).
+    NoData(&'a Name),
+    /// The name is synthesised from `wildcard`, which lacks the type.
+    WildcardNoData { qname: &'a Name, wildcard: &'a Name },
+    /// The name was answered from `wildcard`: it does not exist itself.
+    WildcardAnswer { qname: &'a Name, wildcard: &'a Name },
+    /// The delegation at this name has no DS.
+    NoDs(&'a Name),
+}
+
+/// The NSEC or NSEC3 records that prove `d` (RFC 4035 §3.1.3, RFC 5155 §7.2).
+fn denial(zone: &Zone, d: Denial<'_>) -> Vec<Record> {
+    if let Some(param) = zone.rrset(zone.apex(), rtype::NSEC3PARAM).first() {
+        let iterations = u16::from_be_bytes([param.rdata[2], param.rdata[3]]);
+        return nsec3_denial(zone, iterations, d);
+    }
+    match d {
+        Denial::NxDomain(qname) => {
+            let ce = closest_encloser(zone, qname);
+            let wild = ce.prepend(b"*").ok().and_then(|w| covering_nsec(zone, &w));
+            covering_nsec(zone, qname).into_iter().chain(wild).collect()
+        }
+        Denial::NoData(qname) | Denial::NoDs(qname) => {
+            let at = zone.rrset(qname, rtype::NSEC);
+            if at.is_empty() { covering_nsec(zone, qname).into_iter().collect() } else { at }
+        }
+        Denial::WildcardNoData { qname, wildcard } => {
+            covering_nsec(zone, qname).into_iter().chain(zone.rrset(wildcard, rtype::NSEC)).collect()
+        }
+        Denial::WildcardAnswer { qname, .. } => covering_nsec(zone, qname).into_iter().collect(),
+    }
+}
+
+/// The NSEC3 flavour of [`denial`].
+fn nsec3_denial(zone: &Zone, iterations: u16, d: Denial<'_>) -> Vec<Record> {
+    let owner_of = |name: &Name| -> Option<Name> {
+        let h = dnssec::nsec3::hash(name, &[], iterations);
+        zone.apex().prepend(dnssec::nsec3::base32hex(&h).as_bytes()).ok()
+    };
+    let matching =
+        |name: &Name| -> Vec<Record> { owner_of(name).map(|o| zone.rrset(&o, rtype::NSEC3)).unwrap_or_default() };
+    let covering = |name: &Name| -> Vec<Record> {
+        let h = dnssec::nsec3::hash(name, &[], iterations);
+        zone.records()
+            .filter(|r| r.rtype == rtype::NSEC3)
+            .find(|r| {
+                let Some(owner) = r.name.labels().next().and_then(dnssec::nsec3::base32hex_decode) else {
+                    return false;
+                };
+                let Ok(n) = dnssec::nsec3::Nsec3::parse(&r.rdata) else { return false };
+                let next = &*n.next_hash;
+                if owner.as_slice() < next {
+                    owner.as_slice() < h.as_slice() && h.as_slice() < next
+                } else {
+                    h.as_slice() > owner.as_slice() || h.as_slice() < next
+                }
+            })
+            .cloned()
+            .into_iter()
+            .collect()
+    };
+    // The closest provable encloser and the next closer name below it.
+    let encloser_proof = |qname: &Name| -> (Name, Vec<Record>) {
+        let mut next_closer = qname.clone();
+        let mut ce = qname.parent();
+        while let Some(c) = ce {
+            let m = matching(&c);
+            if !m.is_empty() || &c == zone.apex() {
+                let mut out = m;
+                out.extend(covering(&next_closer));
+                return (c, out);
+            }
+            next_closer = c.clone();
+            ce = c.parent();
+        }
+        (zone.apex().clone(), Vec::new())
+    };
+    match d {
+        Denial::NxDomain(qname) => {
+            let (ce, mut out) = encloser_proof(qname);
+            if let Ok(w) = ce.prepend(b"*") {
+                out.extend(covering(&w));
+            }
+            out
+        }
+        Denial::NoData(qname) | Denial::NoDs(qname) => {
+            let m = matching(qname);
+            if m.is_empty() { encloser_proof(qname).1 } else { m }
+        }
+        Denial::WildcardNoData { qname, wildcard } => {
+            let (_, mut out) = encloser_proof(qname);
+            out.extend(matching(wildcard));
+            out
+        }
+        Denial::WildcardAnswer { qname, wildcard } => {
+            let source = wildcard.label_count() - 1;
+            covering(&qname.suffix(source + 1))
+        }
+    }
 }
 
 /// The NSEC whose span covers `name` (owner < name < next).
@@ -394,7 +492,7 @@ fn add_proof(zone: &Zone, resp: &mut AuthResponse, nsecs: Vec<Record>) {
         if resp.authority.contains(&nsec) {
             continue;
         }
-        let sigs = signatures(zone, &nsec.name, rtype::NSEC);
+        let sigs = signatures(zone, &nsec.name, nsec.rtype);
         resp.authority.push(nsec);
         resp.authority.extend(sigs);
     }

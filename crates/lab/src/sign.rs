@@ -44,6 +44,12 @@ pub enum Signing {
     /// the real key's tag, and 20 signatures under that tag on every RRset,
     /// none of them valid (the DNSKEY set also carries its real signature).
     KeyTrap,
+    /// NSEC3 (no salt, no extra iterations, RFC 9276) instead of NSEC.
+    Nsec3,
+    /// NSEC3 with opt-out: insecure delegations are left out of the chain.
+    Nsec3OptOut,
+    /// NSEC3 with 200 extra iterations (above RFC 9276's limits).
+    Nsec3Iterations,
 }
 
 /// Fake keys and signatures per RRset of the KeyTrap zone.
@@ -239,6 +245,71 @@ pub fn sign_lab(
     Ok(anchor)
 }
 
+/// The NSEC3 chain (RFC 5155 §7.1) of a zone: NSEC3PARAM at the apex, and
+/// one NSEC3 per authoritative name and empty non-terminal (opt-out leaves
+/// out delegations without DS).
+fn nsec3_chain(
+    apex: &Name,
+    records: &[Record],
+    cuts: &[Name],
+    iterations: u16,
+    opt_out: bool,
+    ttl: u32,
+) -> Result<Vec<Record>, String> {
+    let occluded = |n: &Name| cuts.iter().any(|c| n.is_subdomain_of(c) && n != c);
+    let insecure_cut = |n: &Name| cuts.contains(n) && !records.iter().any(|r| &r.name == n && r.rtype == rtype::DS);
+    let mut names: Vec<Name> = Vec::new();
+    for r in records.iter().filter(|r| !occluded(&r.name)) {
+        if opt_out && insecure_cut(&r.name) {
+            continue;
+        }
+        let mut n = r.name.clone();
+        loop {
+            if !names.contains(&n) {
+                names.push(n.clone());
+            }
+            if &n == apex {
+                break;
+            }
+            match n.parent() {
+                Some(p) => n = p,
+                None => break,
+            }
+        }
+    }
+    let mut hashed: Vec<(Vec<u8>, Name)> =
+        names.into_iter().map(|n| (dnssec::nsec3::hash(&n, &[], iterations), n)).collect();
+    hashed.sort();
+    let mut out = Vec::new();
+    let flags = u8::from(opt_out);
+    for (i, (h, name)) in hashed.iter().enumerate() {
+        let next = &hashed[(i + 1) % hashed.len()].0;
+        let mut types: Vec<u16> = records.iter().filter(|r| &r.name == name).map(|r| r.rtype).collect();
+        if cuts.contains(name) {
+            types.retain(|t| *t == rtype::NS || *t == rtype::DS);
+        }
+        if types.iter().any(|t| *t != rtype::NS || !cuts.contains(name)) && !types.is_empty() {
+            types.push(rtype::RRSIG);
+        }
+        if name == apex {
+            types.push(rtype::NSEC3PARAM);
+        }
+        let mut rdata = vec![1, flags];
+        rdata.extend_from_slice(&iterations.to_be_bytes());
+        rdata.push(0); // no salt (RFC 9276)
+        rdata.push(next.len() as u8);
+        rdata.extend_from_slice(next);
+        rdata.extend(make_bitmap(&types));
+        let owner = apex.prepend(dnssec::nsec3::base32hex(h).as_bytes()).map_err(|e| e.to_string())?;
+        out.push(Record { name: owner, rtype: rtype::NSEC3, class: 1, ttl, rdata: rdata.into() });
+    }
+    let mut param = vec![1, 0];
+    param.extend_from_slice(&iterations.to_be_bytes());
+    param.push(0);
+    out.push(Record { name: apex.clone(), rtype: rtype::NSEC3PARAM, class: 1, ttl: 0, rdata: param.into() });
+    Ok(out)
+}
+
 /// The zone that delegates zone `i` (the deepest enclosing zone with NS at
 /// its apex).
 fn parent_of(zones: &[(String, Zone)], i: usize) -> Option<usize> {
@@ -267,8 +338,17 @@ fn sign_zone(
     let nsec_ttl = soa.soa_negative_ttl().unwrap_or(300);
     // The NSEC chain over every authoritative owner name.
     let mut owners: Vec<Name> = records.iter().map(|r| r.name.clone()).filter(|n| !occluded(n)).collect();
-    if policy == Signing::NoNsec {
+    let nsec3 = match policy {
+        Signing::Nsec3 => Some((0u16, false)),
+        Signing::Nsec3OptOut => Some((0, true)),
+        Signing::Nsec3Iterations => Some((200, false)),
+        _ => None,
+    };
+    if policy == Signing::NoNsec || nsec3.is_some() {
         owners.clear();
+    }
+    if let Some((iterations, opt_out)) = nsec3 {
+        records.extend(nsec3_chain(apex, &records, &cuts, iterations, opt_out, nsec_ttl)?);
     }
     owners.sort_by(compare_names);
     owners.dedup();
@@ -381,10 +461,18 @@ mod tests {
             let label = apex.labels().next().map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default();
             let keys_rrset = zone.rrset(apex, rtype::DNSKEY);
             if keys_rrset.is_empty() {
-                assert_eq!(apex, &n("unsigned.test"), "only unsigned.test is unsigned");
-                let parent = zone_of(&n("test"));
-                let nsecs = dnssec::nsec::parse_nsecs(&parent.rrset(apex, rtype::NSEC));
-                dnssec::nsec::prove_no_ds(apex, &nsecs).expect("insecure delegation is provable");
+                // Insecure delegations, provable from the parent.
+                if apex == &n("unsigned.test") {
+                    let parent = zone_of(&n("test"));
+                    let nsecs = dnssec::nsec::parse_nsecs(&parent.rrset(apex, rtype::NSEC));
+                    dnssec::nsec::prove_no_ds(apex, &nsecs).expect("insecure delegation is provable");
+                } else {
+                    assert_eq!(apex, &n("child.optout.test"), "unexpected unsigned zone");
+                    let parent = zone_of(&n("optout.test"));
+                    let nsec3s: Vec<Record> = parent.records().filter(|r| r.rtype == rtype::NSEC3).cloned().collect();
+                    let set = dnssec::nsec3::Nsec3Set::new(parent.apex(), &nsec3s);
+                    assert_eq!(dnssec::nsec3::prove_no_ds(apex, &set), Ok(dnssec::nsec3::Proven::OptOut));
+                }
                 continue;
             }
             // The DNSKEY is pointed at by the parent's DS (or is the anchor).

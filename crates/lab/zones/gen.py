@@ -156,6 +156,9 @@ def pick(n, values):
 
 
 # DNSSEC-broken zones (127.53.5.x), signed by the lab as dnssec.toml says.
+# NSEC3 zones (127.53.6.x): plain, opt-out (with an unsigned child), and
+# iterations above RFC 9276's limit.
+NSEC3_ZONES = ("nsec3", "optout", "iter")
 DNSSEC_BROKEN = ("expired", "notyet", "nokey", "nosig", "nozonebit", "nonsec", "unsupported", "baddigest", "keytrap")
 
 # faulty servers: (zone label, last octet of 127.53.9.x, behaviour, extra keys, comment)
@@ -278,6 +281,23 @@ def build():
         z.add("@", 3600, "A", f"192.0.2.{110 + i}")
         z.add("www", 3600, "A", f"192.0.2.{120 + i}")
         delegate(test, z)
+
+    # ---- NSEC3 (the lab signs them as dnssec.toml says)
+    for i, label in enumerate(NSEC3_ZONES, start=1):
+        name = label + ".test."
+        z = zone(name, [server("ns1." + name, f"127.53.6.{i}")], f"NSEC3 ({label}; see dnssec.toml)")
+        z.add("@", 3600, "A", f"192.0.2.{140 + i}")
+        z.add("www", 3600, "A", f"192.0.2.{150 + i}")
+        z.add("mail", 3600, "A", f"192.0.2.{160 + i}")
+        z.add("*.wild", 300, "A", f"192.0.2.{170 + i}")
+        z.add("a.b.ent", 300, "A", f"192.0.2.{180 + i}")
+        delegate(test, z)
+        if label == "optout":
+            c = zone("child.optout.test.", [server("ns1.child.optout.test.", "127.53.6.10")],
+                     "unsigned child of the opt-out zone")
+            c.add("@", 3600, "A", "192.0.2.190")
+            c.add("www", 3600, "A", "192.0.2.191")
+            delegate(z, c)
 
     # ---- CNAME chains
     ch = zone("chain.test.", [server("ns1.chain.test.", "127.53.2.5")],
@@ -462,6 +482,12 @@ def question_sections():
         q for label in DNSSEC_BROKEN
         for q in ((f"www.{label}.test.", "A"), (f"nothere.{label}.test.", "A"))
     ])
+
+    sec("NSEC3: plain, opt-out, many iterations", [
+        q for label in NSEC3_ZONES
+        for q in ((f"www.{label}.test.", "A"), (f"www.{label}.test.", "AAAA"), (f"nothere.{label}.test.", "A"),
+                  (f"foo.wild.{label}.test.", "A"), (f"foo.wild.{label}.test.", "AAAA"), (f"b.ent.{label}.test.", "A"))
+    ] + [("www.child.optout.test.", "A"), ("nothere.child.optout.test.", "A")])
 
     sec("CNAME chains (loop and long chain deliberately excluded)", [
         ("c1.chain.test.", "A"), ("c1.chain.test.", "AAAA"), ("c2.z130.lab.", "A"),

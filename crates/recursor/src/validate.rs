@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use dnssec::nsec::{parse_nsecs, prove_no_ds, prove_nodata, prove_nxdomain, prove_wildcard_expansion};
+use dnssec::nsec3::{self, Nsec3Set, Proven};
 use dnssec::{AlgorithmPolicy, Bogus, Dnskey, Ds, WorkBudget, ds_matches, verify_rrset};
 use proto::{Name, Record, rtype};
 
@@ -210,6 +211,15 @@ pub(crate) fn child_trust(
             Err(b) => ZoneTrust::Bogus(b),
         };
     }
+    if dnssec_records.iter().any(|r| r.rtype == rtype::NSEC3) {
+        return match verified_nsec3s(dnssec_records, keys, parent_zone, now, policy, budget) {
+            Ok(set) => match nsec3::prove_no_ds(child, &set) {
+                Ok(_) => ZoneTrust::Insecure,
+                Err(b) => ZoneTrust::Bogus(b),
+            },
+            Err(b) => ZoneTrust::Bogus(b),
+        };
+    }
     match verified_nsecs(dnssec_records, keys, parent_zone, now, policy, budget) {
         Ok(nsecs) => match prove_no_ds(child, &parse_nsecs(&nsecs)) {
             Ok(()) => ZoneTrust::Insecure,
@@ -228,7 +238,45 @@ fn verified_nsecs(
     policy: &AlgorithmPolicy,
     budget: &WorkBudget,
 ) -> Result<Vec<Record>, Bogus> {
-    let nsecs: Vec<&Record> = records.iter().filter(|r| r.rtype == rtype::NSEC).collect();
+    verified_of(rtype::NSEC, records, keys, zone, now, policy, budget)
+}
+
+/// The NSEC3 records of `records`, verified, as a set for `zone`.
+fn verified_nsec3s(
+    records: &[Record],
+    keys: &[Dnskey],
+    zone: &Name,
+    now: u64,
+    policy: &AlgorithmPolicy,
+    budget: &WorkBudget,
+) -> Result<Nsec3Set, Bogus> {
+    let verified = verified_of(rtype::NSEC3, records, keys, zone, now, policy, budget)?;
+    Ok(Nsec3Set::new(zone, &verified))
+}
+
+/// What an NSEC3 proof means for the answer's security.
+fn nsec3_security(zone: &Name, proven: Proven) -> Security {
+    match proven {
+        Proven::Secure => Security::Secure,
+        Proven::OptOut => Security::Insecure,
+        Proven::TooManyIterations => Security::Unsupported(proto::Ede::new(
+            proto::ede::code::UNSUPPORTED_NSEC3_ITERATIONS,
+            format!("{zone} uses more than {} NSEC3 iterations", nsec3::MAX_ITERATIONS),
+        )),
+    }
+}
+
+/// The records of type `t` in `records` whose RRsets verify with `keys`.
+fn verified_of(
+    t: u16,
+    records: &[Record],
+    keys: &[Dnskey],
+    zone: &Name,
+    now: u64,
+    policy: &AlgorithmPolicy,
+    budget: &WorkBudget,
+) -> Result<Vec<Record>, Bogus> {
+    let nsecs: Vec<&Record> = records.iter().filter(|r| r.rtype == t).collect();
     let mut out = Vec::new();
     for r in &nsecs {
         if out.iter().any(|x: &Record| x.name == r.name) {
@@ -283,7 +331,23 @@ pub(crate) fn check_answer(
             dnssec::Rrsig::parse(&s.rdata)
                 .is_ok_and(|g| g.type_covered == r.rtype && (g.labels as usize) < r.name.label_count())
         });
-        if expanded {
+        if expanded && authority.iter().any(|r| r.rtype == rtype::NSEC3) {
+            let labels = sigs
+                .iter()
+                .filter(|s| s.rtype == rtype::RRSIG && s.name == r.name)
+                .filter_map(|s| dnssec::Rrsig::parse(&s.rdata).ok())
+                .find(|g| g.type_covered == r.rtype)
+                .map_or(0, |g| g.labels as usize);
+            let set = match verified_nsec3s(authority, keys, zone, now, policy, budget) {
+                Ok(set) => set,
+                Err(b) => return Security::Bogus(b),
+            };
+            match nsec3::prove_wildcard_expansion(&r.name, labels, &set) {
+                Ok(Proven::Secure) => {}
+                Ok(p) => return nsec3_security(zone, p),
+                Err(b) => return Security::Bogus(b),
+            }
+        } else if expanded {
             let proof = match verified_nsecs(authority, keys, zone, now, policy, budget) {
                 Ok(p) => p,
                 Err(b) => return Security::Bogus(b),
@@ -317,8 +381,16 @@ pub(crate) fn check_negative(
         ZoneTrust::Bogus(b) => return Security::Bogus(b.clone()),
     };
     if proof.iter().any(|r| r.rtype == rtype::NSEC3) && !proof.iter().any(|r| r.rtype == rtype::NSEC) {
-        // NSEC3 proofs are checked by a later step of the validator.
-        return Security::Indeterminate;
+        let set = match verified_nsec3s(proof, keys, zone, now, policy, budget) {
+            Ok(set) => set,
+            Err(b) => return Security::Bogus(b),
+        };
+        let result =
+            if nxdomain { nsec3::prove_nxdomain(qname, &set) } else { nsec3::prove_nodata(qname, qtype, &set) };
+        return match result {
+            Ok(p) => nsec3_security(zone, p),
+            Err(b) => Security::Bogus(b),
+        };
     }
     let nsecs = match verified_nsecs(proof, keys, zone, now, policy, budget) {
         Ok(n) => parse_nsecs(&n),

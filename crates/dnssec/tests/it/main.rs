@@ -85,3 +85,52 @@ fn ldns_signed_zones_verify_for_every_supported_algorithm() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[test]
+fn ldns_nsec3_chains_prove_what_they_should() {
+    use dnssec::nsec3::{Nsec3Set, Proven};
+    let zone_text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../lab/zones/z010.test.zone"))
+        .expect("lab zone");
+    let policy = AlgorithmPolicy::default();
+    for opt_out in [false, true] {
+        let dir = std::env::temp_dir().join(format!("onedot-ldns-nsec3-{opt_out}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("tmp");
+        std::fs::write(dir.join("zone"), &zone_text).expect("write zone");
+        let key = run(&dir, "ldns-keygen", &["-a", "ECDSAP256SHA256", "-k", "z010.test"]);
+        let mut args = vec!["-n", "-s", "ab12", "-t", "3"];
+        if opt_out {
+            args.push("-p");
+        }
+        args.extend(["-o", "z010.test", "zone", &key]);
+        run(&dir, "ldns-signzone", &args);
+        let signed = std::fs::read_to_string(dir.join("zone.signed")).expect("signed zone");
+        let records = proto::zonefile::parse_records(&signed, None).expect("parses");
+        let apex = n("z010.test");
+        let keys: Vec<Dnskey> = records
+            .iter()
+            .filter(|r| r.rtype == rtype::DNSKEY)
+            .map(|r| Dnskey::parse(&r.rdata).expect("key"))
+            .collect();
+        let sigs: Vec<Record> = records.iter().filter(|r| r.rtype == rtype::RRSIG).cloned().collect();
+        let budget = WorkBudget::new(100_000);
+        for r in records.iter().filter(|r| r.rtype == rtype::NSEC3) {
+            let set = vec![r.clone()];
+            verify_rrset(&set, &sigs, &keys, &apex, now(), &policy, &budget).expect("NSEC3 verifies");
+        }
+        // Every owner hash is our hash of some name of the zone.
+        let nsec3s: Vec<Record> = records.iter().filter(|r| r.rtype == rtype::NSEC3).cloned().collect();
+        let set = Nsec3Set::new(&apex, &nsec3s);
+        assert!(set.matching(&apex).is_some(), "the apex has its NSEC3");
+        assert!(set.matching(&n("www.z010.test")).is_some());
+        assert!(set.matching(&n("b.ent.z010.test")).is_some(), "empty non-terminals have NSEC3s");
+        // Under an opt-out span a missing name may be an unsigned delegation:
+        // only insecure (RFC 5155 §9.2).
+        let expected = if opt_out { Proven::OptOut } else { Proven::Secure };
+        assert_eq!(dnssec::nsec3::prove_nxdomain(&n("nope.z010.test"), &set), Ok(expected));
+        assert_eq!(dnssec::nsec3::prove_nodata(&n("mail.z010.test"), rtype::AAAA, &set), Ok(Proven::Secure));
+        assert_eq!(dnssec::nsec3::prove_nodata(&n("b.ent.z010.test"), rtype::A, &set), Ok(Proven::Secure));
+        assert!(dnssec::nsec3::prove_nodata(&n("www.z010.test"), rtype::A, &set).is_err());
+        assert!(dnssec::nsec3::prove_nxdomain(&n("www.z010.test"), &set).is_err(), "www exists");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

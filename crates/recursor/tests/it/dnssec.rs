@@ -201,3 +201,39 @@ async fn negative_trust_anchors_make_a_zone_insecure() {
     let res = r.resolve(&n("www.example.test"), rtype::A).await.expect("elsewhere");
     assert_eq!(res.security, Security::Secure, "only below the NTA");
 }
+
+#[tokio::test]
+async fn nsec3_denials_opt_out_and_iteration_limits() {
+    let (_lab, r) = validating().await;
+    for (name, t, outcome) in [
+        ("www.nsec3.test", rtype::A, Outcome::Answer),
+        ("www.nsec3.test", rtype::AAAA, Outcome::NoData),
+        ("nothere.nsec3.test", rtype::A, Outcome::NxDomain),
+        ("foo.wild.nsec3.test", rtype::A, Outcome::Answer),
+        ("foo.wild.nsec3.test", rtype::AAAA, Outcome::NoData),
+        ("b.ent.nsec3.test", rtype::A, Outcome::NoData),
+        ("www.optout.test", rtype::AAAA, Outcome::NoData),
+    ] {
+        let res = r.resolve(&n(name), t).await.expect(name);
+        assert_eq!((res.outcome, res.security), (outcome, Security::Secure), "{name} {t}");
+    }
+    // Opt-out: the unsigned child and names under opt-out spans are insecure.
+    let res = r.resolve(&n("www.child.optout.test"), rtype::A).await.expect("child");
+    assert_eq!((res.outcome, res.security), (Outcome::Answer, Security::Insecure));
+    let res = r.resolve(&n("nothere.optout.test"), rtype::A).await.expect("opt-out nx");
+    assert_eq!((res.outcome, res.security), (Outcome::NxDomain, Security::Insecure));
+    // 200 iterations: positive answers validate, denials are insecure (EDE 27).
+    assert_eq!(r.resolve(&n("www.iter.test"), rtype::A).await.expect("iter").security, Security::Secure);
+    let res = r.resolve(&n("nothere.iter.test"), rtype::A).await.expect("iter nx");
+    match res.security {
+        Security::Unsupported(e) => assert_eq!(e.code, proto::ede::code::UNSUPPORTED_NSEC3_ITERATIONS),
+        other => panic!("expected EDE 27, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn wildcard_nodata_under_opt_out_is_insecure() {
+    let (_lab, r) = validating().await;
+    let res = r.resolve(&n("foo.wild.optout.test"), rtype::AAAA).await.expect("wildcard nodata");
+    assert_eq!((res.outcome, res.security), (Outcome::NoData, Security::Insecure));
+}
