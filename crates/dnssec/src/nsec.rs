@@ -37,6 +37,19 @@ pub fn covers(owner: &Name, next: &Name, name: &Name) -> bool {
     }
 }
 
+/// Whether the NSEC at `owner` may deny names below it. One at a
+/// delegation point (NS without SOA) or a DNAME speaks for the parent side
+/// only: names below it live elsewhere (RFC 4035 §5.4, RFC 6672 §5.3.4).
+pub fn can_deny(owner: &Name, nsec: &Nsec, name: &Name) -> bool {
+    let below = name.is_subdomain_of(owner) && name != owner;
+    !(below && ((nsec.has_type(rtype::NS) && !nsec.has_type(rtype::SOA)) || nsec.has_type(rtype::DNAME)))
+}
+
+/// Whether the NSEC at `owner` covers `name` and may deny it.
+fn denies(owner: &Name, nsec: &Nsec, name: &Name) -> bool {
+    covers(owner, &nsec.next, name) && can_deny(owner, nsec, name)
+}
+
 /// The longest common ancestor of two names.
 fn common_ancestor(a: &Name, b: &Name) -> Name {
     let mut n = a.label_count().min(b.label_count());
@@ -57,14 +70,14 @@ fn missing(name: &Name, why: &'static str) -> Bogus {
 /// (or shows the absence of) the wildcard at its closest encloser.
 pub fn prove_nxdomain(name: &Name, nsecs: &[(Name, Nsec)]) -> Result<(), Bogus> {
     let (owner, nsec) =
-        nsecs.iter().find(|(o, n)| covers(o, &n.next, name)).ok_or_else(|| missing(name, "no NSEC covers the name"))?;
+        nsecs.iter().find(|(o, n)| denies(o, n, name)).ok_or_else(|| missing(name, "no NSEC covers the name"))?;
     let ce = {
         let a = common_ancestor(name, owner);
         let b = common_ancestor(name, &nsec.next);
         if a.label_count() >= b.label_count() { a } else { b }
     };
     let wildcard = ce.prepend(b"*").map_err(|_| missing(name, "closest encloser too long"))?;
-    if nsecs.iter().any(|(o, n)| covers(o, &n.next, &wildcard)) {
+    if nsecs.iter().any(|(o, n)| denies(o, n, &wildcard)) {
         return Ok(());
     }
     Err(missing(name, "no NSEC denies the wildcard at the closest encloser"))
@@ -81,11 +94,11 @@ pub fn prove_nodata(name: &Name, qtype: u16, nsecs: &[(Name, Nsec)]) -> Result<(
         return Ok(());
     }
     // Empty non-terminal: an NSEC whose next name is below `name`.
-    if nsecs.iter().any(|(o, n)| covers(o, &n.next, name) && n.next.is_subdomain_of(name)) {
+    if nsecs.iter().any(|(o, n)| denies(o, n, name) && n.next.is_subdomain_of(name)) {
         return Ok(());
     }
     // Wildcard NODATA.
-    if let Some((owner, nsec)) = nsecs.iter().find(|(o, n)| covers(o, &n.next, name)) {
+    if let Some((owner, nsec)) = nsecs.iter().find(|(o, n)| denies(o, n, name)) {
         let a = common_ancestor(name, owner);
         let b = common_ancestor(name, &nsec.next);
         let ce = if a.label_count() >= b.label_count() { a } else { b };
@@ -113,7 +126,7 @@ pub fn prove_no_ds(name: &Name, nsecs: &[(Name, Nsec)]) -> Result<(), Bogus> {
 /// Proves that a wildcard expansion was legitimate: the query name itself
 /// does not exist (an NSEC covers it).
 pub fn prove_wildcard_expansion(qname: &Name, nsecs: &[(Name, Nsec)]) -> Result<(), Bogus> {
-    if nsecs.iter().any(|(o, n)| covers(o, &n.next, qname)) {
+    if nsecs.iter().any(|(o, n)| denies(o, n, qname)) {
         Ok(())
     } else {
         Err(missing(qname, "no NSEC proves the wildcard's source name is absent"))
@@ -170,5 +183,17 @@ mod tests {
         assert!(prove_no_ds(&n("example"), &c).is_err(), "an apex");
         assert!(prove_wildcard_expansion(&n("q.w.example"), &c).is_ok());
         assert!(prove_wildcard_expansion(&n("a.example"), &c).is_err());
+    }
+
+    #[test]
+    fn delegation_nsec_does_not_deny_names_below_the_cut() {
+        let c = chain();
+        // b.example is a delegation (NS, no SOA): the span b -> *.w covers
+        // x.b.example in canonical order, but proves nothing about it.
+        assert!(prove_nxdomain(&n("x.b.example"), &c).is_err());
+        assert!(prove_nodata(&n("x.b.example"), rtype::A, &c).is_err());
+        assert!(prove_wildcard_expansion(&n("x.b.example"), &c).is_err());
+        // Beside the cut it still denies.
+        assert!(prove_nxdomain(&n("ba.example"), &c).is_ok());
     }
 }

@@ -203,7 +203,12 @@ impl Nsec3Set {
             if !ce.is_subdomain_of(&self.zone) {
                 return None;
             }
-            if self.matching(&ce).is_some() {
+            if let Some(m) = self.matching(&ce) {
+                // A delegation point or DNAME cannot be the closest encloser
+                // of names below it (RFC 5155 §8.3).
+                if (m.has_type(rtype::NS) && !m.has_type(rtype::SOA)) || m.has_type(rtype::DNAME) {
+                    return None;
+                }
                 return self.covering(&child).map(|c| (ce, c));
             }
             child = ce.clone();

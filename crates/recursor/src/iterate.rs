@@ -88,6 +88,8 @@ struct Inner {
     inflight: InflightMap,
     /// What is known of each zone's keys, with the Unix time it expires.
     trust: Mutex<HashMap<Name, (ZoneTrust, u64)>>,
+    /// Validated NSEC records for aggressive negative caching (RFC 8198).
+    nsec_index: crate::aggressive::NsecIndex,
 }
 
 /// The iterative resolver. Cheap to clone; all clones share caches.
@@ -128,6 +130,7 @@ impl Recursor {
                 infra: Infra::default(),
                 inflight: Mutex::new(HashMap::new()),
                 trust: Mutex::new(HashMap::new()),
+                nsec_index: Default::default(),
             }),
         }
     }
@@ -207,7 +210,10 @@ impl Recursor {
                         continue;
                     }
                     Some(CacheHit::Step(step)) => step,
-                    None => self.iterate(&name, qtype, budget, depth).await?,
+                    None => match self.synthesised(&name, qtype, now) {
+                        Some(step) => step,
+                        None => self.iterate(&name, qtype, budget, depth).await?,
+                    },
                 };
                 let (outcome, authority, sec) = match step {
                     Step::Answer(records, sec) => {
@@ -392,6 +398,9 @@ impl Recursor {
                             )
                         }
                     };
+                    if sec == Security::Secure {
+                        self.inner.nsec_index.insert(&cut.zone, &proof, soa.as_ref(), now);
+                    }
                     let kind = if nx { Negative::NxDomain } else { Negative::NoData };
                     self.inner.cache.insert_negative_validated(
                         name,
@@ -410,6 +419,22 @@ impl Recursor {
                 }
             }
         }
+    }
+
+    /// A negative answer synthesised from validated NSEC records (RFC 8198),
+    /// when validating.
+    fn synthesised(&self, name: &Name, qtype: u16, now: u64) -> Option<Step> {
+        let v = self.inner.config.validation.as_ref()?;
+        if v.under_negative_anchor(name) {
+            return None;
+        }
+        let s = self.inner.nsec_index.synthesise(name, qtype, now)?;
+        tracing::debug!(%name, qtype, nxdomain = s.nxdomain, "synthesised from NSEC");
+        Some(if s.nxdomain {
+            Step::NxDomain(s.soa, s.proof, Security::Secure)
+        } else {
+            Step::NoData(s.soa, s.proof, Security::Secure)
+        })
     }
 
     /// The keys of `cut`'s zone, fetched and checked against its DS (or

@@ -16,6 +16,7 @@
 //! it enters the cache; NXDOMAIN, NODATA and referrals are values, not
 //! errors; every resolution ends within its budget.
 
+mod aggressive;
 mod budget;
 mod config;
 mod error;

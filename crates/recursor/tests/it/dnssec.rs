@@ -237,3 +237,54 @@ async fn wildcard_nodata_under_opt_out_is_insecure() {
     let res = r.resolve(&n("foo.wild.optout.test"), rtype::AAAA).await.expect("wildcard nodata");
     assert_eq!((res.outcome, res.security), (Outcome::NoData, Security::Insecure));
 }
+
+/// RFC 8198: after one validated NXDOMAIN, names in the same NSEC span are
+/// denied without asking the authorities, and a random-subdomain flood costs
+/// at most a query per NSEC span of the zone.
+#[tokio::test]
+async fn validated_nsec_stops_random_subdomain_floods() {
+    use std::sync::atomic::Ordering;
+    let (_lab, r, counting) = crate::setup_counting_with(|lab, c| {
+        let anchor = lab.data().trust_anchor.clone().expect("anchor");
+        c.validation = Some(ValidationConfig::with_anchors(vec![anchor]));
+    })
+    .await;
+    let res = r.resolve(&n("nope.example.test"), rtype::A).await.expect("first");
+    assert_eq!((res.outcome, res.security), (Outcome::NxDomain, Security::Secure));
+    let before = counting.sent.load(Ordering::Relaxed);
+    for i in 0..100 {
+        let res = r.resolve(&n(&format!("nope{i}.example.test")), rtype::A).await.expect("synthesised");
+        assert_eq!((res.outcome, res.security), (Outcome::NxDomain, Security::Secure));
+        assert!(res.authority.iter().any(|r| r.rtype == rtype::NSEC), "the proof comes along");
+    }
+    assert_eq!(counting.sent.load(Ordering::Relaxed), before, "no upstream query for covered names");
+    // A flood of random names under the zone: the example.test chain has 5
+    // NSEC spans, so at most a few queries each to learn them.
+    let before = counting.sent.load(Ordering::Relaxed);
+    for i in 0..200u32 {
+        let label = format!("{:08x}", i.wrapping_mul(2_654_435_761));
+        let res = r.resolve(&n(&format!("{label}.example.test")), rtype::A).await.expect("flood");
+        assert_eq!(res.outcome, Outcome::NxDomain);
+    }
+    let spent = counting.sent.load(Ordering::Relaxed) - before;
+    println!("random-subdomain flood: 200 names, {spent} upstream queries");
+    assert!(spent <= 10, "{spent} upstream queries for 200 random names");
+    // A name that exists is still resolved, not denied.
+    let res = r.resolve(&n("www.example.test"), rtype::A).await.expect("www");
+    assert_eq!(res.outcome, Outcome::Answer);
+}
+
+/// A parent's NSEC at a delegation point covers the names below the cut in
+/// canonical order, but must never deny them.
+#[tokio::test]
+async fn aggressive_nsec_never_denies_below_a_delegation() {
+    let (_lab, r) = validating().await;
+    // Learn test.'s NSEC spans, including the ones at delegation points.
+    for name in ["nothere.test", "zzz.test", "nosig0.test", "z121a.lab", "nothere.lab"] {
+        let _ = r.resolve(&n(name), rtype::A).await;
+    }
+    for name in ["www.nosig.test", "www.z121.lab", "ns1.nic.lab", "www.example.test"] {
+        let res = r.resolve(&n(name), rtype::A).await.expect(name);
+        assert_ne!(res.outcome, Outcome::NxDomain, "{name} exists");
+    }
+}

@@ -73,7 +73,15 @@ impl recursor::Transport for Counting {
 
 /// A lab and a recursor whose upstream queries are counted.
 pub async fn setup_counting() -> (Lab, Recursor, Arc<Counting>) {
+    setup_counting_with(|_, _| {}).await
+}
+
+/// As [`setup_counting`], with a config tweak that sees the lab.
+pub async fn setup_counting_with(tweak: impl FnOnce(&Lab, &mut RecursorConfig)) -> (Lab, Recursor, Arc<Counting>) {
     let (lab, plain) = setup().await;
+    let mut config = plain.config().clone();
+    tweak(&lab, &mut config);
+    let plain = Recursor::new(config, Arc::new(NetTransport::default()), Arc::new(SystemClock));
     let counting = Arc::new(Counting { sent: Default::default(), inner: NetTransport::default() });
     let r = Recursor::new(plain.config().clone(), counting.clone(), Arc::new(SystemClock));
     (lab, r, counting)
