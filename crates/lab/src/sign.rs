@@ -50,6 +50,10 @@ pub enum Signing {
     Nsec3OptOut,
     /// NSEC3 with 200 extra iterations (above RFC 9276's limits).
     Nsec3Iterations,
+    /// Mid-rollover: a new key published beside the old one; the parent's
+    /// DS names the old key; the DNSKEY set is signed by both and every
+    /// other RRset by the new key only.
+    Rollover,
 }
 
 /// Fake keys and signatures per RRset of the KeyTrap zone.
@@ -371,6 +375,19 @@ fn sign_zone(
             records.push(Record { name: apex.clone(), rtype: rtype::DNSKEY, class: 1, ttl: 3600, rdata: rdata.into() });
         }
     }
+    let new_key = if policy == Signing::Rollover {
+        let k = ZoneKey::generate(key.algorithm, 257, rng)?;
+        records.push(Record {
+            name: apex.clone(),
+            rtype: rtype::DNSKEY,
+            class: 1,
+            ttl: 3600,
+            rdata: k.rdata.clone().into(),
+        });
+        Some(k)
+    } else {
+        None
+    };
     // Group into RRsets and sign the authoritative ones.
     let mut sets: Vec<Vec<Record>> = Vec::new();
     for r in &records {
@@ -392,6 +409,26 @@ fn sign_zone(
         }
         let labels = owner.label_count() - usize::from(owner.is_wildcard());
         let ttl = set[0].ttl;
+        // Mid-rollover: the new key signs everything, the old one the keys.
+        if let Some(new) = &new_key {
+            let mut signers = vec![new];
+            if t == rtype::DNSKEY {
+                signers.push(key);
+            }
+            for k in signers {
+                let mut rdata = t.to_be_bytes().to_vec();
+                rdata.extend_from_slice(&[k.algorithm, labels as u8]);
+                rdata.extend_from_slice(&ttl.to_be_bytes());
+                rdata.extend_from_slice(&expiration.to_be_bytes());
+                rdata.extend_from_slice(&inception.to_be_bytes());
+                rdata.extend_from_slice(&k.tag.to_be_bytes());
+                rdata.extend_from_slice(apex.as_wire());
+                let signature = k.sign(&signing_input(&rdata, owner, ttl, &set), rng)?;
+                rdata.extend_from_slice(&signature);
+                records.push(Record { name: owner.clone(), rtype: rtype::RRSIG, class: 1, ttl, rdata: rdata.into() });
+            }
+            continue;
+        }
         let mut rdata = t.to_be_bytes().to_vec();
         rdata.extend_from_slice(&[key.algorithm, labels as u8]);
         rdata.extend_from_slice(&ttl.to_be_bytes());

@@ -159,6 +159,8 @@ def pick(n, values):
 # NSEC3 zones (127.53.6.x): plain, opt-out (with an unsigned child), and
 # iterations above RFC 9276's limit.
 NSEC3_ZONES = ("nsec3", "optout", "iter")
+# Other signing variants (127.53.7.x): a key rollover in progress.
+SIGNING_ZONES = ("rollover",)
 DNSSEC_BROKEN = ("expired", "notyet", "nokey", "nosig", "nozonebit", "nonsec", "unsupported", "baddigest", "keytrap")
 
 # faulty servers: (zone label, last octet of 127.53.9.x, behaviour, extra keys, comment)
@@ -280,6 +282,14 @@ def build():
                  f"DNSSEC broken on purpose ({label}; see dnssec.toml)")
         z.add("@", 3600, "A", f"192.0.2.{110 + i}")
         z.add("www", 3600, "A", f"192.0.2.{120 + i}")
+        delegate(test, z)
+
+    # ---- signing variants (the lab signs them as dnssec.toml says)
+    for i, label in enumerate(SIGNING_ZONES, start=1):
+        name = label + ".test."
+        z = zone(name, [server("ns1." + name, f"127.53.7.{i}")], f"signed specially ({label}; see dnssec.toml)")
+        z.add("@", 3600, "A", f"192.0.2.{195 + i}")
+        z.add("www", 3600, "A", f"192.0.2.{235 + i}")
         delegate(test, z)
 
     # ---- NSEC3 (the lab signs them as dnssec.toml says)
@@ -481,6 +491,10 @@ def question_sections():
     sec("DNSSEC broken on purpose (SERVFAIL when validating, or insecure for unsupported algorithms)", [
         q for label in DNSSEC_BROKEN
         for q in ((f"www.{label}.test.", "A"), (f"nothere.{label}.test.", "A"))
+    ])
+
+    sec("signing variants (a key rollover in progress)", [
+        q for label in SIGNING_ZONES for q in ((f"www.{label}.test.", "A"), (f"nothere.{label}.test.", "A"))
     ])
 
     sec("NSEC3: plain, opt-out, many iterations", [

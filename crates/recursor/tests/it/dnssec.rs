@@ -288,3 +288,12 @@ async fn aggressive_nsec_never_denies_below_a_delegation() {
         assert_ne!(res.outcome, Outcome::NxDomain, "{name} exists");
     }
 }
+
+#[tokio::test]
+async fn a_zone_in_the_middle_of_a_key_rollover_validates() {
+    let (_lab, r) = validating().await;
+    for (name, outcome) in [("www.rollover.test", Outcome::Answer), ("nothere.rollover.test", Outcome::NxDomain)] {
+        let res = r.resolve(&n(name), rtype::A).await.expect(name);
+        assert_eq!((res.outcome, res.security), (outcome, Security::Secure), "{name}");
+    }
+}
