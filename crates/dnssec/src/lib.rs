@@ -20,6 +20,7 @@ pub mod canonical;
 pub mod nsec;
 pub mod nsec3;
 pub mod records;
+pub mod rfc5011;
 pub mod verify;
 
 pub use records::{Dnskey, Ds, Nsec, Rrsig, key_tag};

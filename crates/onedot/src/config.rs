@@ -143,6 +143,11 @@ pub struct DnssecConfig {
     pub max_verifications: u32,
     /// Negative trust anchors (RFC 7646): domains treated as insecure.
     pub negative_trust_anchors: Vec<String>,
+    /// Keep the anchors up to date with RFC 5011, their state in this file
+    /// (written atomically); unset: anchors are used as configured.
+    pub trust_anchor_state: Option<PathBuf>,
+    /// Seconds between RFC 5011 probes of the anchored zones' DNSKEYs.
+    pub probe_interval_s: u64,
 }
 
 impl Default for DnssecConfig {
@@ -155,6 +160,8 @@ impl Default for DnssecConfig {
             allow_sha1: false,
             max_verifications: 256,
             negative_trust_anchors: Vec::new(),
+            trust_anchor_state: None,
+            probe_interval_s: 43_200,
         }
     }
 }

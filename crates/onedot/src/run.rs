@@ -100,8 +100,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let rc = config.recursor()?;
     let transport = NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 };
     let clock = Arc::new(SystemClock);
+    let anchors = rc.validation.as_ref().map(|v| v.trust_anchors.clone());
     let recursor = Recursor::new(rc, Arc::new(transport), clock.clone());
-    let service = Arc::new(Service::new(recursor, config.service()?, clock));
+    let service = Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()));
     let handler: Arc<dyn Handler> = Arc::new(Pipeline(service));
     let inflight = InFlight::default();
     let mut tasks = JoinSet::new();
@@ -111,6 +112,31 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         max_in_flight: config.server.tcp_max_in_flight,
         ..TcpLimits::default()
     };
+    // RFC 5011: anchors from the state file (or as configured), probed on
+    // an interval.
+    if let (Some(path), Some(configured)) = (&config.dnssec.trust_anchor_state, anchors) {
+        use recursor::Clock;
+        let (managed, err) = recursor::ManagedAnchors::load(path, &configured, clock.now_unix());
+        if let Some(e) = err {
+            tracing::error!(error = %e, "trust anchor state unusable; using the configured anchors");
+        }
+        recursor.set_trust_anchors(managed.current());
+        let interval = Duration::from_secs(config.dnssec.probe_interval_s.max(60));
+        let r = recursor.clone();
+        tasks.spawn(async move {
+            loop {
+                match r.probe_trust_anchors(&managed).await {
+                    Ok(changes) => {
+                        for c in changes {
+                            tracing::info!(key_tag = c.tag, state = c.state.as_str(), "trust anchor changed");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "trust anchor state not saved"),
+                }
+                tokio::time::sleep(interval).await;
+            }
+        });
+    }
     let mut bound = Vec::new();
     for addr in &config.server.listen {
         let udp = doors::serve_udp(*addr, workers(config), handler.clone(), inflight.clone(), &mut tasks)

@@ -90,6 +90,8 @@ struct Inner {
     trust: Mutex<HashMap<Name, (ZoneTrust, u64)>>,
     /// Validated NSEC records for aggressive negative caching (RFC 8198).
     nsec_index: crate::aggressive::NsecIndex,
+    /// The trust anchors in force (replaced by RFC 5011 updates).
+    anchors: std::sync::RwLock<Vec<Record>>,
 }
 
 /// The iterative resolver. Cheap to clone; all clones share caches.
@@ -121,6 +123,7 @@ impl Recursor {
     /// A recursor with its own caches.
     pub fn new(config: RecursorConfig, transport: Arc<dyn Transport>, clock: Arc<dyn Clock>) -> Recursor {
         let cache = RrsetCache::new(config.rrset_cache_bytes, config.ttl);
+        let anchors = config.validation.as_ref().map(|v| v.trust_anchors.clone()).unwrap_or_default();
         Recursor {
             inner: Arc::new(Inner {
                 config,
@@ -131,6 +134,7 @@ impl Recursor {
                 inflight: Mutex::new(HashMap::new()),
                 trust: Mutex::new(HashMap::new()),
                 nsec_index: Default::default(),
+                anchors: std::sync::RwLock::new(anchors),
             }),
         }
     }
@@ -318,7 +322,7 @@ impl Recursor {
                     }
                     let trust = match &self.inner.config.validation {
                         None => ZoneTrust::Off,
-                        Some(v) => match ZoneTrust::from_anchors(&v.trust_anchors, &child) {
+                        Some(v) => match ZoneTrust::from_anchors(&self.trust_anchors(), &child) {
                             Some(anchored) => anchored,
                             None => {
                                 let parent = self.ensure_keys(&mut cut, budget, depth).await;
@@ -419,6 +423,45 @@ impl Recursor {
                 }
             }
         }
+    }
+
+    /// The trust anchors in force.
+    pub fn trust_anchors(&self) -> Vec<Record> {
+        self.inner.anchors.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the trust anchors and forgets what was derived from the old
+    /// ones.
+    pub fn set_trust_anchors(&self, anchors: Vec<Record>) {
+        *self.inner.anchors.write().unwrap_or_else(|e| e.into_inner()) = anchors;
+        self.inner.trust.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// One RFC 5011 probe: fetches each managed zone's DNSKEY set through
+    /// validation, applies it, saves the state when it changed, and puts the
+    /// resulting anchors in force. Returns the changes.
+    pub async fn probe_trust_anchors(
+        &self,
+        managed: &crate::ManagedAnchors,
+    ) -> Result<Vec<dnssec::rfc5011::Change>, crate::AnchorStateError> {
+        let Some(v) = &self.inner.config.validation else { return Ok(Vec::new()) };
+        let mut all = Vec::new();
+        for zone in managed.zones() {
+            let Ok(res) = self.resolve(&zone, rtype::DNSKEY).await else { continue };
+            if res.security != Security::Secure {
+                tracing::warn!(%zone, "trust anchor probe: DNSKEY set not secure");
+                continue;
+            }
+            let keys: Vec<Record> = res.answer.iter().filter(|r| r.rtype == rtype::DNSKEY).cloned().collect();
+            let sigs: Vec<Record> = res.answer.iter().filter(|r| r.rtype == rtype::RRSIG).cloned().collect();
+            match managed.apply(&zone, &keys, &sigs, self.inner.clock.now_unix(), &v.policy) {
+                Ok(changes) => all.extend(changes),
+                Err(e) => tracing::warn!(%zone, error = %e, "trust anchor probe rejected"),
+            }
+        }
+        managed.save()?;
+        self.set_trust_anchors(managed.current());
+        Ok(all)
     }
 
     /// A negative answer synthesised from validated NSEC records (RFC 8198),
@@ -549,9 +592,9 @@ impl Recursor {
     fn closest_cut(&self, name: &Name) -> Cut {
         let now = self.inner.clock.now_unix();
         let cfg = &self.inner.config;
-        let anchors = cfg.validation.as_ref().map(|v| v.trust_anchors.as_slice());
+        let anchors = cfg.validation.as_ref().map(|_| self.trust_anchors());
         let trust_of = |z: &Name| -> Option<ZoneTrust> {
-            let Some(anchors) = anchors else { return Some(ZoneTrust::Off) };
+            let Some(anchors) = &anchors else { return Some(ZoneTrust::Off) };
             self.known_trust(z, now).or_else(|| ZoneTrust::from_anchors(anchors, z))
         };
         let stub = cfg.stub_zones.iter().filter(|s| name.is_subdomain_of(&s.name)).max_by_key(|s| s.name.label_count());

@@ -17,6 +17,7 @@
 //! errors; every resolution ends within its budget.
 
 mod aggressive;
+mod anchors;
 mod budget;
 mod config;
 mod error;
@@ -27,6 +28,7 @@ mod service;
 mod transport;
 mod validate;
 
+pub use anchors::{AnchorStateError, ManagedAnchors};
 pub use budget::Budget;
 pub use config::{ForwardZone, RecursorConfig, StubZone};
 pub use error::ResolveError;

@@ -36,3 +36,60 @@ fn lab_export_writes_zones_and_server_map() {
     assert!(dir.join("example.test.zone").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `serve` with `trust_anchor_state` probes the anchored DNSKEY set at
+/// start-up and writes the RFC 5011 state file.
+#[test]
+fn serve_keeps_rfc5011_state_on_disk() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = std::env::temp_dir().join(format!("onedot-serve-5011-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let anchor = dir.join("lab-root.key");
+    let mut lab = Command::new(onedot())
+        .args(["lab", "--port", "0", "--trust-anchor-out"])
+        .arg(&anchor)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("lab starts");
+    let mut port = 0u16;
+    for line in BufReader::new(lab.stderr.take().expect("stderr")).lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("lab: root servers 127.53.0.1:") {
+            port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            break;
+        }
+    }
+    assert!(port > 0, "lab printed its port");
+    let state = dir.join("anchors.state");
+    let config = format!(
+        "version = 1\n[server]\nlisten = [\"127.0.0.1:0\"]\n[resolver]\nroot_hints = [\"127.53.0.1\"]\nupstream_port = {port}\n\
+         do_not_query_localhost = false\nanswer_special_use_locally = false\n[dnssec]\nbuiltin_root_anchor = false\n\
+         trust_anchor_files = [{:?}]\ntrust_anchor_state = {:?}\n",
+        anchor.display().to_string(),
+        state.display().to_string()
+    );
+    std::fs::write(dir.join("onedot.toml"), config).expect("config");
+    let mut serve = Command::new(onedot())
+        .args(["serve", "--config"])
+        .arg(dir.join("onedot.toml"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve starts");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut text = String::new();
+    while std::time::Instant::now() < deadline {
+        text = std::fs::read_to_string(&state).unwrap_or_default();
+        if !text.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let _ = lab.kill();
+    let _ = lab.wait();
+    assert!(text.lines().any(|l| l.starts_with(". valid ")), "state file: {text:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

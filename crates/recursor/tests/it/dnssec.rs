@@ -297,3 +297,45 @@ async fn a_zone_in_the_middle_of_a_key_rollover_validates() {
         assert_eq!((res.outcome, res.security), (outcome, Security::Secure), "{name}");
     }
 }
+
+/// RFC 5011 management against the lab: a DS-only anchor (like the IANA
+/// ones) bootstraps into a tracked key on the first probe, the state is
+/// written atomically and read back, and a corrupt file falls back to the
+/// configured anchors with an error that says where.
+#[tokio::test]
+async fn trust_anchor_state_is_kept_on_disk() {
+    let (lab, _) = setup_with(|_| {}).await;
+    let key = lab.data().trust_anchor.clone().expect("anchor");
+    let mut ds = dnssec::key_tag(&key.rdata).to_be_bytes().to_vec();
+    ds.extend_from_slice(&[key.rdata[3], 2]);
+    ds.extend_from_slice(&dnssec::verify::ds_sha256(&key.name, &key.rdata));
+    let ds = proto::Record { name: key.name.clone(), rtype: rtype::DS, class: 1, ttl: 0, rdata: ds.into() };
+    let (lab, r) =
+        crate::setup_on(lab, |c| c.validation = Some(ValidationConfig::with_anchors(vec![ds.clone()]))).await;
+    let dir = std::env::temp_dir().join(format!("onedot-5011-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("root.state");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs();
+    let (managed, err) = recursor::ManagedAnchors::load(&path, std::slice::from_ref(&ds), now);
+    assert!(err.is_none());
+    r.probe_trust_anchors(&managed).await.expect("probe");
+    let text = std::fs::read_to_string(&path).expect("state written");
+    assert!(text.lines().any(|l| l.starts_with(". valid ")), "{text}");
+    assert!(!dir.join("root.tmp").exists(), "no temporary file left behind");
+    assert_eq!(r.trust_anchors().iter().map(|a| a.rtype).collect::<Vec<_>>(), [rtype::DNSKEY]);
+    assert_eq!(r.resolve(&n("www.example.test"), rtype::A).await.expect("www").security, Security::Secure);
+
+    // Read back: the tracked key is in force.
+    let (again, err) = recursor::ManagedAnchors::load(&path, std::slice::from_ref(&ds), now);
+    assert!(err.is_none());
+    assert_eq!(again.current()[0].rdata, key.rdata);
+
+    // Corrupt: reported with file and line, configured anchors used.
+    std::fs::write(&path, "; state\n. valid not-a-time abcd\n").expect("write");
+    let (fallback, err) = recursor::ManagedAnchors::load(&path, std::slice::from_ref(&ds), now);
+    let err = err.expect("corrupt state is reported");
+    assert!(err.to_string().contains("root.state:2"), "{err}");
+    assert_eq!(fallback.current()[0].rtype, rtype::DS);
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+}
