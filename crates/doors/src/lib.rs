@@ -1,4 +1,5 @@
-//! The doors: listeners that turn network traffic into calls on a
+//! The doors: listeners (Do53 UDP and TCP, DoT) that turn network traffic
+//! into calls on a
 //! [`Handler`] and write back what it returns.
 //!
 //! A door knows nothing of caching or recursion: it only frames messages,
@@ -11,6 +12,7 @@
 //! that carried it.
 
 mod tcp;
+mod tls;
 mod udp;
 
 use std::future::Future;
@@ -20,6 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use tcp::{TcpLimits, serve_tcp};
+pub use tls::{serve_dot, tls_config};
 pub use udp::serve_udp;
 
 /// Whether a response goes back over a datagram or a stream.
@@ -65,6 +68,9 @@ pub enum DoorError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The TLS certificate, key or settings are unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 /// Counts queries in flight across all doors, so shutdown can drain them.

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -24,6 +24,8 @@ pub struct TcpLimits {
     pub max_in_flight: usize,
     /// Time allowed to read one message once its length has arrived.
     pub read_timeout: Duration,
+    /// Time allowed for a TLS handshake (slowloris-safe).
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TcpLimits {
@@ -33,6 +35,7 @@ impl Default for TcpLimits {
             max_connections: 1000,
             max_in_flight: 64,
             read_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -71,6 +74,7 @@ async fn accept_loop(listener: TcpListener, limits: TcpLimits, handler: Arc<dyn 
             tracing::debug!("tcp connection limit reached; closing");
             continue;
         };
+        let _ = stream.set_nodelay(true);
         let (handler, inflight) = (handler.clone(), inflight.clone());
         tokio::spawn(async move {
             connection(stream, limits, handler, inflight).await;
@@ -79,9 +83,13 @@ async fn accept_loop(listener: TcpListener, limits: TcpLimits, handler: Arc<dyn 
     }
 }
 
-async fn connection(stream: TcpStream, limits: TcpLimits, handler: Arc<dyn Handler>, inflight: InFlight) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+/// Serves DNS messages framed with a length (RFC 7766) on any byte stream:
+/// TCP, or TLS over TCP.
+pub(crate) async fn connection<S>(stream: S, limits: TcpLimits, handler: Arc<dyn Handler>, inflight: InFlight)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(limits.max_in_flight.max(1));
     let writer_task = tokio::spawn(async move {
         while let Some(framed) = rx.recv().await {

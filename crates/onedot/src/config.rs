@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub const CONFIG_VERSION: u32 = 1;
 /// Default listeners (unprivileged; production configs use port 53).
 pub const DEFAULT_LISTEN: &[&str] = &["127.0.0.1:5353", "[::1]:5353"];
+/// Default DoT listener (production configs use port 853).
+pub const DEFAULT_DOT_LISTEN: &[&str] = &["127.0.0.1:8853"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +55,12 @@ pub struct ServerConfig {
     pub tcp_max_connections: usize,
     /// Most queries in flight on one TCP connection.
     pub tcp_max_in_flight: usize,
+    /// Addresses for DNS over TLS (RFC 7858); needs a certificate.
+    pub dot_listen: Vec<SocketAddr>,
+    /// PEM certificate chain for the TLS doors.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for the TLS doors.
+    pub tls_private_key: Option<PathBuf>,
 }
 
 /// `[resolver]`
@@ -206,6 +214,9 @@ impl Default for ServerConfig {
             tcp_idle_timeout_ms: 10_000,
             tcp_max_connections: 1000,
             tcp_max_in_flight: 64,
+            dot_listen: DEFAULT_DOT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
+            tls_certificate: None,
+            tls_private_key: None,
         }
     }
 }
@@ -270,6 +281,9 @@ impl Config {
         }
         if self.server.listen.is_empty() {
             bail!("server.listen is empty: nothing would answer");
+        }
+        if self.server.tls_certificate.is_some() != self.server.tls_private_key.is_some() {
+            bail!("server.tls_certificate and server.tls_private_key go together");
         }
         if self.server.max_udp_payload < 512 {
             bail!("server.max_udp_payload must be at least 512");

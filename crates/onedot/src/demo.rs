@@ -19,6 +19,8 @@ pub struct DemoOptions {
     pub listen: Vec<SocketAddr>,
     /// Lab port (53 when it can be bound, else a free port).
     pub lab_port: Option<u16>,
+    /// DoT listen addresses (default: the standard DoT listener).
+    pub dot_listen: Vec<SocketAddr>,
     /// Exit after this long (for scripted runs); `None` runs until Ctrl-C.
     pub exit_after: Option<Duration>,
 }
@@ -74,7 +76,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             Err(_) => Lab::start(data, 0).await.context("starting the lab")?,
         },
     };
-    let config = demo_config(&lab, opts.listen);
+    let mut config = demo_config(&lab, opts.listen);
+    // A self-signed certificate for the TLS doors, made now.
+    let dir = std::env::temp_dir().join(format!("onedot-demo-{}", std::process::id()));
+    let (cert_path, key_path) = self_signed(&dir)?;
+    config.server.tls_certificate = Some(cert_path.clone());
+    config.server.tls_private_key = Some(key_path);
+    if !opts.dot_listen.is_empty() {
+        config.server.dot_listen = opts.dot_listen;
+    }
     let running = run::start(&config).await.context("starting the resolver (is another onedot running?)")?;
     let (udp, _) = running.bound[0];
     let servers = lab.data().servers.len();
@@ -88,6 +98,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     for (u, t) in &running.bound {
         println!("  resolver: udp {u}  tcp {t}");
     }
+    for d in &running.dot {
+        println!("  resolver: dot {d}  (self-signed certificate {})", cert_path.display());
+    }
     println!();
     println!("Try:");
     let (ip, port) = (udp.ip(), udp.port());
@@ -99,6 +112,15 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  dig @{ip} -p {port} www.example.test +dnssec    # validated: the ad flag");
     println!("  dig @{ip} -p {port} www.bogus.test +dnssec      # a broken signature: SERVFAIL, EDE 6");
     println!("  onedot query www.dead.test @{ip}:{port}        # SERVFAIL with an Extended DNS Error");
+    if let Some(d) = running.dot.first() {
+        println!("  kdig @{} -p {} +tls www.example.test         # DNS over TLS", d.ip(), d.port());
+        println!(
+            "  kdig @{} -p {} +tls-ca={} +tls-hostname=localhost www.example.test   # ... checking the certificate",
+            d.ip(),
+            d.port(),
+            cert_path.display()
+        );
+    }
     println!();
     for (name, t) in [
         ("www.example.test", rtype::A),
@@ -139,7 +161,21 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     running.shutdown(Duration::from_secs(2)).await;
     drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
+}
+
+/// Writes a self-signed certificate for `localhost` and 127.0.0.1 (and its
+/// key) into `dir`; returns their paths.
+fn self_signed(dir: &std::path::Path) -> anyhow::Result<(std::path::PathBuf, std::path::PathBuf)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let cert = rcgen::generate_simple_self_signed(names).context("making a self-signed certificate")?;
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    std::fs::write(&key_path, cert.signing_key.serialize_pem())
+        .with_context(|| format!("writing {}", key_path.display()))?;
+    Ok((cert_path, key_path))
 }
 
 /// One line describing a response.

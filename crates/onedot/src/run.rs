@@ -75,6 +75,8 @@ fn servfail_for(query: &[u8], out: &mut Vec<u8>) -> Option<usize> {
 pub struct Running {
     /// Bound addresses: (udp, tcp) per listen address.
     pub bound: Vec<(SocketAddr, SocketAddr)>,
+    /// Bound DoT addresses.
+    pub dot: Vec<SocketAddr>,
     tasks: JoinSet<()>,
     inflight: InFlight,
 }
@@ -148,7 +150,27 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracing::info!(udp = %udp, tcp = %tcp, "listening");
         bound.push((udp, tcp));
     }
-    Ok(Running { bound, tasks, inflight })
+    let mut dot = Vec::new();
+    match (&config.server.tls_certificate, &config.server.tls_private_key) {
+        (Some(cert), Some(key)) if !config.server.dot_listen.is_empty() => {
+            let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
+            let tls = doors::tls_config(&cert_pem, &key_pem, &[b"dot"])
+                .with_context(|| format!("TLS identity {} / {}", cert.display(), key.display()))?;
+            for addr in &config.server.dot_listen {
+                let bound = doors::serve_dot(*addr, tls.clone(), limits, handler.clone(), inflight.clone(), &mut tasks)
+                    .await
+                    .with_context(|| format!("DoT listener {addr}"))?;
+                tracing::info!(dot = %bound, "listening");
+                dot.push(bound);
+            }
+        }
+        _ if !config.server.dot_listen.is_empty() => {
+            tracing::info!("DoT is off: set server.tls_certificate and server.tls_private_key to turn it on");
+        }
+        _ => {}
+    }
+    Ok(Running { bound, dot, tasks, inflight })
 }
 
 /// Waits for SIGINT or SIGTERM.

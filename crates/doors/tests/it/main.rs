@@ -124,3 +124,79 @@ async fn tcp_garbage_length_closes_the_connection() {
     let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("closed").unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+/// DoT: a rustls client (trusting a self-signed certificate made here)
+/// negotiates ALPN `dot` and gets pipelined answers out of order.
+#[tokio::test]
+async fn dot_answers_pipelined_queries_over_tls() {
+    use rustls_pki_types::ServerName;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let (cert_pem, key_pem) = (cert.cert.pem(), cert.signing_key.serialize_pem());
+    let tls = doors::tls_config(cert_pem.as_bytes(), key_pem.as_bytes(), &[b"dot"]).expect("tls config");
+    let mut tasks = JoinSet::new();
+    let h: Arc<dyn Handler> = Arc::new(Echo);
+    let addr = doors::serve_dot(
+        "127.0.0.1:0".parse().expect("addr"),
+        tls,
+        TcpLimits::default(),
+        h,
+        InFlight::default(),
+        &mut tasks,
+    )
+    .await
+    .expect("dot");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"dot".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let mut s = connector.connect(ServerName::try_from("localhost").expect("name"), tcp).await.expect("handshake");
+    assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"dot"[..]));
+    let mut both = Vec::new();
+    for id in [1u16, 2] {
+        let q = query(id);
+        both.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        both.extend_from_slice(&q);
+    }
+    s.write_all(&both).await.expect("write");
+    let mut read = async || {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).await.expect("len");
+        let mut m = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut m).await.expect("msg");
+        m
+    };
+    assert_eq!(&read().await[..2], &2u16.to_be_bytes(), "the fast answer first");
+    assert_eq!(&read().await[..2], &1u16.to_be_bytes());
+}
+
+#[tokio::test]
+async fn dot_rejects_bad_pem_and_times_out_silent_handshakes() {
+    assert!(doors::tls_config(b"not a pem", b"nor this", &[b"dot"]).is_err());
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let tls = doors::tls_config(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes(), &[b"dot"])
+        .expect("tls");
+    let limits = TcpLimits { handshake_timeout: Duration::from_millis(200), ..TcpLimits::default() };
+    let mut tasks = JoinSet::new();
+    let addr = doors::serve_dot(
+        "127.0.0.1:0".parse().expect("addr"),
+        tls,
+        limits,
+        Arc::new(Echo),
+        InFlight::default(),
+        &mut tasks,
+    )
+    .await
+    .expect("dot");
+    // A client that connects and says nothing is dropped after the timeout.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
+    assert_eq!(n, 0);
+}

@@ -9,6 +9,7 @@ use crate::onedot;
 struct Demo {
     child: std::process::Child,
     port: u16,
+    dot_port: u16,
     summary: String,
 }
 
@@ -23,7 +24,17 @@ impl Drop for Demo {
 /// collides with the port-53 peer tests) and reads its banner.
 fn start() -> Demo {
     let mut child = Command::new(onedot())
-        .args(["demo", "--listen", "127.0.0.1:0", "--lab-port", "0", "--exit-after", "60"])
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--dot-listen",
+            "127.0.0.1:0",
+            "--lab-port",
+            "0",
+            "--exit-after",
+            "60",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -31,11 +42,15 @@ fn start() -> Demo {
     let stdout = child.stdout.take().expect("stdout");
     let mut summary = String::new();
     let mut port = 0;
+    let mut dot_port = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("utf-8");
         if let Some(rest) = line.trim().strip_prefix("resolver: udp 127.0.0.1:") {
             port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("port");
+        }
+        if let Some(rest) = line.trim().strip_prefix("resolver: dot 127.0.0.1:") {
+            dot_port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("dot port");
         }
         summary.push_str(&line);
         summary.push('\n');
@@ -44,7 +59,7 @@ fn start() -> Demo {
         }
     }
     assert!(port > 0, "demo printed no listener:\n{summary}");
-    Demo { child, port, summary }
+    Demo { child, port, dot_port, summary }
 }
 
 fn dig(tool: &str, args: &[&str]) -> String {
@@ -105,4 +120,26 @@ fn dig_dnssec_against_the_demo_shows_ad_insecure_and_bogus() {
     assert!(bogus.contains("status: SERVFAIL") && bogus.contains("EDE: 6"), "{bogus}");
     let cd = dig("dig", &["@127.0.0.1", "-p", &p, "www.bogus.test", "+cd", "+short", "+tries=1", "+time=5"]);
     assert_eq!(cd.trim(), "192.0.2.30");
+}
+
+#[test]
+fn kdig_over_tls_against_the_demo() {
+    let d = start();
+    assert!(d.dot_port > 0, "demo printed a DoT listener:\n{}", d.summary);
+    let p = d.dot_port.to_string();
+    let plain = dig("kdig", &["@127.0.0.1", "-p", &p, "+tls", "www.example.test", "+short", "+retry=0", "+time=5"]);
+    assert_eq!(plain.trim(), "192.0.2.10", "{plain}");
+    // The same, checking the certificate the demo made.
+    let cert = d
+        .summary
+        .lines()
+        .find_map(|l| l.split("self-signed certificate ").nth(1))
+        .map(|s| s.trim_end_matches(')').to_string())
+        .expect("certificate path");
+    let ca = format!("+tls-ca={cert}");
+    let verified = dig(
+        "kdig",
+        &["@127.0.0.1", "-p", &p, &ca, "+tls-hostname=localhost", "www.example.test", "+short", "+retry=0", "+time=5"],
+    );
+    assert_eq!(verified.trim(), "192.0.2.10", "{verified}");
 }
