@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     q.extend_from_slice(b"\x04n777\x07example\x04test\x00\x00\x01\x00\x01");
     q.extend_from_slice(&[0, 0, 41, 0x04, 0xd0, 0, 0, 0, 0, 0, 0]);
     let mut out = Vec::with_capacity(1232);
-    let opts = WriteOptions { now: 10, limit: 1232, stale: false, udp_size: 1232 };
+    let opts = WriteOptions { now: 10, limit: 1232, stale: false, udp_size: 1232, pad_block: None };
     c.bench_function("cache_hit_parse_lookup_write", |b| {
         b.iter(|| {
             let view = QueryView::parse(black_box(&q)).expect("query");

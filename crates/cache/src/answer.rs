@@ -97,7 +97,13 @@ pub struct WriteOptions {
     pub stale: bool,
     /// Our EDNS UDP payload size to advertise.
     pub udp_size: u16,
+    /// Pad the response to a multiple of this many octets (RFC 8467), when
+    /// the client asked on an encrypted transport.
+    pub pad_block: Option<usize>,
 }
+
+/// The block size RFC 8467 recommends for padded responses.
+pub const RESPONSE_PAD_BLOCK: usize = 468;
 
 impl CachedAnswer {
     /// Wraps a response built by the resolver. `wire` must have no OPT
@@ -157,12 +163,12 @@ impl CachedAnswer {
         let stale_ede = opts.stale.then_some((proto::ede::code::STALE_ANSWER, ""));
         let ede = self.ede.as_ref().map(|(c, t)| (*c, &**t));
         if let Some(edns) = query.edns {
-            append_opt(out, opts.udp_size, edns.dnssec_ok, ede.into_iter().chain(stale_ede));
+            append_opt(out, opts.udp_size, edns.dnssec_ok, ede.into_iter().chain(stale_ede), opts.pad_block);
         }
         if out.len() > opts.limit {
             truncate(out, query);
             if let Some(edns) = query.edns {
-                append_opt(out, opts.udp_size, edns.dnssec_ok, std::iter::empty());
+                append_opt(out, opts.udp_size, edns.dnssec_ok, std::iter::empty(), None);
             }
         }
         out.len()
@@ -170,7 +176,13 @@ impl CachedAnswer {
 }
 
 /// Appends an OPT record and bumps ARCOUNT.
-fn append_opt<'a>(out: &mut Vec<u8>, udp_size: u16, dnssec_ok: bool, edes: impl Iterator<Item = (u16, &'a str)>) {
+fn append_opt<'a>(
+    out: &mut Vec<u8>,
+    udp_size: u16,
+    dnssec_ok: bool,
+    edes: impl Iterator<Item = (u16, &'a str)>,
+    pad_block: Option<usize>,
+) {
     out.push(0);
     out.extend_from_slice(&rtype::OPT.to_be_bytes());
     out.extend_from_slice(&udp_size.to_be_bytes());
@@ -183,6 +195,12 @@ fn append_opt<'a>(out: &mut Vec<u8>, udp_size: u16, dnssec_ok: bool, edes: impl 
         out.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
         out.extend_from_slice(&code.to_be_bytes());
         out.extend_from_slice(text.as_bytes());
+    }
+    if let Some(block) = pad_block.filter(|b| *b > 0) {
+        let pad = (block - (out.len() + 4) % block) % block;
+        out.extend_from_slice(&proto::wire::OPT_PADDING.to_be_bytes());
+        out.extend_from_slice(&(pad as u16).to_be_bytes());
+        out.resize(out.len() + pad, 0);
     }
     let rdlen = (out.len() - len_at - 2) as u16;
     out[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
@@ -331,7 +349,7 @@ mod tests {
         let hit = cache.get(&view).expect("hit");
         assert_eq!(hit.freshness(1100, cache.policy()), Freshness::Fresh);
         let mut out = Vec::with_capacity(512);
-        let opts = WriteOptions { now: 1100, limit: 1232, stale: false, udp_size: 1232 };
+        let opts = WriteOptions { now: 1100, limit: 1232, stale: false, udp_size: 1232, pad_block: None };
         hit.write(&view, &opts, &mut out);
         let msg = Message::parse(&out).expect("valid response");
         assert_eq!(msg.id, 0xbeef);
@@ -364,7 +382,7 @@ mod tests {
         let view = QueryView::parse(&q).expect("query");
         let hit = cache.get(&view).expect("hit");
         let mut out = Vec::new();
-        let opts = WriteOptions { now: 0, limit: 40, stale: false, udp_size: 1232 };
+        let opts = WriteOptions { now: 0, limit: 40, stale: false, udp_size: 1232, pad_block: None };
         hit.write(&view, &opts, &mut out);
         let msg = Message::parse(&out).expect("valid");
         assert!(msg.has_flag(flags::TC));

@@ -17,7 +17,7 @@
 mod answer;
 mod rrset;
 
-pub use answer::{AnswerCache, CachedAnswer, Freshness, WriteOptions, variant};
+pub use answer::{AnswerCache, CachedAnswer, Freshness, RESPONSE_PAD_BLOCK, WriteOptions, variant};
 pub use rrset::{BOGUS_TTL, Negative, Rank, RrsetCache, RrsetEntry, RrsetValue, Security};
 
 /// TTL policy shared by both caches.

@@ -30,8 +30,11 @@ pub use udp::serve_udp;
 pub enum Framing {
     /// UDP: the handler truncates to the client's payload size.
     Datagram,
-    /// TCP and other streams.
+    /// TCP.
     Stream,
+    /// TLS and other encrypted streams: responses are padded (RFC 8467)
+    /// when the query was.
+    EncryptedStream,
 }
 
 /// What the synchronous fast path did.

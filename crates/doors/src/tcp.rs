@@ -77,7 +77,7 @@ async fn accept_loop(listener: TcpListener, limits: TcpLimits, handler: Arc<dyn 
         let _ = stream.set_nodelay(true);
         let (handler, inflight) = (handler.clone(), inflight.clone());
         tokio::spawn(async move {
-            connection(stream, limits, handler, inflight).await;
+            connection(stream, Framing::Stream, limits, handler, inflight).await;
             drop(permit);
         });
     }
@@ -85,8 +85,13 @@ async fn accept_loop(listener: TcpListener, limits: TcpLimits, handler: Arc<dyn 
 
 /// Serves DNS messages framed with a length (RFC 7766) on any byte stream:
 /// TCP, or TLS over TCP.
-pub(crate) async fn connection<S>(stream: S, limits: TcpLimits, handler: Arc<dyn Handler>, inflight: InFlight)
-where
+pub(crate) async fn connection<S>(
+    stream: S,
+    framing: Framing,
+    limits: TcpLimits,
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
@@ -120,7 +125,7 @@ where
             _ => break,
         }
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        match handler.try_fast(&query, Framing::Stream, &mut out) {
+        match handler.try_fast(&query, framing, &mut out) {
             Fast::Answered(len) => {
                 if tx.send(frame(&out[..len])).await.is_err() {
                     break;
@@ -132,7 +137,7 @@ where
                 let (tx, handler, guard) = (tx.clone(), handler.clone(), inflight.enter());
                 tokio::spawn(async move {
                     let mut out = Vec::with_capacity(1232);
-                    if let Some(len) = handler.answer(&query, Framing::Stream, &mut out).await {
+                    if let Some(len) = handler.answer(&query, framing, &mut out).await {
                         let _ = tx.send(frame(&out[..len])).await;
                     }
                     drop((permit, guard));

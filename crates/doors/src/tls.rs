@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tcp::connection;
-use crate::{DoorError, Handler, InFlight, TcpLimits};
+use crate::{DoorError, Framing, Handler, InFlight, TcpLimits};
 
 /// A TLS server configuration from PEM certificate chain and key, with the
 /// given ALPN protocols (`dot` for DoT).
@@ -86,7 +86,7 @@ async fn accept_loop(
         let (acceptor, handler, inflight) = (acceptor.clone(), handler.clone(), inflight.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => connection(tls, limits, handler, inflight).await,
+                Ok(Ok(tls)) => connection(tls, Framing::EncryptedStream, limits, handler, inflight).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "dot handshake failed"),
                 Err(_) => tracing::debug!("dot handshake timed out"),
             }

@@ -18,6 +18,7 @@ fn kind(f: Framing) -> TransportKind {
     match f {
         Framing::Datagram => TransportKind::Datagram,
         Framing::Stream => TransportKind::Stream,
+        Framing::EncryptedStream => TransportKind::EncryptedStream,
     }
 }
 

@@ -133,6 +133,13 @@ impl<'a> MessageWriter<'a> {
     /// Writes the OPT record (always last) with the DO bit, the upper RCODE
     /// bits and any Extended DNS Errors.
     pub fn opt(&mut self, udp_size: u16, dnssec_ok: bool, ext_rcode: u8, edes: &[Ede]) {
+        self.opt_padded(udp_size, dnssec_ok, ext_rcode, edes, None);
+    }
+
+    /// As [`MessageWriter::opt`], adding a Padding option (RFC 7830) that
+    /// makes the whole message a multiple of `block` octets (RFC 8467
+    /// recommends 468 for responses).
+    pub fn opt_padded(&mut self, udp_size: u16, dnssec_ok: bool, ext_rcode: u8, edes: &[Ede], block: Option<usize>) {
         self.section = Section::Additional;
         self.buf.push(0);
         self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
@@ -148,6 +155,13 @@ impl<'a> MessageWriter<'a> {
             self.buf.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
             self.buf.extend_from_slice(&ede.code.to_be_bytes());
             self.buf.extend_from_slice(text);
+        }
+        if let Some(block) = block.filter(|b| *b > 0) {
+            let here = self.buf.len() - self.start + 4;
+            let pad = (block - here % block) % block;
+            self.buf.extend_from_slice(&wire::OPT_PADDING.to_be_bytes());
+            self.buf.extend_from_slice(&(pad as u16).to_be_bytes());
+            self.buf.resize(self.buf.len() + pad, 0);
         }
         let rdlen = (self.buf.len() - len_at - 2) as u16;
         self.buf[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());

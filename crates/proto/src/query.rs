@@ -15,6 +15,9 @@ pub struct EdnsView {
     pub version: u8,
     /// The DNSSEC OK bit.
     pub dnssec_ok: bool,
+    /// The query carried a Padding option (RFC 7830): pad the response on
+    /// encrypted transports (RFC 8467).
+    pub padding: bool,
 }
 
 /// A parsed client query that borrows the packet.
@@ -123,7 +126,17 @@ impl<'a> QueryView<'a> {
                     return Err(formerr);
                 }
                 let version = (ttl >> 16) as u8;
-                edns = Some(EdnsView { udp_size: class.max(512), version, dnssec_ok: ttl & wire::EDNS_DO != 0 });
+                // Look for the Padding option; the loop is bounded by rdlen.
+                let mut padding = false;
+                let mut o = p + 10;
+                while o + 4 <= end {
+                    let code = u16::from_be_bytes([buf[o], buf[o + 1]]);
+                    let len = u16::from_be_bytes([buf[o + 2], buf[o + 3]]) as usize;
+                    padding |= code == wire::OPT_PADDING;
+                    o += 4 + len;
+                }
+                edns =
+                    Some(EdnsView { udp_size: class.max(512), version, dnssec_ok: ttl & wire::EDNS_DO != 0, padding });
             }
             p = end;
         }
@@ -191,7 +204,7 @@ mod tests {
         assert_eq!(v.qname, b"\x03WWW\x04test\x00");
         assert_eq!(v.qtype, 1);
         assert!(v.recursion_desired());
-        assert_eq!(v.edns, Some(EdnsView { udp_size: 1232, version: 0, dnssec_ok: true }));
+        assert_eq!(v.edns, Some(EdnsView { udp_size: 1232, version: 0, dnssec_ok: true, padding: false }));
         assert_eq!(v.udp_limit(1232), 1232);
         let root = query(b"\x00", false);
         let v = QueryView::parse(&root).expect("root query");

@@ -15,8 +15,11 @@ use crate::{Clock, Outcome, Recursor, ResolveError};
 pub enum TransportKind {
     /// UDP: responses are truncated to the client's payload size.
     Datagram,
-    /// TCP, TLS, HTTP, QUIC: up to 65535 bytes.
+    /// TCP: up to 65535 bytes.
     Stream,
+    /// TLS, HTTP, QUIC: up to 65535 bytes, padded (RFC 8467) when the query
+    /// was.
+    EncryptedStream,
 }
 
 /// What the synchronous fast path did.
@@ -88,9 +91,10 @@ impl Service {
     fn write_options(&self, view: &QueryView<'_>, kind: TransportKind, stale: bool) -> WriteOptions {
         let limit = match kind {
             TransportKind::Datagram => view.udp_limit(self.config.max_udp_payload),
-            TransportKind::Stream => 65535,
+            TransportKind::Stream | TransportKind::EncryptedStream => 65535,
         };
-        WriteOptions { now: self.clock.now_unix(), limit, stale, udp_size: self.config.max_udp_payload }
+        let pad_block = pad_block(view, kind);
+        WriteOptions { now: self.clock.now_unix(), limit, stale, udp_size: self.config.max_udp_payload, pad_block }
     }
 
     /// The synchronous cache-hit path: no allocation when `out` has room.
@@ -269,11 +273,17 @@ impl Service {
         w.question(view.qname, view.qtype, view.qclass);
         if let Some(edns) = view.edns {
             let edes: Vec<Ede> = ede.into_iter().collect();
-            w.opt(self.config.max_udp_payload, edns.dnssec_ok, 0, &edes);
+            w.opt_padded(self.config.max_udp_payload, edns.dnssec_ok, 0, &edes, pad_block(view, kind));
         }
-        let _ = kind;
         w.finish()
     }
+}
+
+/// The padding block for a response: RFC 8467's 468 octets on encrypted
+/// transports when the query was padded.
+fn pad_block(view: &QueryView<'_>, kind: TransportKind) -> Option<usize> {
+    let asked = view.edns.is_some_and(|e| e.padding);
+    (kind == TransportKind::EncryptedStream && asked).then_some(cache::RESPONSE_PAD_BLOCK)
 }
 
 /// A header-only error response (the question could not be read).

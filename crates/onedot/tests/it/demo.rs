@@ -142,4 +142,7 @@ fn kdig_over_tls_against_the_demo() {
         &["@127.0.0.1", "-p", &p, &ca, "+tls-hostname=localhost", "www.example.test", "+short", "+retry=0", "+time=5"],
     );
     assert_eq!(verified.trim(), "192.0.2.10", "{verified}");
+    // Padded query, padded response (RFC 8467).
+    let padded = dig("kdig", &["@127.0.0.1", "-p", &p, "+tls", "+padding", "www.example.test", "+retry=0", "+time=5"]);
+    assert!(padded.contains("PADDING"), "{padded}");
 }

@@ -149,3 +149,36 @@ async fn cache_hit_path_allocates_nothing() {
     let live = allocation_counter::measure(|| drop(std::hint::black_box(q.to_vec())));
     assert!(live.count_total > 0);
 }
+
+/// RFC 8467: on an encrypted transport a padded query gets a response padded
+/// to a multiple of 468 octets; unpadded queries and plain TCP do not.
+#[tokio::test]
+async fn responses_are_padded_on_encrypted_transports_when_asked() {
+    let (_lab, s) = service().await;
+    let mut padded = query("www.example.test", rtype::A, true);
+    // Replace the empty OPT rdata with one empty Padding option.
+    let n = padded.len();
+    padded[n - 2..].copy_from_slice(&4u16.to_be_bytes());
+    padded.extend_from_slice(&[0, 12, 0, 0]);
+    let plain = query("www.example.test", rtype::A, true);
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        // The second round is served from the cache (the fast path).
+        let n = s.answer(&padded, TransportKind::EncryptedStream, &mut out).await.expect("response");
+        assert_eq!(n % 468, 0, "padded to the block: {n}");
+        let m = Message::parse(&out).expect("valid");
+        assert!(m.edns.as_ref().is_some_and(|e| e.options.iter().any(|(c, _)| *c == 12)));
+        assert_eq!(m.answer[0].address().map(|a| a.to_string()), Some("192.0.2.10".into()));
+    }
+    let n = s.answer(&padded, TransportKind::Stream, &mut out).await.expect("response");
+    assert_ne!(n % 468, 0, "no padding on plain TCP");
+    let n = s.answer(&plain, TransportKind::EncryptedStream, &mut out).await.expect("response");
+    assert_ne!(n % 468, 0, "no padding when the query was not padded");
+    // Errors are padded too.
+    let mut bad = query("www.dead.test", rtype::A, true);
+    let k = bad.len();
+    bad[k - 2..].copy_from_slice(&4u16.to_be_bytes());
+    bad.extend_from_slice(&[0, 12, 0, 0]);
+    let n = s.answer(&bad, TransportKind::EncryptedStream, &mut out).await.expect("servfail");
+    assert_eq!((Message::parse(&out).expect("valid").rcode(), n % 468), (2, 0));
+}
