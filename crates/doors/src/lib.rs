@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use tcp::{TcpLimits, serve_tcp};
-pub use tls::{serve_dot, tls_config};
+pub use tls::{CertStore, serve_dot, tls_config, tls_config_from_store};
 pub use udp::serve_udp;
 
 /// Whether a response goes back over a datagram or a stream.

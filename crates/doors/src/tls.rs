@@ -1,12 +1,17 @@
 //! DNS over TLS (RFC 7858): TLS 1.3 and 1.2 with rustls on ring, ALPN
-//! `dot`, session resumption by tickets, a handshake timeout, and then the
+//! `dot`, session resumption by tickets, a handshake timeout, certificates
+//! reloaded when their files change, and then the
 //! same framing, pipelining and limits as TCP.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use rustls::ServerConfig;
+use rustls::server::ResolvesServerCert;
+use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
@@ -17,9 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::tcp::connection;
 use crate::{DoorError, Framing, Handler, InFlight, TcpLimits};
 
-/// A TLS server configuration from PEM certificate chain and key, with the
-/// given ALPN protocols (`dot` for DoT).
-pub fn tls_config(cert_pem: &[u8], key_pem: &[u8], alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, DoorError> {
+/// A certified key from PEM certificate chain and private key.
+fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, DoorError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| DoorError::Tls(format!("certificate PEM: {e}")))?;
@@ -27,13 +31,77 @@ pub fn tls_config(cert_pem: &[u8], key_pem: &[u8], alpn: &[&[u8]]) -> Result<Arc
         return Err(DoorError::Tls("no certificate in the PEM file".into()));
     }
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| DoorError::Tls(format!("private key PEM: {e}")))?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider.key_provider.load_private_key(key).map_err(|e| DoorError::Tls(e.to_string()))?;
+    let ck = CertifiedKey::new(certs, signing);
+    ck.keys_match().map_err(|e| DoorError::Tls(format!("certificate and key do not match: {e}")))?;
+    Ok(Arc::new(ck))
+}
+
+/// The certificate the TLS doors present, swapped atomically when its files
+/// change: new handshakes get the new one, open connections keep theirs.
+#[derive(Debug)]
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertStore {
+    /// A store holding the certificate and key from PEM.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertStore>, DoorError> {
+        Ok(Arc::new(CertStore { current: ArcSwap::new(certified_key(cert_pem, key_pem)?) }))
+    }
+
+    /// Replaces the certificate; on error the old one stays in use.
+    pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), DoorError> {
+        self.current.store(certified_key(cert_pem, key_pem)?);
+        Ok(())
+    }
+
+    /// Re-reads `cert` and `key` every `interval` and swaps them in when
+    /// their contents change; a bad pair is logged and the old one kept.
+    pub fn watch(self: &Arc<Self>, cert: PathBuf, key: PathBuf, interval: Duration, tasks: &mut JoinSet<()>) {
+        let store = self.clone();
+        tasks.spawn(async move {
+            let read = || Some((std::fs::read(&cert).ok()?, std::fs::read(&key).ok()?));
+            let mut last = read();
+            loop {
+                tokio::time::sleep(interval).await;
+                let now = read();
+                if now.is_none() || now == last {
+                    continue;
+                }
+                if let Some((c, k)) = &now {
+                    match store.replace(c, k) {
+                        Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),
+                        Err(e) => tracing::error!(cert = %cert.display(), error = %e, "TLS certificate not reloaded; keeping the old one"),
+                    }
+                }
+                last = now;
+            }
+        });
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// A TLS server configuration from PEM certificate chain and key, with the
+/// given ALPN protocols (`dot` for DoT).
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8], alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, DoorError> {
+    tls_config_from_store(CertStore::from_pem(cert_pem, key_pem)?, alpn)
+}
+
+/// A TLS server configuration presenting whatever `store` holds.
+pub fn tls_config_from_store(store: Arc<CertStore>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, DoorError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| DoorError::Tls(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| DoorError::Tls(e.to_string()))?;
+        .with_cert_resolver(store);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| DoorError::Tls(e.to_string()))?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(4096);

@@ -156,8 +156,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         (Some(cert), Some(key)) if !config.server.dot_listen.is_empty() => {
             let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
             let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
-            let tls = doors::tls_config(&cert_pem, &key_pem, &[b"dot"])
+            let store = doors::CertStore::from_pem(&cert_pem, &key_pem)
                 .with_context(|| format!("TLS identity {} / {}", cert.display(), key.display()))?;
+            store.watch(cert.clone(), key.clone(), Duration::from_secs(5), &mut tasks);
+            let tls = doors::tls_config_from_store(store, &[b"dot"])?;
             for addr in &config.server.dot_listen {
                 let bound = doors::serve_dot(*addr, tls.clone(), limits, handler.clone(), inflight.clone(), &mut tasks)
                     .await

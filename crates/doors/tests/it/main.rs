@@ -200,3 +200,53 @@ async fn dot_rejects_bad_pem_and_times_out_silent_handshakes() {
     let n = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await.expect("closed in time").unwrap_or(0);
     assert_eq!(n, 0);
 }
+
+/// A new certificate is picked up by new handshakes while a connection made
+/// with the old one keeps working; a bad pair is refused and the old kept.
+#[tokio::test]
+async fn dot_certificates_reload_without_dropping_connections() {
+    use rustls_pki_types::ServerName;
+    let first = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let second = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let store = doors::CertStore::from_pem(first.cert.pem().as_bytes(), first.signing_key.serialize_pem().as_bytes())
+        .expect("store");
+    let tls = doors::tls_config_from_store(store.clone(), &[b"dot"]).expect("tls");
+    let mut tasks = JoinSet::new();
+    let addr = doors::serve_dot(
+        "127.0.0.1:0".parse().expect("addr"),
+        tls,
+        TcpLimits::default(),
+        Arc::new(Echo),
+        InFlight::default(),
+        &mut tasks,
+    )
+    .await
+    .expect("dot");
+    let connect = async |trust: &rcgen::CertifiedKey<rcgen::KeyPair>| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(trust.cert.der().clone()).expect("root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+    };
+    let mut old = connect(&first).await.expect("first certificate");
+    store.replace(second.cert.pem().as_bytes(), second.signing_key.serialize_pem().as_bytes()).expect("reload");
+    assert!(connect(&first).await.is_err(), "new handshakes no longer get the old certificate");
+    connect(&second).await.expect("new handshakes get the new certificate");
+    // The connection made before the reload still answers.
+    let q = query(2);
+    old.write_all(&(q.len() as u16).to_be_bytes()).await.expect("write");
+    old.write_all(&q).await.expect("write");
+    let mut len = [0u8; 2];
+    old.read_exact(&mut len).await.expect("answer on the old connection");
+    // A broken pair is refused and the current one kept.
+    assert!(store.replace(b"junk", b"junk").is_err());
+    connect(&second).await.expect("still the second certificate");
+}
