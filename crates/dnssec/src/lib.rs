@@ -24,7 +24,7 @@ pub mod rfc5011;
 pub mod verify;
 
 pub use records::{Dnskey, Ds, Nsec, Rrsig, key_tag};
-pub use verify::{AlgorithmPolicy, WorkBudget, ds_matches, verify_rrset};
+pub use verify::{AlgorithmPolicy, Verified, WorkBudget, ds_matches, verify_rrset, verify_rrset_unexpanded};
 
 use proto::ede::code;
 

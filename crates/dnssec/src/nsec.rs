@@ -45,9 +45,11 @@ pub fn can_deny(owner: &Name, nsec: &Nsec, name: &Name) -> bool {
     !(below && ((nsec.has_type(rtype::NS) && !nsec.has_type(rtype::SOA)) || nsec.has_type(rtype::DNAME)))
 }
 
-/// Whether the NSEC at `owner` covers `name` and may deny it.
+/// Whether the NSEC at `owner` covers `name` and may deny it. A span whose
+/// next name lies below `name` shows `name` is an empty non-terminal: it
+/// exists.
 fn denies(owner: &Name, nsec: &Nsec, name: &Name) -> bool {
-    covers(owner, &nsec.next, name) && can_deny(owner, nsec, name)
+    covers(owner, &nsec.next, name) && can_deny(owner, nsec, name) && !nsec.next.is_subdomain_of(name)
 }
 
 /// The longest common ancestor of two names.
@@ -91,10 +93,18 @@ pub fn prove_nodata(name: &Name, qtype: u16, nsecs: &[(Name, Nsec)]) -> Result<(
         if n.has_type(qtype) || n.has_type(rtype::CNAME) {
             return Err(missing(name, "the NSEC at the name lists the type"));
         }
+        // The right side of a zone cut (RFC 6840 §4.4): the parent's NSEC at
+        // a delegation speaks for DS only; the child's apex NSEC never for DS.
+        if qtype != rtype::DS && n.has_type(rtype::NS) && !n.has_type(rtype::SOA) {
+            return Err(missing(name, "a delegation's NSEC cannot deny types of the child"));
+        }
+        if qtype == rtype::DS && n.has_type(rtype::SOA) {
+            return Err(missing(name, "a zone apex NSEC cannot deny DS"));
+        }
         return Ok(());
     }
     // Empty non-terminal: an NSEC whose next name is below `name`.
-    if nsecs.iter().any(|(o, n)| denies(o, n, name) && n.next.is_subdomain_of(name)) {
+    if nsecs.iter().any(|(o, n)| covers(o, &n.next, name) && can_deny(o, n, name) && n.next.is_subdomain_of(name)) {
         return Ok(());
     }
     // Wildcard NODATA.
@@ -123,10 +133,12 @@ pub fn prove_no_ds(name: &Name, nsecs: &[(Name, Nsec)]) -> Result<(), Bogus> {
     }
 }
 
-/// Proves that a wildcard expansion was legitimate: the query name itself
-/// does not exist (an NSEC covers it).
-pub fn prove_wildcard_expansion(qname: &Name, nsecs: &[(Name, Nsec)]) -> Result<(), Bogus> {
-    if nsecs.iter().any(|(o, n)| denies(o, n, qname)) {
+/// Proves that a wildcard expansion was legitimate (RFC 4035 §5.3.4): the
+/// wildcard's parent has `labels` labels (the RRSIG's Labels field), so the
+/// next closer name below it must not exist.
+pub fn prove_wildcard_expansion(qname: &Name, labels: usize, nsecs: &[(Name, Nsec)]) -> Result<(), Bogus> {
+    let next_closer = qname.suffix(labels + 1);
+    if nsecs.iter().any(|(o, n)| denies(o, n, &next_closer)) {
         Ok(())
     } else {
         Err(missing(qname, "no NSEC proves the wildcard's source name is absent"))
@@ -181,8 +193,11 @@ mod tests {
         assert!(prove_no_ds(&n("b.example"), &c).is_ok());
         assert!(prove_no_ds(&n("a.example"), &c).is_err(), "not a delegation");
         assert!(prove_no_ds(&n("example"), &c).is_err(), "an apex");
-        assert!(prove_wildcard_expansion(&n("q.w.example"), &c).is_ok());
-        assert!(prove_wildcard_expansion(&n("a.example"), &c).is_err());
+        assert!(prove_wildcard_expansion(&n("q.w.example"), 2, &c).is_ok());
+        assert!(prove_wildcard_expansion(&n("a.example"), 1, &c).is_err());
+        // *.example with y.example existing: x.y.example is not its expansion
+        // even though an NSEC covers x.y.example itself.
+        assert!(prove_wildcard_expansion(&n("x.y.example"), 1, &c).is_err());
     }
 
     #[test]
@@ -192,7 +207,12 @@ mod tests {
         // x.b.example in canonical order, but proves nothing about it.
         assert!(prove_nxdomain(&n("x.b.example"), &c).is_err());
         assert!(prove_nodata(&n("x.b.example"), rtype::A, &c).is_err());
-        assert!(prove_wildcard_expansion(&n("x.b.example"), &c).is_err());
+        assert!(prove_wildcard_expansion(&n("x.b.example"), 1, &c).is_err());
+        // A delegation's NSEC cannot deny the child's types; an apex NSEC
+        // cannot deny DS.
+        assert!(prove_nodata(&n("b.example"), rtype::MX, &c).is_err());
+        assert!(prove_nodata(&n("b.example"), rtype::DS, &c).is_ok());
+        assert!(prove_nodata(&n("example"), rtype::DS, &c).is_err());
         // Beside the cut it still denies.
         assert!(prove_nxdomain(&n("ba.example"), &c).is_ok());
     }

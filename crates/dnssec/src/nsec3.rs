@@ -147,8 +147,14 @@ impl Nsec3Set {
                 let label = r.name.labels().next()?;
                 Some((base32hex_decode(label)?, Nsec3::parse(&r.rdata).ok()?))
             })
-            .filter(|(_, n)| n.hash_algorithm == 1)
+            .filter(|(_, n)| n.hash_algorithm == 1 && n.flags <= 1)
             .take(MAX_NSEC3S)
+            .collect::<Vec<_>>();
+        // One parameter set per proof (RFC 5155 §8.2): the first record's.
+        let params = entries.first().map(|(_, n): &(Vec<u8>, Nsec3)| (n.salt.clone(), n.iterations));
+        let entries = entries
+            .into_iter()
+            .filter(|(_, n)| params.as_ref().is_some_and(|(s, i)| *s == n.salt && *i == n.iterations))
             .collect();
         Nsec3Set { zone: zone.clone(), entries }
     }
@@ -247,6 +253,13 @@ pub fn prove_nodata(qname: &Name, qtype: u16, set: &Nsec3Set) -> Result<Proven, 
     if let Some(m) = set.matching(qname) {
         if m.has_type(qtype) || m.has_type(rtype::CNAME) {
             return Err(missing(qname, "the matching NSEC3 lists the type"));
+        }
+        // The right side of a zone cut (RFC 6840 §4.4).
+        if qtype != rtype::DS && m.has_type(rtype::NS) && !m.has_type(rtype::SOA) {
+            return Err(missing(qname, "a delegation's NSEC3 cannot deny types of the child"));
+        }
+        if qtype == rtype::DS && m.has_type(rtype::SOA) {
+            return Err(missing(qname, "a zone apex NSEC3 cannot deny DS"));
         }
         return Ok(Proven::Secure);
     }

@@ -118,7 +118,7 @@ impl AnchorSet {
         budget: &WorkBudget,
     ) -> Result<Vec<Change>, Bogus> {
         let trusted: Vec<Dnskey> = self.trusted().iter().filter_map(|r| Dnskey::parse(&r.rdata).ok()).collect();
-        verify_rrset(dnskeys, rrsigs, &trusted, &self.zone, now as u32, policy, budget)?;
+        crate::verify::verify_rrset_unexpanded(dnskeys, rrsigs, &trusted, &self.zone, now as u32, policy, budget)?;
         let mut changes = Vec::new();
         let set = |k: &mut TrackedKey, state: KeyState, changes: &mut Vec<Change>| {
             if k.state != state {

@@ -79,10 +79,41 @@ fn describe(rrset: &[Record]) -> String {
     rrset.first().map_or_else(String::new, |r| format!("{} {}", r.name, rtype::name(r.rtype).unwrap_or("?")))
 }
 
+/// What a successful verification established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verified {
+    /// How long the RRset may be cached: bounded by the RRSIG's original TTL
+    /// and its expiration (RFC 4035 §5.3.3).
+    pub ttl: u32,
+    /// The Labels field of the signature that verified: fewer than the
+    /// owner's labels means the RRset was expanded from a wildcard.
+    pub labels: u8,
+}
+
+/// As [`verify_rrset`], but only with signatures made over the owner name
+/// itself, never a wildcard expansion: for NSEC, NSEC3, DS, DNSKEY and SOA,
+/// which can never be synthesised (a wildcard NSEC's signature must not
+/// verify the same NSEC moved to another owner).
+pub fn verify_rrset_unexpanded(
+    rrset: &[Record],
+    rrsigs: &[Record],
+    keys: &[Dnskey],
+    zone: &Name,
+    now: u32,
+    policy: &AlgorithmPolicy,
+    budget: &WorkBudget,
+) -> Result<Verified, Bogus> {
+    let Some(first) = rrset.first() else { return Err(Bogus::RrsigsMissing { rrset: String::new() }) };
+    let own = first.name.label_count() - usize::from(first.name.is_wildcard());
+    let sigs: Vec<Record> =
+        rrsigs.iter().filter(|r| Rrsig::parse(&r.rdata).is_ok_and(|s| s.labels as usize == own)).cloned().collect();
+    verify_rrset(rrset, &sigs, keys, zone, now, policy, budget)
+}
+
 /// Verifies `rrset` with the signatures in `rrsigs` (RRSIG records covering
-/// its type) against `keys` (the validated DNSKEYs of `zone`). Returns the
-/// TTL the RRset may be cached for (bounded by the original TTL and the
-/// signature's expiration).
+/// its type) against `keys` (the validated DNSKEYs of `zone`). Returns how
+/// long the RRset may be cached and which signature (by its labels)
+/// verified it.
 pub fn verify_rrset(
     rrset: &[Record],
     rrsigs: &[Record],
@@ -91,7 +122,7 @@ pub fn verify_rrset(
     now: u32,
     policy: &AlgorithmPolicy,
     budget: &WorkBudget,
-) -> Result<u32, Bogus> {
+) -> Result<Verified, Bogus> {
     let Some(first) = rrset.first() else {
         return Err(Bogus::RrsigsMissing { rrset: String::new() });
     };
@@ -136,7 +167,7 @@ pub fn verify_rrset(
             tried.push(key.tag);
             if check(key, &data, &sig.signature) {
                 let remaining = sig.expiration.wrapping_sub(now);
-                return Ok(sig.original_ttl.min(first.ttl).min(remaining));
+                return Ok(Verified { ttl: sig.original_ttl.min(first.ttl).min(remaining), labels: sig.labels });
             }
         }
     }

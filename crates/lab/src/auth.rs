@@ -620,7 +620,7 @@ mod dnssec_tests {
 
         let m = ask_do(&lab, &srv(5), "foo.wild.z005.test", rtype::A);
         verify_all(&lab, "z005.test", &m.answer, &m.answer);
-        prove_wildcard_expansion(&n("foo.wild.z005.test"), &parse_nsecs(&m.authority)).expect("wildcard proof");
+        prove_wildcard_expansion(&n("foo.wild.z005.test"), 3, &parse_nsecs(&m.authority)).expect("wildcard proof");
         verify_all(&lab, "z005.test", &m.authority, &m.authority);
     }
 

@@ -573,6 +573,33 @@ mod tests {
         assert!(failures["unsupported"].iter().all(|&c| c == code::DNSKEY_MISSING));
     }
 
+    /// An NSEC signed at a wildcard owner verifies as an "expansion" at any
+    /// name below it; NSEC is never synthesised, so the validator must only
+    /// accept signatures made over the owner itself.
+    #[test]
+    fn a_wildcard_nsec_moved_to_another_owner_does_not_verify() {
+        let lab = LabData::builtin().expect("lab");
+        let (_, zone) = lab.zones.iter().find(|(_, z)| z.apex() == &n("z005.test")).expect("zone");
+        let keys: Vec<Dnskey> =
+            zone.rrset(zone.apex(), rtype::DNSKEY).iter().map(|r| Dnskey::parse(&r.rdata).expect("key")).collect();
+        let wild = n("*.wild.z005.test");
+        let moved = n("www.wild.z005.test");
+        let nsec: Vec<Record> =
+            zone.rrset(&wild, rtype::NSEC).into_iter().map(|r| Record { name: moved.clone(), ..r }).collect();
+        let sigs: Vec<Record> = zone
+            .rrset(&wild, rtype::RRSIG)
+            .into_iter()
+            .filter(|r| r.rdata[..2] == rtype::NSEC.to_be_bytes())
+            .map(|r| Record { name: moved.clone(), ..r })
+            .collect();
+        let (policy, budget) = (AlgorithmPolicy::default(), WorkBudget::new(100));
+        assert!(
+            verify_rrset(&nsec, &sigs, &keys, zone.apex(), now(), &policy, &budget).is_ok(),
+            "as an expansion it verifies"
+        );
+        assert!(dnssec::verify_rrset_unexpanded(&nsec, &sigs, &keys, zone.apex(), now(), &policy, &budget).is_err());
+    }
+
     #[test]
     fn expiry_and_inception_are_checked() {
         let lab = LabData::builtin().expect("lab");

@@ -204,7 +204,10 @@ fn read_record(buf: &[u8], pos: usize, name_buf: &mut [u8; MAX_NAME_LEN]) -> Res
     let (len, p) = read_name(buf, pos, name_buf)?;
     let rtype = read_u16(buf, p).ok_or(WireError::Truncated)?;
     let class = read_u16(buf, p + 2).ok_or(WireError::Truncated)?;
-    let ttl = read_u32(buf, p + 4).ok_or(WireError::Truncated)?;
+    let raw_ttl = read_u32(buf, p + 4).ok_or(WireError::Truncated)?;
+    // TTLs with the top bit set are read as zero (RFC 2181 §8); the OPT
+    // record's TTL field holds flags and is taken raw.
+    let ttl = if raw_ttl & 0x8000_0000 != 0 { 0 } else { raw_ttl };
     let rdlen = read_u16(buf, p + 8).ok_or(WireError::Truncated)? as usize;
     let start = p + 10;
     let end = start + rdlen;
@@ -229,9 +232,9 @@ fn read_record(buf: &[u8], pos: usize, name_buf: &mut [u8; MAX_NAME_LEN]) -> Res
         }
         let edns = Edns {
             udp_size: class,
-            ext_rcode: (ttl >> 24) as u8,
-            version: (ttl >> 16) as u8,
-            dnssec_ok: ttl & wire::EDNS_DO != 0,
+            ext_rcode: (raw_ttl >> 24) as u8,
+            version: (raw_ttl >> 16) as u8,
+            dnssec_ok: raw_ttl & wire::EDNS_DO != 0,
             options,
         };
         return Ok((RawRecord::Opt(edns), end));

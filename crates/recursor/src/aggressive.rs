@@ -16,6 +16,8 @@ use proto::{Name, Record, rtype};
 /// cleared (it refills from ordinary negative answers).
 const MAX_ZONES: usize = 10_000;
 const MAX_PER_ZONE: usize = 10_000;
+/// Longest time an NSEC is used for synthesis.
+const MAX_NSEC_TTL: u32 = 3_600;
 
 /// A name as a key that sorts in canonical DNS order (RFC 4034 §6.1).
 fn canonical_key(name: &Name) -> Vec<Vec<u8>> {
@@ -82,7 +84,9 @@ impl NsecIndex {
                     .filter(|s| s.rdata.get(..2) == Some(&rtype::NSEC.to_be_bytes()[..]))
                     .cloned(),
             );
-            let ttl = r.ttl.min(soa_ttl.max(1)) as u64;
+            // RFC 8198 §5.4: no longer than the SOA's negative TTL, and never
+            // more than an hour whatever the records claim.
+            let ttl = r.ttl.min(soa_ttl.max(1)).min(MAX_NSEC_TTL) as u64;
             index
                 .by_owner
                 .insert(canonical_key(&r.name), Entry { owner: r.name.clone(), nsec, records, expires: now + ttl });

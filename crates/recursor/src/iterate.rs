@@ -355,18 +355,25 @@ impl Recursor {
                 // Relaxed fallback (RFC 9156 §2.3): some servers answer
                 // NXDOMAIN for empty non-terminals; ask the full name.
                 Classified::NxDomain(..) if minimised => minimise = false,
-                Classified::Answer { chain, sigs, authority, authoritative } => {
+                Classified::Answer { mut chain, sigs, authority, authoritative } => {
                     let rank = if authoritative { Rank::Authoritative } else { Rank::NonAuthAnswer };
                     let sec = match &self.inner.config.validation {
                         None => Security::Indeterminate,
-                        Some(v) if v.under_negative_anchor(name) => Security::Insecure,
+                        Some(v) if v.under_negative_anchor(name) => {
+                            // Unvalidated data only for names below the NTA:
+                            // the chain stops where it leaves it, and the
+                            // rest is resolved (and validated) on its own.
+                            let inside = chain.iter().take_while(|r| v.under_negative_anchor(&r.name)).count();
+                            chain.truncate(inside);
+                            Security::Insecure
+                        }
                         Some(v) => {
                             let trust = self.ensure_keys(&mut cut, budget, depth).await;
                             let now = self.inner.clock.now_unix();
                             validate::check_answer(
                                 &trust,
                                 &cut.zone,
-                                &chain,
+                                &mut chain,
                                 &sigs,
                                 &authority,
                                 &v.policy,
@@ -395,6 +402,7 @@ impl Recursor {
                                 name,
                                 qtype,
                                 nx,
+                                soa.as_ref(),
                                 &proof,
                                 &v.policy,
                                 now,
@@ -573,7 +581,8 @@ impl Recursor {
             let q = self.upstream(server, name, qtype, true, false, budget);
             let Ok(reply) = self.send(q, budget).await else { continue };
             let now = self.inner.clock.now_unix();
-            match classify(&reply, &Name::root(), name, qtype) {
+            // Only data inside the forward zone is used (and cached).
+            match classify(&reply, &fz.name, name, qtype) {
                 Classified::Answer { chain, .. } => {
                     let sec = Security::Indeterminate;
                     self.cache_chain(&chain, &[], &sec, Rank::NonAuthAnswer, now);
@@ -862,6 +871,11 @@ fn classify(reply: &Message, zone: &Name, qn: &Name, qt: u16) -> Classified {
     let ns: Vec<&Record> = reply.authority.iter().filter(|r| r.rtype == rtype::NS).collect();
     if let Some(first) = ns.first() {
         let child = first.name.clone();
+        // DS lives at the parent: a "referral" to the name itself for a DS
+        // question is a server that is not the parent (RFC 4035 §4.2).
+        if qt == rtype::DS && child == *qn {
+            return Classified::Lame;
+        }
         if child.is_subdomain_of(zone) && child != *zone && qn.is_subdomain_of(&child) {
             let ns_set: Vec<Record> = ns.iter().filter(|r| r.name == child).map(|r| (*r).clone()).collect();
             let targets: Vec<Name> = ns_set.iter().filter_map(Record::target_name).collect();
@@ -897,15 +911,8 @@ fn extract_chain(answer: &[&Record], qn: &Name, qt: u16) -> Vec<Record> {
     let mut out = Vec::new();
     let mut cur = qn.clone();
     for _ in 0..=16 {
-        let rrset: Vec<Record> = answer
-            .iter()
-            .filter(|r| r.name == cur && (r.rtype == qt || (qt == rtype::ANY && r.rtype != rtype::RRSIG)))
-            .map(|r| (*r).clone())
-            .collect();
-        if !rrset.is_empty() {
-            out.extend(rrset);
-            break;
-        }
+        // Below a DNAME nothing else exists (RFC 6672 §2.4): follow it first,
+        // so the server's unsigned synthesised CNAME is never taken as data.
         if let Some(d) =
             answer.iter().find(|r| r.rtype == rtype::DNAME && cur.is_subdomain_of(&r.name) && cur != r.name)
         {
@@ -921,6 +928,15 @@ fn extract_chain(answer: &[&Record], qn: &Name, qt: u16) -> Vec<Record> {
             });
             cur = new;
             continue;
+        }
+        let rrset: Vec<Record> = answer
+            .iter()
+            .filter(|r| r.name == cur && (r.rtype == qt || (qt == rtype::ANY && r.rtype != rtype::RRSIG)))
+            .map(|r| (*r).clone())
+            .collect();
+        if !rrset.is_empty() {
+            out.extend(rrset);
+            break;
         }
         if qt != rtype::CNAME
             && let Some(c) = answer.iter().find(|r| r.name == cur && r.rtype == rtype::CNAME)

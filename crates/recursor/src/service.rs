@@ -242,6 +242,16 @@ impl Service {
         }
         let offsets = w.ttl_offsets();
         w.finish();
+        if wire.len() > u16::MAX as usize {
+            // Larger than any DNS message may be (and than the u16 TTL
+            // offsets can address): answer with the question and TC, and
+            // never cache it.
+            wire.truncate(12 + view.qname.len() + 4);
+            wire[6..12].fill(0);
+            wire[2] |= (flags::TC >> 8) as u8;
+            let now = self.clock.now_unix();
+            return (CachedAnswer::new(wire.into(), Box::new([]), now, 0, None), false);
+        }
         let ttl = match res.outcome {
             Outcome::Answer => min_ttl,
             // Without an SOA a negative answer is not cached (RFC 2308 §5).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use dnssec::nsec::{parse_nsecs, prove_no_ds, prove_nodata, prove_nxdomain, prove_wildcard_expansion};
 use dnssec::nsec3::{self, Nsec3Set, Proven};
-use dnssec::{AlgorithmPolicy, Bogus, Dnskey, Ds, WorkBudget, ds_matches, verify_rrset};
+use dnssec::{AlgorithmPolicy, Bogus, Dnskey, Ds, WorkBudget, ds_matches, verify_rrset, verify_rrset_unexpanded};
 use proto::{Name, Record, rtype};
 
 /// The DNSSEC status of a resolution.
@@ -173,7 +173,7 @@ pub(crate) fn check_dnskeys(
         let tags: Vec<String> = usable_ds.iter().map(|d| d.key_tag.to_string()).collect();
         return Err(Bogus::DnskeyMissing { zone: zone.to_string(), what: format!("DS key tags {}", tags.join(",")) });
     }
-    let ttl = verify_rrset(dnskeys, sigs, &trusted, zone, now32(now), policy, budget)?;
+    let ttl = verify_rrset_unexpanded(dnskeys, sigs, &trusted, zone, now32(now), policy, budget)?.ttl;
     Ok((ZoneTrust::Keys(Arc::new(keys)), ttl))
 }
 
@@ -203,7 +203,7 @@ pub(crate) fn child_trust(
     let ds_set: Vec<Record> =
         dnssec_records.iter().filter(|r| r.rtype == rtype::DS && &r.name == child).cloned().collect();
     if !ds_set.is_empty() {
-        return match verify_rrset(&ds_set, dnssec_records, keys, parent_zone, now32(now), policy, budget) {
+        return match verify_rrset_unexpanded(&ds_set, dnssec_records, keys, parent_zone, now32(now), policy, budget) {
             Ok(_) => ZoneTrust::Pending {
                 ds: Arc::new(ds_set.iter().filter_map(|r| Ds::parse(&r.rdata).ok()).collect()),
                 anchor_keys: Arc::new(Vec::new()),
@@ -283,7 +283,7 @@ fn verified_of(
             continue;
         }
         let set: Vec<Record> = nsecs.iter().filter(|x| x.name == r.name).map(|x| (*x).clone()).collect();
-        verify_rrset(&set, records, keys, zone, now32(now), policy, budget)?;
+        verify_rrset_unexpanded(&set, records, keys, zone, now32(now), policy, budget)?;
         out.extend(set);
     }
     Ok(out)
@@ -295,7 +295,7 @@ fn verified_of(
 pub(crate) fn check_answer(
     trust: &ZoneTrust,
     zone: &Name,
-    chain: &[Record],
+    chain: &mut [Record],
     sigs: &[Record],
     authority: &[Record],
     policy: &AlgorithmPolicy,
@@ -311,33 +311,32 @@ pub(crate) fn check_answer(
         ZoneTrust::Pending { .. } => return Security::Indeterminate,
     };
     // CNAMEs synthesised from a DNAME are not signed; the DNAME is.
-    let dnames: Vec<&Name> = chain.iter().filter(|r| r.rtype == rtype::DNAME).map(|r| &r.name).collect();
-    let mut checked: Vec<(&Name, u16)> = Vec::new();
-    for r in chain {
-        if checked.contains(&(&r.name, r.rtype)) {
+    let dnames: Vec<Name> = chain.iter().filter(|r| r.rtype == rtype::DNAME).map(|r| r.name.clone()).collect();
+    let mut checked: Vec<(Name, u16)> = Vec::new();
+    for i in 0..chain.len() {
+        let r = chain[i].clone();
+        if checked.contains(&(r.name.clone(), r.rtype)) {
             continue;
         }
-        checked.push((&r.name, r.rtype));
-        if r.rtype == rtype::CNAME && dnames.iter().any(|d| r.name.is_subdomain_of(d) && r.name != **d) {
+        checked.push((r.name.clone(), r.rtype));
+        if r.rtype == rtype::CNAME && dnames.iter().any(|d| r.name.is_subdomain_of(d) && r.name != *d) {
             continue;
         }
         let set: Vec<Record> = chain.iter().filter(|x| x.name == r.name && x.rtype == r.rtype).cloned().collect();
-        if let Err(b) = verify_rrset(&set, sigs, keys, zone, now32(now), policy, budget) {
-            return Security::Bogus(b);
+        let verified = match verify_rrset(&set, sigs, keys, zone, now32(now), policy, budget) {
+            Ok(v) => v,
+            Err(b) => return Security::Bogus(b),
+        };
+        // Cached no longer than the signature allows (RFC 4035 §5.3.3).
+        for x in chain.iter_mut().filter(|x| x.name == r.name && x.rtype == r.rtype) {
+            x.ttl = x.ttl.min(verified.ttl);
         }
-        // A wildcard expansion (RRSIG labels below the owner's) needs proof
-        // that the name itself does not exist.
-        let expanded = sigs.iter().filter(|s| s.rtype == rtype::RRSIG && s.name == r.name).any(|s| {
-            dnssec::Rrsig::parse(&s.rdata)
-                .is_ok_and(|g| g.type_covered == r.rtype && (g.labels as usize) < r.name.label_count())
-        });
+        // A wildcard expansion: the signature that verified has fewer labels
+        // than the owner (a literal `*` owner does not count its `*`).
+        let labels = verified.labels as usize;
+        let own = r.name.label_count() - usize::from(r.name.is_wildcard());
+        let expanded = labels < own;
         if expanded && authority.iter().any(|r| r.rtype == rtype::NSEC3) {
-            let labels = sigs
-                .iter()
-                .filter(|s| s.rtype == rtype::RRSIG && s.name == r.name)
-                .filter_map(|s| dnssec::Rrsig::parse(&s.rdata).ok())
-                .find(|g| g.type_covered == r.rtype)
-                .map_or(0, |g| g.labels as usize);
             let set = match verified_nsec3s(authority, keys, zone, now, policy, budget) {
                 Ok(set) => set,
                 Err(b) => return Security::Bogus(b),
@@ -352,7 +351,7 @@ pub(crate) fn check_answer(
                 Ok(p) => p,
                 Err(b) => return Security::Bogus(b),
             };
-            if let Err(b) = prove_wildcard_expansion(&r.name, &parse_nsecs(&proof)) {
+            if let Err(b) = prove_wildcard_expansion(&r.name, labels, &parse_nsecs(&proof)) {
                 return Security::Bogus(b);
             }
         }
@@ -368,6 +367,7 @@ pub(crate) fn check_negative(
     qname: &Name,
     qtype: u16,
     nxdomain: bool,
+    soa: Option<&Record>,
     proof: &[Record],
     policy: &AlgorithmPolicy,
     now: u64,
@@ -380,6 +380,13 @@ pub(crate) fn check_negative(
         ZoneTrust::Unsupported(e) => return Security::Unsupported(e.clone()),
         ZoneTrust::Bogus(b) => return Security::Bogus(b.clone()),
     };
+    // The SOA sets the negative TTL and is served with AD: it must verify.
+    if let Some(soa) = soa
+        && let Err(b) =
+            verify_rrset_unexpanded(std::slice::from_ref(soa), proof, keys, zone, now32(now), policy, budget)
+    {
+        return Security::Bogus(b);
+    }
     if proof.iter().any(|r| r.rtype == rtype::NSEC3) && !proof.iter().any(|r| r.rtype == rtype::NSEC) {
         let set = match verified_nsec3s(proof, keys, zone, now, policy, budget) {
             Ok(set) => set,
