@@ -161,6 +161,9 @@ def pick(n, values):
 NSEC3_ZONES = ("nsec3", "optout", "iter")
 # Other signing variants (127.53.7.x): a key rollover in progress.
 SIGNING_ZONES = ("rollover",)
+# A parent and its child served by one server (127.53.7.2): it answers for
+# the child directly, so no referral shows the zone cut.
+SAME_HOST = ("child.samehost.test.",)
 DNSSEC_BROKEN = ("expired", "notyet", "nokey", "nosig", "nozonebit", "nonsec", "unsupported", "baddigest", "keytrap")
 
 # faulty servers: (zone label, last octet of 127.53.9.x, behaviour, extra keys, comment)
@@ -291,6 +294,17 @@ def build():
         z.add("@", 3600, "A", f"192.0.2.{195 + i}")
         z.add("www", 3600, "A", f"192.0.2.{235 + i}")
         delegate(test, z)
+
+    # ---- a parent and its child on one server
+    sh = zone("samehost.test.", [server("ns1.samehost.test.", "127.53.7.2")],
+              "parent of child.samehost.test on the same server")
+    sh.add("@", 3600, "A", "192.0.2.201")
+    sh.add("www", 3600, "A", "192.0.2.202")
+    delegate(test, sh)
+    shc = zone("child.samehost.test.", ["ns1.samehost.test."], "child of samehost.test on the same server")
+    shc.add("@", 3600, "A", "192.0.2.203")
+    shc.add("www", 3600, "A", "192.0.2.204")
+    delegate(sh, shc)
 
     # ---- NSEC3 (the lab signs them as dnssec.toml says)
     for i, label in enumerate(NSEC3_ZONES, start=1):
@@ -495,6 +509,11 @@ def question_sections():
 
     sec("signing variants (a key rollover in progress)", [
         q for label in SIGNING_ZONES for q in ((f"www.{label}.test.", "A"), (f"nothere.{label}.test.", "A"))
+    ])
+
+    sec("a parent and its child on one server", [
+        ("www.samehost.test.", "A"), ("www.child.samehost.test.", "A"), ("child.samehost.test.", "A"),
+        ("nothere.child.samehost.test.", "A"), ("www.child.samehost.test.", "AAAA"),
     ])
 
     sec("NSEC3: plain, opt-out, many iterations", [
@@ -768,11 +787,12 @@ def check():
             if child != "." and lab.closest_zone(parent_name(child)) == z:
                 assert child in cuts, f"{z}: child {child} not delegated"
 
-    # servers: a parent and its child never share an address
+    # servers: a parent and its child never share an address, but for the
+    # one pair that is there to test exactly that
     servers = server_map({z: sorted(apex_ns[z]) for z in zones}, addr_of)
     zone_addrs = {z: {addr_of[n] for n in apex_ns[z]} for z in zones}
     for z in zones:
-        if z != ".":
+        if z != "." and z not in SAME_HOST:
             p = lab.closest_zone(parent_name(z))
             assert not (zone_addrs[z] & zone_addrs[p]), (z, p)
 

@@ -368,11 +368,13 @@ impl Recursor {
                             Security::Insecure
                         }
                         Some(v) => {
-                            let trust = self.ensure_keys(&mut cut, budget, depth).await;
+                            let signer = chain.first().and_then(|r| signer_of(&sigs, &r.name));
+                            let mut zone_cut = self.zone_cut_of(&mut cut, signer.as_ref(), budget, depth).await;
+                            let trust = self.ensure_keys(&mut zone_cut, budget, depth).await;
                             let now = self.inner.clock.now_unix();
                             validate::check_answer(
                                 &trust,
-                                &cut.zone,
+                                &zone_cut.zone,
                                 &mut chain,
                                 &sigs,
                                 &authority,
@@ -394,11 +396,13 @@ impl Recursor {
                         None => Security::Indeterminate,
                         Some(v) if v.under_negative_anchor(name) => Security::Insecure,
                         Some(v) => {
-                            let trust = self.ensure_keys(&mut cut, budget, depth).await;
+                            let signer = soa.as_ref().map(|s| s.name.clone());
+                            let mut zone_cut = self.zone_cut_of(&mut cut, signer.as_ref(), budget, depth).await;
+                            let trust = self.ensure_keys(&mut zone_cut, budget, depth).await;
                             let now = self.inner.clock.now_unix();
                             validate::check_negative(
                                 &trust,
-                                &cut.zone,
+                                &zone_cut.zone,
                                 name,
                                 qtype,
                                 nx,
@@ -486,6 +490,37 @@ impl Recursor {
         } else {
             Step::NoData(s.soa, s.proof, Security::Secure)
         })
+    }
+
+    /// The zone whose keys must validate data signed by `signer` that came
+    /// from `cut`'s servers. Usually `cut` itself; but a server that is
+    /// authoritative for a parent and a child answers child names directly,
+    /// so no referral showed the cut: then the child's trust comes from its
+    /// DS (or its proven absence) asked of the same servers and checked
+    /// with the parent's keys. A forged signer gains nothing: without a DS
+    /// the parent signed, the child is bogus or insecure, never secure.
+    async fn zone_cut_of(&self, cut: &mut Cut, signer: Option<&Name>, budget: &Budget, depth: u8) -> Cut {
+        let Some(v) = &self.inner.config.validation else { return cut.clone() };
+        let Some(signer) = signer.filter(|s| *s != &cut.zone && s.is_subdomain_of(&cut.zone)) else {
+            return cut.clone();
+        };
+        let now = self.inner.clock.now_unix();
+        let trust = match self.known_trust(signer, now) {
+            Some(t) => t,
+            None => {
+                let parent = self.ensure_keys(cut, budget, depth).await;
+                let records: Vec<Record> = match self.query_cut(cut, signer, rtype::DS, budget, depth).await {
+                    Ok(Classified::Answer { chain, sigs, .. }) => chain.into_iter().chain(sigs).collect(),
+                    Ok(Classified::NoData(_, proof)) => proof,
+                    _ => Vec::new(),
+                };
+                let t =
+                    validate::child_trust(&parent, &cut.zone, signer, &records, &v.policy, now, budget.verifications());
+                self.remember_trust(signer, &t, 3600, now);
+                t
+            }
+        };
+        Cut { zone: signer.clone(), trust, ns_names: cut.ns_names.clone(), addrs: cut.addrs.clone() }
     }
 
     /// The keys of `cut`'s zone, fetched and checked against its DS (or
@@ -800,6 +835,14 @@ enum Step {
     Answer(Vec<Record>, Security),
     NoData(Option<Record>, Vec<Record>, Security),
     NxDomain(Option<Record>, Vec<Record>, Security),
+}
+
+/// The signer named by the first RRSIG at `owner`.
+fn signer_of(sigs: &[Record], owner: &Name) -> Option<Name> {
+    sigs.iter()
+        .filter(|s| s.rtype == rtype::RRSIG && &s.name == owner)
+        .find_map(|s| dnssec::Rrsig::parse(&s.rdata).ok())
+        .map(|s| s.signer)
 }
 
 /// The RRSIGs in `sigs` covering (owner, type).

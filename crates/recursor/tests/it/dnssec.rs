@@ -339,3 +339,19 @@ async fn trust_anchor_state_is_kept_on_disk() {
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server authoritative for a parent and its child answers child names
+/// directly: no referral shows the cut, yet the child's answers are signed
+/// by the child. The validator must find the cut from the signer.
+#[tokio::test]
+async fn a_child_zone_on_its_parents_server_validates() {
+    let (_lab, r) = validating().await;
+    for (name, outcome) in [
+        ("www.samehost.test", Outcome::Answer),
+        ("www.child.samehost.test", Outcome::Answer),
+        ("nothere.child.samehost.test", Outcome::NxDomain),
+    ] {
+        let res = r.resolve(&n(name), rtype::A).await.expect(name);
+        assert_eq!((res.outcome, res.security), (outcome, Security::Secure), "{name}");
+    }
+}
