@@ -197,6 +197,9 @@ impl Recursor {
             budget.check_depth(depth)?;
             let max_chain = self.inner.config.max_cname_chain;
             let mut chain: Vec<Record> = Vec::new();
+            // Wildcard proofs (NSEC/NSEC3 with RRSIGs) of the answer's links,
+            // for the authority section of DO clients.
+            let mut proofs: Vec<Record> = Vec::new();
             let mut security = Security::Secure;
             let mut seen: Vec<Name> = Vec::new();
             let mut name = qname;
@@ -220,7 +223,8 @@ impl Recursor {
                     },
                 };
                 let (outcome, authority, sec) = match step {
-                    Step::Answer(records, sec) => {
+                    Step::Answer(records, proof, sec) => {
+                        proofs.extend(proof);
                         let last = records.iter().rfind(|r| r.rtype != rtype::RRSIG).cloned();
                         for r in &records {
                             if r.rtype == rtype::CNAME && r.name != name {
@@ -237,7 +241,7 @@ impl Recursor {
                                 name = l.target_name().ok_or_else(|| ResolveError::InvalidData("CNAME".into()))?;
                                 continue;
                             }
-                            _ => (Outcome::Answer, Vec::new(), sec),
+                            _ => (Outcome::Answer, std::mem::take(&mut proofs), sec),
                         }
                     }
                     Step::NoData(soa, proof, sec) => (Outcome::NoData, soa.into_iter().chain(proof).collect(), sec),
@@ -264,7 +268,7 @@ impl Recursor {
                 RrsetValue::Positive(_) => {
                     let mut recs = e.records_at(now);
                     recs.extend(dnssec);
-                    Step::Answer(recs, sec)
+                    Step::Answer(recs, Vec::new(), sec)
                 }
                 RrsetValue::Negative(kind, soa) => {
                     let soa = soa.clone().map(|s| Record { ttl: left.min(s.ttl), ..s });
@@ -385,7 +389,10 @@ impl Recursor {
                         }
                     };
                     self.cache_chain(&chain, &sigs, &sec, rank, now);
-                    return Ok(Step::Answer(interleave(chain, &sigs), sec));
+                    // NSEC/NSEC3 in an answer's authority section prove a
+                    // wildcard expansion; keep them for DO clients.
+                    let proof = if self.inner.config.validation.is_some() { authority } else { Vec::new() };
+                    return Ok(Step::Answer(interleave(chain, &sigs), proof, sec));
                 }
                 reply @ (Classified::NoData(..) | Classified::NxDomain(..)) => {
                     let nx = matches!(reply, Classified::NxDomain(..));
@@ -621,7 +628,7 @@ impl Recursor {
                 Classified::Answer { chain, .. } => {
                     let sec = Security::Indeterminate;
                     self.cache_chain(&chain, &[], &sec, Rank::NonAuthAnswer, now);
-                    return Ok(Step::Answer(chain, sec));
+                    return Ok(Step::Answer(chain, Vec::new(), sec));
                 }
                 Classified::NoData(soa, _) => return Ok(Step::NoData(soa, Vec::new(), Security::Indeterminate)),
                 Classified::NxDomain(soa, _) => return Ok(Step::NxDomain(soa, Vec::new(), Security::Indeterminate)),
@@ -832,7 +839,8 @@ enum CacheHit {
 }
 
 enum Step {
-    Answer(Vec<Record>, Security),
+    /// Records (with RRSIGs), the wildcard proofs for them, and the status.
+    Answer(Vec<Record>, Vec<Record>, Security),
     NoData(Option<Record>, Vec<Record>, Security),
     NxDomain(Option<Record>, Vec<Record>, Security),
 }

@@ -355,3 +355,25 @@ async fn a_child_zone_on_its_parents_server_validates() {
         assert_eq!((res.outcome, res.security), (outcome, Security::Secure), "{name}");
     }
 }
+
+/// DO clients get the NSEC proof of a wildcard expansion with the answer,
+/// so their own validators can check it.
+#[tokio::test]
+async fn wildcard_answers_carry_their_proof_for_do_clients() {
+    let (_lab, r) = validating().await;
+    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
+    let s = Service::new(r, cfg, Arc::new(SystemClock));
+    let mut out = Vec::new();
+    for _ in 0..2 {
+        s.answer(&query("foo.wild.z005.test", rtype::A, true, false), TransportKind::Stream, &mut out)
+            .await
+            .expect("answer");
+        let m = Message::parse(&out).expect("valid");
+        assert!(m.has_flag(flags::AD));
+        assert!(m.authority.iter().any(|r| r.rtype == rtype::NSEC), "the proof is in the authority section");
+    }
+    s.answer(&query("foo.wild.z005.test", rtype::A, false, false), TransportKind::Stream, &mut out)
+        .await
+        .expect("answer");
+    assert!(Message::parse(&out).expect("valid").authority.is_empty(), "not for clients without DO");
+}
