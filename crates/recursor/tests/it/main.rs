@@ -18,9 +18,9 @@ pub async fn setup_with(tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab, Recurs
     setup_full(tweak, Arc::new(SystemClock)).await
 }
 
-/// A recursor wired to an already running lab.
-pub async fn setup_on(lab: Lab, tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab, Recursor) {
-    let mut config = RecursorConfig {
+/// The recursor settings that point at `lab`, with short test timeouts.
+pub fn lab_config(lab: &Lab) -> RecursorConfig {
+    RecursorConfig {
         root_hints: lab.root_hints().iter().map(|s| s.ip()).collect(),
         upstream_port: lab.port(),
         do_not_query_localhost: false,
@@ -28,7 +28,12 @@ pub async fn setup_on(lab: Lab, tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab
         max_timeout: Duration::from_millis(800),
         resolution_timeout: Duration::from_millis(3000),
         ..RecursorConfig::default()
-    };
+    }
+}
+
+/// A recursor wired to an already running lab.
+pub async fn setup_on(lab: Lab, tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab, Recursor) {
+    let mut config = lab_config(&lab);
     tweak(&mut config);
     let recursor = Recursor::new(config, Arc::new(NetTransport::default()), Arc::new(SystemClock));
     (lab, recursor)
@@ -38,15 +43,7 @@ pub async fn setup_on(lab: Lab, tweak: impl FnOnce(&mut RecursorConfig)) -> (Lab
 pub async fn setup_full(tweak: impl FnOnce(&mut RecursorConfig), clock: Arc<dyn recursor::Clock>) -> (Lab, Recursor) {
     let data = Arc::new(LabData::builtin().expect("lab data"));
     let lab = Lab::start(data, 0).await.expect("lab starts");
-    let mut config = RecursorConfig {
-        root_hints: lab.root_hints().iter().map(|s| s.ip()).collect(),
-        upstream_port: lab.port(),
-        do_not_query_localhost: false,
-        initial_timeout: Duration::from_millis(500),
-        max_timeout: Duration::from_millis(800),
-        resolution_timeout: Duration::from_millis(3000),
-        ..RecursorConfig::default()
-    };
+    let mut config = lab_config(&lab);
     tweak(&mut config);
     let recursor = Recursor::new(config, Arc::new(NetTransport::default()), clock);
     (lab, recursor)
