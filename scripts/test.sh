@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils)
+DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl)
 POLICY_RC_D=/usr/sbin/policy-rc.d
 
 banner() {

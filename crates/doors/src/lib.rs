@@ -1,4 +1,4 @@
-//! The doors: listeners (Do53 UDP and TCP, DoT) that turn network traffic
+//! The doors: listeners (Do53 UDP and TCP, DoT, DoH) that turn network traffic
 //! into calls on a
 //! [`Handler`] and write back what it returns.
 //!
@@ -11,6 +11,7 @@
 //! Invariant: no client address is stored beyond the lifetime of the query
 //! that carried it.
 
+mod doh;
 mod tcp;
 mod tls;
 mod udp;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub use doh::{DNS_MESSAGE, base64url_decode, serve_doh};
 pub use tcp::{TcpLimits, serve_tcp};
 pub use tls::{CertStore, serve_dot, tls_config, tls_config_from_store};
 pub use udp::serve_udp;

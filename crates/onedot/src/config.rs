@@ -14,6 +14,8 @@ pub const CONFIG_VERSION: u32 = 1;
 pub const DEFAULT_LISTEN: &[&str] = &["127.0.0.1:5353", "[::1]:5353"];
 /// Default DoT listener (production configs use port 853).
 pub const DEFAULT_DOT_LISTEN: &[&str] = &["127.0.0.1:8853"];
+/// Default DoH listener (production configs use port 443).
+pub const DEFAULT_DOH_LISTEN: &[&str] = &["127.0.0.1:8443"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +59,10 @@ pub struct ServerConfig {
     pub tcp_max_in_flight: usize,
     /// Addresses for DNS over TLS (RFC 7858); needs a certificate.
     pub dot_listen: Vec<SocketAddr>,
+    /// Addresses for DNS over HTTPS (RFC 8484, HTTP/1.1 and HTTP/2).
+    pub doh_listen: Vec<SocketAddr>,
+    /// URL paths answered on the DoH listeners.
+    pub doh_paths: Vec<String>,
     /// PEM certificate chain for the TLS doors.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for the TLS doors.
@@ -215,6 +221,8 @@ impl Default for ServerConfig {
             tcp_max_connections: 1000,
             tcp_max_in_flight: 64,
             dot_listen: DEFAULT_DOT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
+            doh_listen: DEFAULT_DOH_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
+            doh_paths: vec!["/dns-query".to_string()],
             tls_certificate: None,
             tls_private_key: None,
         }

@@ -21,6 +21,8 @@ pub struct DemoOptions {
     pub lab_port: Option<u16>,
     /// DoT listen addresses (default: the standard DoT listener).
     pub dot_listen: Vec<SocketAddr>,
+    /// DoH listen addresses (default: the standard DoH listener).
+    pub doh_listen: Vec<SocketAddr>,
     /// Exit after this long (for scripted runs); `None` runs until Ctrl-C.
     pub exit_after: Option<Duration>,
 }
@@ -85,6 +87,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if !opts.dot_listen.is_empty() {
         config.server.dot_listen = opts.dot_listen;
     }
+    if !opts.doh_listen.is_empty() {
+        config.server.doh_listen = opts.doh_listen;
+    }
     let running = run::start(&config).await.context("starting the resolver (is another onedot running?)")?;
     let (udp, _) = running.bound[0];
     let servers = lab.data().servers.len();
@@ -101,6 +106,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     for d in &running.dot {
         println!("  resolver: dot {d}  (self-signed certificate {})", cert_path.display());
     }
+    for d in &running.doh {
+        println!("  resolver: doh https://{d}/dns-query  (HTTP/1.1 and HTTP/2)");
+    }
     println!();
     println!("Try:");
     let (ip, port) = (udp.ip(), udp.port());
@@ -112,6 +120,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  dig @{ip} -p {port} www.example.test +dnssec    # validated: the ad flag");
     println!("  dig @{ip} -p {port} www.bogus.test +dnssec      # a broken signature: SERVFAIL, EDE 6");
     println!("  onedot query www.dead.test @{ip}:{port}        # SERVFAIL with an Extended DNS Error");
+    if let Some(d) = running.doh.first() {
+        println!("  dig @{} -p {} +https www.example.test       # DNS over HTTPS", d.ip(), d.port());
+    }
     if let Some(d) = running.dot.first() {
         println!("  kdig @{} -p {} +tls www.example.test         # DNS over TLS", d.ip(), d.port());
         println!(

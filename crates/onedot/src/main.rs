@@ -44,6 +44,9 @@ enum Command {
         /// DoT listen address (repeatable; default `127.0.0.1:8853`).
         #[arg(long)]
         dot_listen: Vec<SocketAddr>,
+        /// DoH listen address (repeatable; default `127.0.0.1:8443`).
+        #[arg(long)]
+        doh_listen: Vec<SocketAddr>,
         /// Exit after this many seconds instead of waiting for Ctrl-C.
         #[arg(long)]
         exit_after: Option<u64>,
@@ -103,9 +106,14 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Demo { listen, lab_port, dot_listen, exit_after } => {
-            let opts =
-                demo::DemoOptions { listen, lab_port, dot_listen, exit_after: exit_after.map(Duration::from_secs) };
+        Command::Demo { listen, lab_port, dot_listen, doh_listen, exit_after } => {
+            let opts = demo::DemoOptions {
+                listen,
+                lab_port,
+                dot_listen,
+                doh_listen,
+                exit_after: exit_after.map(Duration::from_secs),
+            };
             runtime(0)?.block_on(demo::run(opts))
         }
         Command::Query { args, tcp, dnssec, norec, timeout_ms } => {

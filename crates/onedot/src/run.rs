@@ -78,6 +78,8 @@ pub struct Running {
     pub bound: Vec<(SocketAddr, SocketAddr)>,
     /// Bound DoT addresses.
     pub dot: Vec<SocketAddr>,
+    /// Bound DoH addresses.
+    pub doh: Vec<SocketAddr>,
     tasks: JoinSet<()>,
     inflight: InFlight,
 }
@@ -151,29 +153,50 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracing::info!(udp = %udp, tcp = %tcp, "listening");
         bound.push((udp, tcp));
     }
-    let mut dot = Vec::new();
+    let (mut dot, mut doh) = (Vec::new(), Vec::new());
+    let wants_tls = !config.server.dot_listen.is_empty() || !config.server.doh_listen.is_empty();
     match (&config.server.tls_certificate, &config.server.tls_private_key) {
-        (Some(cert), Some(key)) if !config.server.dot_listen.is_empty() => {
+        (Some(cert), Some(key)) if wants_tls => {
             let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
             let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
             let store = doors::CertStore::from_pem(&cert_pem, &key_pem)
                 .with_context(|| format!("TLS identity {} / {}", cert.display(), key.display()))?;
             store.watch(cert.clone(), key.clone(), Duration::from_secs(5), &mut tasks);
-            let tls = doors::tls_config_from_store(store, &[b"dot"])?;
+            let dot_tls = doors::tls_config_from_store(store.clone(), &[b"dot"])?;
             for addr in &config.server.dot_listen {
-                let bound = doors::serve_dot(*addr, tls.clone(), limits, handler.clone(), inflight.clone(), &mut tasks)
-                    .await
-                    .with_context(|| format!("DoT listener {addr}"))?;
+                let bound =
+                    doors::serve_dot(*addr, dot_tls.clone(), limits, handler.clone(), inflight.clone(), &mut tasks)
+                        .await
+                        .with_context(|| format!("DoT listener {addr}"))?;
                 tracing::info!(dot = %bound, "listening");
                 dot.push(bound);
             }
+            let doh_tls = doors::tls_config_from_store(store, &[b"h2", b"http/1.1"])?;
+            for addr in &config.server.doh_listen {
+                let paths = config.server.doh_paths.clone();
+                let bound = doors::serve_doh(
+                    *addr,
+                    doh_tls.clone(),
+                    paths,
+                    limits,
+                    handler.clone(),
+                    inflight.clone(),
+                    &mut tasks,
+                )
+                .await
+                .with_context(|| format!("DoH listener {addr}"))?;
+                tracing::info!(doh = %bound, "listening");
+                doh.push(bound);
+            }
         }
-        _ if !config.server.dot_listen.is_empty() => {
-            tracing::info!("DoT is off: set server.tls_certificate and server.tls_private_key to turn it on");
+        _ if wants_tls => {
+            tracing::info!(
+                "DoT and DoH are off: set server.tls_certificate and server.tls_private_key to turn them on"
+            );
         }
         _ => {}
     }
-    Ok(Running { bound, dot, tasks, inflight })
+    Ok(Running { bound, dot, doh, tasks, inflight })
 }
 
 /// Waits for SIGINT or SIGTERM.

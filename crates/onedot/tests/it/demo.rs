@@ -10,6 +10,7 @@ struct Demo {
     child: std::process::Child,
     port: u16,
     dot_port: u16,
+    doh_port: u16,
     summary: String,
 }
 
@@ -30,6 +31,8 @@ fn start() -> Demo {
             "127.0.0.1:0",
             "--dot-listen",
             "127.0.0.1:0",
+            "--doh-listen",
+            "127.0.0.1:0",
             "--lab-port",
             "0",
             "--exit-after",
@@ -43,11 +46,15 @@ fn start() -> Demo {
     let mut summary = String::new();
     let mut port = 0;
     let mut dot_port = 0;
+    let mut doh_port = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("utf-8");
         if let Some(rest) = line.trim().strip_prefix("resolver: udp 127.0.0.1:") {
             port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("port");
+        }
+        if let Some(rest) = line.trim().strip_prefix("resolver: doh https://127.0.0.1:") {
+            doh_port = rest.split('/').next().and_then(|p| p.parse().ok()).expect("doh port");
         }
         if let Some(rest) = line.trim().strip_prefix("resolver: dot 127.0.0.1:") {
             dot_port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("dot port");
@@ -59,7 +66,7 @@ fn start() -> Demo {
         }
     }
     assert!(port > 0, "demo printed no listener:\n{summary}");
-    Demo { child, port, dot_port, summary }
+    Demo { child, port, dot_port, doh_port, summary }
 }
 
 fn dig(tool: &str, args: &[&str]) -> String {
@@ -145,4 +152,72 @@ fn kdig_over_tls_against_the_demo() {
     // Padded query, padded response (RFC 8467).
     let padded = dig("kdig", &["@127.0.0.1", "-p", &p, "+tls", "+padding", "www.example.test", "+retry=0", "+time=5"]);
     assert!(padded.contains("PADDING"), "{padded}");
+}
+
+/// Unpadded base64url, for the DoH `dns` parameter.
+fn base64url(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..=c.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// `curl -sk` returning ("status http-version", body).
+fn curl(args: &[&str]) -> (String, Vec<u8>) {
+    let body = std::env::temp_dir().join(format!("onedot-doh-{}-{}", std::process::id(), rand_suffix()));
+    let out = Command::new("curl")
+        .args(["-sk", "-o"])
+        .arg(&body)
+        .args(["-w", "%{http_code} %{http_version}"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let bytes = std::fs::read(&body).unwrap_or_default();
+    let _ = std::fs::remove_file(&body);
+    (String::from_utf8_lossy(&out.stdout).into_owned(), bytes)
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[test]
+fn doh_with_dig_kdig_and_curl_against_the_demo() {
+    let d = start();
+    assert!(d.doh_port > 0, "demo printed a DoH listener:\n{}", d.summary);
+    let p = d.doh_port.to_string();
+    let via_dig = dig("dig", &["@127.0.0.1", "-p", &p, "+https", "www.example.test", "+short", "+tries=1", "+time=5"]);
+    assert_eq!(via_dig.trim(), "192.0.2.10", "{via_dig}");
+    let via_kdig =
+        dig("kdig", &["@127.0.0.1", "-p", &p, "+https", "www.example.test", "+short", "+retry=0", "+time=5"]);
+    assert_eq!(via_kdig.trim(), "192.0.2.10", "{via_kdig}");
+    // GET over HTTP/2 with ?dns= (RFC 8484 §4.1).
+    let mut q = Vec::new();
+    let name = proto::Name::from_ascii("www.example.test").expect("name");
+    proto::build::build_query(&mut q, 0, name.as_wire(), proto::rtype::A, true, None, false);
+    let url = format!("https://127.0.0.1:{p}/dns-query?dns={}", base64url(&q));
+    let (status, body) = curl(&["--http2", &url]);
+    assert_eq!(status, "200 2", "{status}");
+    let m = proto::Message::parse(&body).expect("a DNS message");
+    assert_eq!(m.answer[0].address().map(|a| a.to_string()), Some("192.0.2.10".into()));
+    // POST over HTTP/1.1.
+    let post = std::env::temp_dir().join(format!("onedot-doh-post-{}", std::process::id()));
+    std::fs::write(&post, &q).expect("write");
+    let data = format!("@{}", post.display());
+    let url = format!("https://127.0.0.1:{p}/dns-query");
+    let (status, body) =
+        curl(&["--http1.1", "-H", "content-type: application/dns-message", "--data-binary", &data, &url]);
+    assert_eq!(status, "200 1.1", "{status}");
+    assert!(proto::Message::parse(&body).is_ok());
+    // Malformed requests get HTTP errors, not crashes.
+    assert!(curl(&[&format!("https://127.0.0.1:{p}/dns-query?dns=%%%")]).0.starts_with("400"));
+    assert!(curl(&[&format!("https://127.0.0.1:{p}/elsewhere")]).0.starts_with("404"));
+    assert!(curl(&["-X", "PUT", &url]).0.starts_with("405"));
+    assert!(curl(&["-H", "content-type: text/plain", "--data-binary", &data, &url]).0.starts_with("415"));
+    let _ = std::fs::remove_file(&post);
 }

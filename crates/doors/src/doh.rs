@@ -1,0 +1,210 @@
+//! DNS over HTTPS (RFC 8484) over HTTP/1.1 and HTTP/2: GET with `?dns=`
+//! (base64url, no padding) and POST `application/dns-message` on the
+//! configured paths; `Cache-Control: max-age` from the answer's smallest
+//! TTL; malformed requests get the right HTTP status, never a crash.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::{DoorError, Fast, Framing, Handler, InFlight, TcpLimits};
+
+/// The media type of DNS messages over HTTP.
+pub const DNS_MESSAGE: &str = "application/dns-message";
+/// Largest request body or decoded `dns` parameter accepted.
+const MAX_MESSAGE: usize = 65535;
+
+/// Listens for DoH on `addr` (TLS with ALPN h2 and http/1.1) and serves the
+/// given URL paths. Returns the bound address.
+pub async fn serve_doh(
+    addr: SocketAddr,
+    tls: Arc<ServerConfig>,
+    paths: Vec<String>,
+    limits: TcpLimits,
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, DoorError> {
+    let bind = |source| DoorError::Bind { addr, source };
+    let sock =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(bind)?;
+    sock.set_reuseaddr(true).map_err(bind)?;
+    sock.bind(addr).map_err(bind)?;
+    let listener = sock.listen(1024).map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
+    let paths: Arc<[String]> = paths.into();
+    tasks.spawn(accept_loop(listener, TlsAcceptor::from(tls), paths, limits, handler, inflight));
+    Ok(bound)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    paths: Arc<[String]>,
+    limits: TcpLimits,
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "doh accept error");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else { continue };
+        let _ = stream.set_nodelay(true);
+        let (acceptor, paths, handler, inflight) = (acceptor.clone(), paths.clone(), handler.clone(), inflight.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                _ => return,
+            };
+            let service = service_fn(move |req| {
+                let (paths, handler, inflight) = (paths.clone(), handler.clone(), inflight.clone());
+                async move { Ok::<_, Infallible>(respond(req, &paths, handler, inflight).await) }
+            });
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.read_timeout);
+            builder.http2().max_concurrent_streams(limits.max_in_flight as u32);
+            // A connection lives at most as long as its idle allowance after
+            // the last request; hyper closes idle HTTP/1.1 connections itself.
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "doh connection ended");
+            }
+            drop(permit);
+        });
+    }
+}
+
+fn status(code: StatusCode) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = code;
+    r
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    paths: &[String],
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+) -> Response<Full<Bytes>> {
+    if !paths.iter().any(|p| p == req.uri().path()) {
+        return status(StatusCode::NOT_FOUND);
+    }
+    let query = match *req.method() {
+        Method::GET => {
+            let param = req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("dns="));
+            match param.and_then(base64url_decode) {
+                Some(q) if q.len() <= MAX_MESSAGE => q,
+                _ => return status(StatusCode::BAD_REQUEST),
+            }
+        }
+        Method::POST => {
+            let ok_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(DNS_MESSAGE)));
+            // The (bounded) body is read before answering even a refusal, so
+            // the client is not cut off mid-upload.
+            let body = match Limited::new(req.into_body(), MAX_MESSAGE).collect().await {
+                Ok(body) => body.to_bytes().to_vec(),
+                Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            };
+            if !ok_type {
+                return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            }
+            body
+        }
+        _ => {
+            let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
+            r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+            return r;
+        }
+    };
+    let mut out = Vec::with_capacity(1232);
+    let len = match handler.try_fast(&query, Framing::EncryptedStream, &mut out) {
+        Fast::Answered(n) => Some(n),
+        Fast::Drop => None,
+        Fast::Miss => {
+            let _guard = inflight.enter();
+            handler.answer(&query, Framing::EncryptedStream, &mut out).await
+        }
+    };
+    let Some(len) = len else { return status(StatusCode::BAD_REQUEST) };
+    out.truncate(len);
+    let max_age = min_ttl(&out);
+    let mut r = Response::new(Full::new(Bytes::from(out)));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(DNS_MESSAGE));
+    if let Ok(v) = header::HeaderValue::from_str(&format!("max-age={max_age}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    r
+}
+
+/// The smallest TTL of a response's records (RFC 8484 §5.1), 0 if none.
+fn min_ttl(msg: &[u8]) -> u32 {
+    let Ok(m) = proto::Message::parse(msg) else { return 0 };
+    m.answer.iter().chain(&m.authority).map(|r| r.ttl).min().unwrap_or(0)
+}
+
+/// Decodes unpadded base64url (RFC 4648 §5), as the `dns` parameter is.
+pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.trim_end_matches('=').as_bytes();
+    if bytes.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= val(c)? << (18 - 6 * i);
+        }
+        let n = chunk.len() - 1;
+        out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8][..n]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64url_of_rfc8484_example() {
+        // RFC 8484 §4.1.1: the query for www.example.com A.
+        let q = super::base64url_decode("AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB").expect("decodes");
+        assert_eq!(q.len(), 33);
+        assert_eq!(&q[12..17], b"\x03www\x07");
+        assert!(super::base64url_decode("a").is_none());
+        assert!(super::base64url_decode("AA*A").is_none());
+    }
+}
