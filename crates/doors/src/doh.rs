@@ -25,6 +25,8 @@ use crate::{DoorError, Fast, Framing, Handler, InFlight, TcpLimits};
 
 /// The media type of DNS messages over HTTP.
 pub const DNS_MESSAGE: &str = "application/dns-message";
+/// The media type of the JSON API.
+pub const DNS_JSON: &str = "application/dns-json";
 /// Largest request body or decoded `dns` parameter accepted.
 const MAX_MESSAGE: usize = 65535;
 
@@ -110,6 +112,17 @@ async fn respond(
     if !paths.iter().any(|p| p == req.uri().path()) {
         return status(StatusCode::NOT_FOUND);
     }
+    let params: Vec<(String, String)> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), percent_decode(v)))
+        .collect();
+    if *req.method() == Method::GET && params.iter().any(|(k, _)| k == "name") {
+        return json_api(&params, handler, inflight).await;
+    }
     let query = match *req.method() {
         Method::GET => {
             let param = req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("dns="));
@@ -160,6 +173,111 @@ async fn respond(
         h.insert(header::CACHE_CONTROL, v);
     }
     r
+}
+
+/// The JSON API (`?name=&type=&do=&cd=`), field-compatible with the JSON
+/// APIs of the big public resolvers: Status, TC, RD, RA, AD, CD, Question,
+/// Answer, Authority, and Extended DNS Errors as Comment and EDE.
+async fn json_api(params: &[(String, String)], handler: Arc<dyn Handler>, inflight: InFlight) -> Response<Full<Bytes>> {
+    let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let flag = |k: &str| get(k).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let Some(name) = get("name").and_then(|n| proto::Name::from_ascii(n).ok()) else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    let qtype = match get("type") {
+        None => proto::rtype::A,
+        Some(t) => match t.parse::<u16>().ok().or_else(|| proto::rtype::from_text(t)) {
+            Some(t) => t,
+            None => return status(StatusCode::BAD_REQUEST),
+        },
+    };
+    let mut query = Vec::new();
+    proto::build::build_query(&mut query, 0, name.as_wire(), qtype, true, Some(1232), flag("do"));
+    // Ask with AD (RFC 6840 §5.7): JSON clients want the validation status.
+    query[3] |= (proto::flags::AD & 0xff) as u8;
+    if flag("cd") {
+        query[3] |= (proto::flags::CD & 0xff) as u8;
+    }
+    let mut out = Vec::with_capacity(1232);
+    let len = match handler.try_fast(&query, Framing::EncryptedStream, &mut out) {
+        Fast::Answered(n) => Some(n),
+        Fast::Drop => None,
+        Fast::Miss => {
+            let _guard = inflight.enter();
+            handler.answer(&query, Framing::EncryptedStream, &mut out).await
+        }
+    };
+    let Some(len) = len else { return status(StatusCode::BAD_GATEWAY) };
+    out.truncate(len);
+    let Ok(msg) = domain::base::Message::from_octets(out.clone()) else { return status(StatusCode::BAD_GATEWAY) };
+    let Ok(parsed) = proto::Message::parse(&out) else { return status(StatusCode::BAD_GATEWAY) };
+    let section = |records: Result<domain::base::message::RecordSection<'_, Vec<u8>>, _>| -> Vec<serde_json::Value> {
+        let Ok(records) = records else { return Vec::new() };
+        records
+            .limit_to::<domain::rdata::AllRecordData<_, domain::base::ParsedName<_>>>()
+            .filter_map(Result::ok)
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.owner().to_string() + ".",
+                    "type": r.rtype().to_int(),
+                    "TTL": r.ttl().as_secs(),
+                    "data": r.data().to_string(),
+                })
+            })
+            .collect()
+    };
+    let has = |f: u16| parsed.has_flag(f);
+    let edes = parsed.ede();
+    let mut body = serde_json::json!({
+        "Status": parsed.rcode(),
+        "TC": has(proto::flags::TC),
+        "RD": has(proto::flags::RD),
+        "RA": has(proto::flags::RA),
+        "AD": has(proto::flags::AD),
+        "CD": has(proto::flags::CD),
+        "Question": [{"name": name.to_string(), "type": qtype}],
+        "Answer": section(msg.answer()),
+        "Authority": section(msg.authority()),
+    });
+    if !edes.is_empty() {
+        body["Comment"] = serde_json::json!(edes.iter().map(|(c, t)| format!("EDE {c}: {t}")).collect::<Vec<_>>());
+        body["EDE"] =
+            serde_json::json!(edes.iter().map(|(c, t)| serde_json::json!({"code": c, "text": t})).collect::<Vec<_>>());
+    }
+    let max_age = min_ttl(&out);
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(DNS_JSON));
+    if let Ok(v) = header::HeaderValue::from_str(&format!("max-age={max_age}")) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    r
+}
+
+/// Decodes `%XX` escapes (and `+` as space) in a query parameter; a stray
+/// `%` is kept as it is.
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The smallest TTL of a response's records (RFC 8484 §5.1), 0 if none.

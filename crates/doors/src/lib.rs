@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-pub use doh::{DNS_MESSAGE, base64url_decode, serve_doh};
+pub use doh::{DNS_JSON, DNS_MESSAGE, base64url_decode, serve_doh};
 pub use tcp::{TcpLimits, serve_tcp};
 pub use tls::{CertStore, serve_dot, tls_config, tls_config_from_store};
 pub use udp::serve_udp;

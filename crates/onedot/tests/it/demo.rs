@@ -221,3 +221,35 @@ fn doh_with_dig_kdig_and_curl_against_the_demo() {
     assert!(curl(&["-H", "content-type: text/plain", "--data-binary", &data, &url]).0.starts_with("415"));
     let _ = std::fs::remove_file(&post);
 }
+
+/// The JSON API on the DoH listener, with the fields the big public
+/// resolvers' JSON APIs have, so their clients work unchanged.
+#[test]
+fn json_api_against_the_demo() {
+    let d = start();
+    let base = format!("https://127.0.0.1:{}/dns-query", d.doh_port);
+    let (status, body) = curl(&[&format!("{base}?name=www.example.test&type=A")]);
+    assert!(status.starts_with("200"), "{status}");
+    let text = String::from_utf8_lossy(&body);
+    for field in [
+        "\"Status\":0",
+        "\"AD\":true",
+        "\"RD\":true",
+        "\"RA\":true",
+        "\"TC\":false",
+        "\"CD\":false",
+        "\"Question\"",
+        "\"data\":\"192.0.2.10\"",
+    ] {
+        assert!(text.contains(field), "{field} in {text}");
+    }
+    let (_, body) = curl(&[&format!("{base}?name=www.bogus.test&type=1")]);
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("\"Status\":2") && text.contains("EDE 6"), "{text}");
+    let (_, body) = curl(&[&format!("{base}?name=www.bogus.test&cd=1")]);
+    assert!(String::from_utf8_lossy(&body).contains("192.0.2.30"), "CD returns the data");
+    let (_, body) = curl(&[&format!("{base}?name=nope.example.test&type=AAAA")]);
+    assert!(String::from_utf8_lossy(&body).contains("\"Status\":3"));
+    assert!(curl(&[&format!("{base}?name=a..b")]).0.starts_with("400"));
+    assert!(curl(&[&format!("{base}?name=www.example.test&type=NOPE")]).0.starts_with("400"));
+}
