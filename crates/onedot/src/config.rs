@@ -63,6 +63,9 @@ pub struct ServerConfig {
     pub doh_listen: Vec<SocketAddr>,
     /// URL paths answered on the DoH listeners.
     pub doh_paths: Vec<String>,
+    /// The name the TLS certificate is for; when set, DDR (RFC 9462)
+    /// advertises the encrypted doors under `_dns.resolver.arpa`.
+    pub ddr_target: Option<String>,
     /// PEM certificate chain for the TLS doors.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for the TLS doors.
@@ -223,6 +226,7 @@ impl Default for ServerConfig {
             dot_listen: DEFAULT_DOT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh_listen: DEFAULT_DOH_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh_paths: vec!["/dns-query".to_string()],
+            ddr_target: None,
             tls_certificate: None,
             tls_private_key: None,
         }

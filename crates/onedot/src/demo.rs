@@ -90,6 +90,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if !opts.doh_listen.is_empty() {
         config.server.doh_listen = opts.doh_listen;
     }
+    // DDR: clients asking _dns.resolver.arpa learn the encrypted doors.
+    config.server.ddr_target = Some("localhost.".to_string());
     let running = run::start(&config).await.context("starting the resolver (is another onedot running?)")?;
     let (udp, _) = running.bound[0];
     let servers = lab.data().servers.len();

@@ -6,6 +6,7 @@
 
 mod client;
 mod config;
+mod ddr;
 mod demo;
 mod root_hints;
 mod run;

@@ -108,7 +108,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let anchors = rc.validation.as_ref().map(|v| v.trust_anchors.clone());
     let recursor = Recursor::new(rc, Arc::new(transport), clock.clone());
     let service = Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()));
-    let handler: Arc<dyn Handler> = Arc::new(Pipeline(service));
+    let handler: Arc<dyn Handler> = Arc::new(Pipeline(service.clone()));
     let inflight = InFlight::default();
     let mut tasks = JoinSet::new();
     let limits = TcpLimits {
@@ -195,6 +195,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             );
         }
         _ => {}
+    }
+    if let Some(target) = &config.server.ddr_target
+        && (!dot.is_empty() || !doh.is_empty())
+    {
+        let target = proto::Name::from_ascii(target).map_err(|e| anyhow::anyhow!("server.ddr_target: {e}"))?;
+        let path = config.server.doh_paths.first().map_or("/dns-query", String::as_str);
+        service.add_local_records(crate::ddr::records(&target, &dot, &doh, path));
     }
     Ok(Running { bound, dot, doh, tasks, inflight })
 }

@@ -39,6 +39,15 @@ impl LocalData {
         LocalData { by_name, special_use, nxdomain_zones }
     }
 
+    /// A copy with more records.
+    pub fn with_records(&self, records: Vec<Record>) -> LocalData {
+        let mut out = self.clone();
+        for r in records {
+            out.by_name.entry(r.name.clone()).or_default().push(r);
+        }
+        out
+    }
+
     /// The local answer for (qname, qtype), or `None` to resolve it.
     pub fn answer(&self, qname: &Name, qtype: u16) -> Option<LocalAnswer> {
         if let Some(recs) = self.by_name.get(qname) {

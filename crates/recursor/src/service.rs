@@ -62,6 +62,9 @@ pub struct Service {
     recursor: Recursor,
     answers: AnswerCache,
     config: ServiceConfig,
+    /// Local data, replaceable at run time (DDR learns the doors' ports
+    /// only once they are bound).
+    local: arc_swap::ArcSwap<LocalData>,
     clock: Arc<dyn Clock>,
 }
 
@@ -75,7 +78,8 @@ impl Service {
     /// A service over `recursor`.
     pub fn new(recursor: Recursor, config: ServiceConfig, clock: Arc<dyn Clock>) -> Service {
         let answers = AnswerCache::new(config.answer_cache_bytes, config.ttl);
-        Service { recursor, answers, config, clock }
+        let local = arc_swap::ArcSwap::from_pointee(config.local.clone());
+        Service { recursor, answers, config, local, clock }
     }
 
     /// The recursor.
@@ -86,6 +90,12 @@ impl Service {
     /// The answer cache.
     pub fn answers(&self) -> &AnswerCache {
         &self.answers
+    }
+
+    /// Adds local records (answered as given) to the local data in force.
+    pub fn add_local_records(&self, records: Vec<proto::Record>) {
+        let current = self.local.load();
+        self.local.store(std::sync::Arc::new(current.with_records(records)));
     }
 
     fn write_options(&self, view: &QueryView<'_>, kind: TransportKind, stale: bool) -> WriteOptions {
@@ -145,7 +155,7 @@ impl Service {
                 out,
             ));
         }
-        if let Some(local) = self.config.local.answer(&qname, view.qtype) {
+        if let Some(local) = self.local.load().answer(&qname, view.qtype) {
             let outcome = if local.rcode == 3 {
                 Outcome::NxDomain
             } else if local.answer.is_empty() {

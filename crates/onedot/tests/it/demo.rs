@@ -253,3 +253,15 @@ fn json_api_against_the_demo() {
     assert!(curl(&[&format!("{base}?name=a..b")]).0.starts_with("400"));
     assert!(curl(&[&format!("{base}?name=www.example.test&type=NOPE")]).0.starts_with("400"));
 }
+
+/// DDR (RFC 9462): `_dns.resolver.arpa SVCB` advertises the demo's DoT and
+/// DoH doors, on the ports they are bound to.
+#[test]
+fn ddr_advertises_the_encrypted_doors() {
+    let d = start();
+    let p = d.port.to_string();
+    let svcb = dig("dig", &["@127.0.0.1", "-p", &p, "_dns.resolver.arpa", "SVCB", "+short", "+tries=1", "+time=5"]);
+    assert!(svcb.contains(&format!("alpn=\"dot\" port={}", d.dot_port)), "{svcb}");
+    assert!(svcb.contains(&format!("port={}", d.doh_port)) && svcb.contains("/dns-query{?dns}"), "{svcb}");
+    assert!(svcb.lines().all(|l| l.contains(" localhost. ")), "{svcb}");
+}
