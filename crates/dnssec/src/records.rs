@@ -222,31 +222,7 @@ mod tests {
         // RFC 4034 §5.4: the DNSKEY of dskey.example.com has key tag 60485.
         let key = "AQOeiiR0GOMYkDshWoSKz9XzfwJr1AYtsmx3TGkJaNXVbfi/2pHm822aJ5iI9BMzNXxeYCmZDRD99WYwYqUSdjMmmAphXdvxegXd/M5+X7OrzKBaMbCVdFLUUh6DhweJBjEVv5f2wwjM9XzcnOf+EPbtG9DMBmADjFDc2w/rljwvFw==";
         let mut rdata = vec![1, 0, 3, 5];
-        rdata.extend(base64(key));
+        rdata.extend(domain::utils::base64::decode::<Vec<u8>>(key).expect("base64"));
         assert_eq!(key_tag(&rdata), 60485);
-    }
-
-    /// Minimal base64 decoder for test vectors.
-    pub(crate) fn base64(s: &str) -> Vec<u8> {
-        let val = |c: u8| match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => 0,
-        };
-        let clean: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-        let mut out = Vec::new();
-        for chunk in clean.chunks(4) {
-            let n = chunk.iter().take_while(|&&c| c != b'=').count();
-            let mut acc = 0u32;
-            for (i, &c) in chunk.iter().enumerate() {
-                acc |= (if c == b'=' { 0 } else { val(c) as u32 }) << (18 - 6 * i);
-            }
-            let bytes = [(acc >> 16) as u8, (acc >> 8) as u8, acc as u8];
-            out.extend_from_slice(&bytes[..n.saturating_sub(1)]);
-        }
-        out
     }
 }

@@ -6,7 +6,6 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -16,11 +15,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use rustls::ServerConfig;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::tcp::{accept_each, listen};
 use crate::{DoorError, Fast, Framing, Handler, InFlight, TcpLimits};
 
 /// The media type of DNS messages over HTTP.
@@ -41,40 +39,12 @@ pub async fn serve_doh(
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
-    let bind = |source| DoorError::Bind { addr, source };
-    let sock =
-        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(bind)?;
-    sock.set_reuseaddr(true).map_err(bind)?;
-    sock.bind(addr).map_err(bind)?;
-    let listener = sock.listen(1024).map_err(bind)?;
-    let bound = listener.local_addr().map_err(bind)?;
+    let (listener, bound) = listen(addr)?;
     let paths: Arc<[String]> = paths.into();
-    tasks.spawn(accept_loop(listener, TlsAcceptor::from(tls), paths, limits, handler, inflight));
-    Ok(bound)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    paths: Arc<[String]>,
-    limits: TcpLimits,
-    handler: Arc<dyn Handler>,
-    inflight: InFlight,
-) {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "doh accept error");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else { continue };
-        let _ = stream.set_nodelay(true);
+    let acceptor = TlsAcceptor::from(tls);
+    tasks.spawn(accept_each(listener, limits.max_connections, "doh", move |stream| {
         let (acceptor, paths, handler, inflight) = (acceptor.clone(), paths.clone(), handler.clone(), inflight.clone());
-        tokio::spawn(async move {
+        async move {
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 _ => return,
@@ -86,14 +56,24 @@ async fn accept_loop(
             let mut builder = Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.read_timeout);
             builder.http2().max_concurrent_streams(limits.max_in_flight as u32);
-            // A connection lives at most as long as its idle allowance after
-            // the last request; hyper closes idle HTTP/1.1 connections itself.
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = conn.await {
+            if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
                 tracing::debug!(error = %e, "doh connection ended");
             }
-            drop(permit);
-        });
+        }
+    }));
+    Ok(bound)
+}
+
+/// One DNS query through the handler: the cache-hit path first, the full
+/// answer (counted as in flight) otherwise.
+async fn ask(handler: &dyn Handler, inflight: &InFlight, query: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+    match handler.try_fast(query, Framing::EncryptedStream, out) {
+        Fast::Answered(n) => Some(n),
+        Fast::Drop => None,
+        Fast::Miss => {
+            let _guard = inflight.enter();
+            handler.answer(query, Framing::EncryptedStream, out).await
+        }
     }
 }
 
@@ -155,14 +135,7 @@ async fn respond(
         }
     };
     let mut out = Vec::with_capacity(1232);
-    let len = match handler.try_fast(&query, Framing::EncryptedStream, &mut out) {
-        Fast::Answered(n) => Some(n),
-        Fast::Drop => None,
-        Fast::Miss => {
-            let _guard = inflight.enter();
-            handler.answer(&query, Framing::EncryptedStream, &mut out).await
-        }
-    };
+    let len = ask(&*handler, &inflight, &query, &mut out).await;
     let Some(len) = len else { return status(StatusCode::BAD_REQUEST) };
     out.truncate(len);
     let max_age = min_ttl(&out);
@@ -199,14 +172,7 @@ async fn json_api(params: &[(String, String)], handler: Arc<dyn Handler>, inflig
         query[3] |= (proto::flags::CD & 0xff) as u8;
     }
     let mut out = Vec::with_capacity(1232);
-    let len = match handler.try_fast(&query, Framing::EncryptedStream, &mut out) {
-        Fast::Answered(n) => Some(n),
-        Fast::Drop => None,
-        Fast::Miss => {
-            let _guard = inflight.enter();
-            handler.answer(&query, Framing::EncryptedStream, &mut out).await
-        }
-    };
+    let len = ask(&*handler, &inflight, &query, &mut out).await;
     let Some(len) = len else { return status(StatusCode::BAD_GATEWAY) };
     out.truncate(len);
     let Ok(msg) = domain::base::Message::from_octets(out.clone()) else { return status(StatusCode::BAD_GATEWAY) };

@@ -2,12 +2,13 @@
 //! idle and read timeouts, a connection limit and a per-connection limit on
 //! queries in flight.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
@@ -49,35 +50,51 @@ pub async fn serve_tcp(
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
-    let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
-        .map_err(|source| DoorError::Bind { addr, source })?;
-    sock.set_reuseaddr(true).map_err(|source| DoorError::Bind { addr, source })?;
-    sock.bind(addr).map_err(|source| DoorError::Bind { addr, source })?;
-    let listener = sock.listen(1024).map_err(|source| DoorError::Bind { addr, source })?;
-    let bound = listener.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
-    tasks.spawn(accept_loop(listener, limits, handler, inflight));
+    let (listener, bound) = listen(addr)?;
+    tasks.spawn(accept_each(listener, limits.max_connections, "tcp", move |stream| {
+        connection(stream, Framing::Stream, limits, handler.clone(), inflight.clone())
+    }));
     Ok(bound)
 }
 
-async fn accept_loop(listener: TcpListener, limits: TcpLimits, handler: Arc<dyn Handler>, inflight: InFlight) {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+/// A TCP listener on `addr` (address reuse on, so a restart finds the port
+/// free), and the address it is bound to.
+pub(crate) fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DoorError> {
+    let bind = |source| DoorError::Bind { addr, source };
+    let sock =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(bind)?;
+    sock.set_reuseaddr(true).map_err(bind)?;
+    sock.bind(addr).map_err(bind)?;
+    let listener = sock.listen(1024).map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
+    Ok((listener, bound))
+}
+
+/// Accepts connections for ever, at most `max_connections` at a time (more
+/// are closed at once), and runs `serve` on each in its own task.
+pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, max_connections: usize, door: &'static str, serve: F)
+where
+    F: Fn(TcpStream) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let connections = Arc::new(Semaphore::new(max_connections));
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::debug!(error = %e, "tcp accept error");
+                tracing::debug!(door, error = %e, "accept error");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::debug!("tcp connection limit reached; closing");
+            tracing::debug!(door, "connection limit reached; closing");
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (handler, inflight) = (handler.clone(), inflight.clone());
+        let work = serve(stream);
         tokio::spawn(async move {
-            connection(stream, Framing::Stream, limits, handler, inflight).await;
+            work.await;
             drop(permit);
         });
     }

@@ -14,12 +14,10 @@ use rustls::server::ResolvesServerCert;
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use crate::tcp::connection;
+use crate::tcp::{accept_each, connection, listen};
 use crate::{DoorError, Framing, Handler, InFlight, TcpLimits};
 
 /// A certified key from PEM certificate chain and private key.
@@ -118,47 +116,17 @@ pub async fn serve_dot(
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
-    let bind = |source| DoorError::Bind { addr, source };
-    let sock =
-        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(bind)?;
-    sock.set_reuseaddr(true).map_err(bind)?;
-    sock.bind(addr).map_err(bind)?;
-    let listener = sock.listen(1024).map_err(bind)?;
-    let bound = listener.local_addr().map_err(bind)?;
-    tasks.spawn(accept_loop(listener, TlsAcceptor::from(tls), limits, handler, inflight));
-    Ok(bound)
-}
-
-async fn accept_loop(
-    listener: TcpListener,
-    acceptor: TlsAcceptor,
-    limits: TcpLimits,
-    handler: Arc<dyn Handler>,
-    inflight: InFlight,
-) {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::debug!(error = %e, "dot accept error");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::debug!("dot connection limit reached; closing");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    let (listener, bound) = listen(addr)?;
+    let acceptor = TlsAcceptor::from(tls);
+    tasks.spawn(accept_each(listener, limits.max_connections, "dot", move |stream| {
         let (acceptor, handler, inflight) = (acceptor.clone(), handler.clone(), inflight.clone());
-        tokio::spawn(async move {
+        async move {
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => connection(tls, Framing::EncryptedStream, limits, handler, inflight).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "dot handshake failed"),
                 Err(_) => tracing::debug!("dot handshake timed out"),
             }
-            drop(permit);
-        });
-    }
+        }
+    }));
+    Ok(bound)
 }

@@ -49,23 +49,14 @@ pub fn demo_config(lab: &Lab, listen: Vec<SocketAddr>) -> Config {
 pub fn anchor_text(r: &proto::Record) -> String {
     // DNSKEY rdata: flags, protocol, algorithm, then the key in base64.
     let flags = u16::from_be_bytes([r.rdata[0], r.rdata[1]]);
-    format!("{} IN DNSKEY {} {} {} {}", r.name, flags, r.rdata[2], r.rdata[3], base64(&r.rdata[4..]))
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    format!(
+        "{} IN DNSKEY {} {} {} {}",
+        r.name,
+        flags,
+        r.rdata[2],
+        r.rdata[3],
+        domain::utils::base64::encode_string(&r.rdata[4..])
+    )
 }
 
 /// Runs the demo.
