@@ -1,0 +1,281 @@
+//! The transparency log: per source, what it is, how big, what changed and
+//! when, and how many queries it blocked per day. Aggregates only: nothing
+//! here knows who asked.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::source::{Format, Kind, Legal, LoadedSource};
+
+/// Changes kept per source.
+const MAX_CHANGES: usize = 100;
+/// Names listed per change (the counts are always complete).
+const SAMPLE: usize = 50;
+/// Days of block counts kept.
+const MAX_DAYS: usize = 400;
+
+/// One version of a source replacing the previous one.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Change {
+    /// When, as Unix seconds.
+    pub at: u64,
+    /// When, in UTC.
+    pub at_utc: String,
+    /// Entries added.
+    pub added: usize,
+    /// Entries removed.
+    pub removed: usize,
+    /// Entries after the change.
+    pub size: usize,
+    /// Some of the entries added.
+    pub added_sample: Vec<String>,
+    /// Some of the entries removed.
+    pub removed_sample: Vec<String>,
+}
+
+/// A reload that failed (the previous version kept serving).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    /// When, as Unix seconds.
+    pub at: u64,
+    /// When, in UTC.
+    pub at_utc: String,
+    /// The error, with file and line.
+    pub error: String,
+}
+
+/// Blocks attributed to a source on one UTC day.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DayCount {
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Queries answered blocked.
+    pub blocks: u64,
+}
+
+/// A source as the log shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceReport {
+    /// Its name.
+    pub name: String,
+    /// Its category.
+    pub category: String,
+    /// Block or allow.
+    pub kind: Kind,
+    /// Its syntax.
+    pub format: Format,
+    /// The order behind it, if any.
+    pub legal_basis: Option<Legal>,
+    /// The EDE code its blocks carry.
+    pub ede: u16,
+    /// Whether it applies to every profile.
+    pub all_profiles: bool,
+    /// Entries (names and prefixes) now.
+    pub size: usize,
+    /// Lines skipped as not DNS rules.
+    pub unsupported_lines: usize,
+    /// The last failed reload, if the last attempt failed.
+    pub last_error: Option<Failure>,
+    /// Versions, oldest first.
+    pub changes: Vec<Change>,
+    /// Blocks per UTC day, oldest first.
+    pub blocks_per_day: Vec<DayCount>,
+}
+
+/// A profile as the log shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProfileReport {
+    /// Its name.
+    pub name: String,
+    /// What a blocked answer is.
+    pub answer: crate::BlockAnswer,
+    /// Its sources in precedence order.
+    pub sources: Vec<String>,
+}
+
+/// The whole log.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    /// When it was made, in UTC.
+    pub generated_at: String,
+    /// Profiles.
+    pub profiles: Vec<ProfileReport>,
+    /// Sources.
+    pub sources: Vec<SourceReport>,
+}
+
+/// Per-day counting over a monotonic counter.
+#[derive(Debug, Default)]
+pub(crate) struct Days {
+    day: u64,
+    base: u64,
+    done: BTreeMap<u64, u64>,
+}
+
+impl Days {
+    /// Closes finished days up to `now`.
+    pub(crate) fn roll(&mut self, counter: &AtomicU64, now: u64) {
+        let today = now / 86400;
+        if today != self.day {
+            let total = counter.load(Ordering::Relaxed);
+            if self.day != 0 && total > self.base {
+                self.done.insert(self.day, total - self.base);
+            }
+            self.day = today;
+            self.base = total;
+            while self.done.len() > MAX_DAYS {
+                self.done.pop_first();
+            }
+        }
+    }
+
+    fn report(&self, counter: &AtomicU64) -> Vec<DayCount> {
+        let today = counter.load(Ordering::Relaxed).saturating_sub(self.base);
+        let mut out: Vec<DayCount> =
+            self.done.iter().map(|(d, n)| DayCount { date: date(d * 86400), blocks: *n }).collect();
+        if self.day != 0 {
+            out.push(DayCount { date: date(self.day * 86400), blocks: today });
+        }
+        out
+    }
+}
+
+/// What the log keeps about one source.
+#[derive(Debug, Default)]
+pub(crate) struct SourceLog {
+    pub(crate) counter: Arc<AtomicU64>,
+    pub(crate) changes: VecDeque<Change>,
+    pub(crate) last_error: Option<Failure>,
+    pub(crate) days: Days,
+}
+
+impl SourceLog {
+    pub(crate) fn failed(&mut self, now: u64, error: String) {
+        self.last_error = Some(Failure { at: now, at_utc: utc(now), error });
+    }
+
+    /// Records `new` replacing `old`; returns whether anything changed.
+    pub(crate) fn changed(&mut self, now: u64, old: Option<&LoadedSource>, new: &LoadedSource) -> bool {
+        self.last_error = None;
+        let show = |(kind, key): &(u8, Vec<u8>)| match kind {
+            0 => crate::names::wire_to_text(key),
+            1 => format!("allow {}", crate::names::wire_to_text(key)),
+            _ => String::from_utf8_lossy(key).into_owned(),
+        };
+        let (mut added, mut added_sample) = (0, Vec::new());
+        for k in new.keys() {
+            if old.is_none_or(|o| !o.has_key(k.0, &k.1)) {
+                added += 1;
+                if added_sample.len() < SAMPLE {
+                    added_sample.push(show(&k));
+                }
+            }
+        }
+        let (mut removed, mut removed_sample) = (0, Vec::new());
+        if let Some(o) = old {
+            for k in o.keys() {
+                if !new.has_key(k.0, &k.1) {
+                    removed += 1;
+                    if removed_sample.len() < SAMPLE {
+                        removed_sample.push(show(&k));
+                    }
+                }
+            }
+        }
+        if old.is_some() && added == 0 && removed == 0 {
+            return false;
+        }
+        self.changes.push_back(Change {
+            at: now,
+            at_utc: utc(now),
+            added,
+            removed,
+            size: new.entries(),
+            added_sample,
+            removed_sample,
+        });
+        while self.changes.len() > MAX_CHANGES {
+            self.changes.pop_front();
+        }
+        true
+    }
+
+    pub(crate) fn report(&self, src: &LoadedSource, default_ede: u16) -> SourceReport {
+        let spec = &src.spec;
+        let ede = if spec.legal_basis.is_some() {
+            proto::ede::code::CENSORED
+        } else {
+            spec.ede.map_or(default_ede, |e| e.code())
+        };
+        SourceReport {
+            name: spec.name.clone(),
+            category: spec.category.clone(),
+            kind: spec.kind,
+            format: spec.format,
+            legal_basis: spec.legal_basis.clone(),
+            ede,
+            all_profiles: spec.all_profiles,
+            size: src.entries(),
+            unsupported_lines: src.unsupported,
+            last_error: self.last_error.clone(),
+            changes: self.changes.iter().cloned().collect(),
+            blocks_per_day: self.days.report(&self.counter),
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a Unix time.
+pub fn date(t: u64) -> String {
+    let (y, m, d) = civil(t / 86400);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// RFC 3339 UTC time of a Unix time.
+pub fn utc(t: u64) -> String {
+    let s = t % 86400;
+    format!("{}T{:02}:{:02}:{:02}Z", date(t), s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Year, month, day of a day count since 1970-01-01 (proleptic
+/// Gregorian), by the era arithmetic of the civil calendar.
+fn civil(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_795_574_828), "2026-11-25T02:47:08Z");
+    }
+
+    #[test]
+    fn days_roll_over() {
+        let c = AtomicU64::new(0);
+        let mut d = Days::default();
+        d.roll(&c, 86400 * 10 + 5);
+        c.fetch_add(3, Ordering::Relaxed);
+        d.roll(&c, 86400 * 10 + 500);
+        c.fetch_add(2, Ordering::Relaxed);
+        d.roll(&c, 86400 * 11 + 1);
+        c.fetch_add(7, Ordering::Relaxed);
+        let r = d.report(&c);
+        assert_eq!(r.len(), 2);
+        assert_eq!((r[0].date.as_str(), r[0].blocks), ("1970-01-11", 5));
+        assert_eq!((r[1].date.as_str(), r[1].blocks), ("1970-01-12", 7));
+    }
+}
