@@ -37,7 +37,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("cache_hit_parse_lookup_write", |b| {
         b.iter(|| {
             let view = QueryView::parse(black_box(&q)).expect("query");
-            let hit = cache.get(&view).expect("hit");
+            let hit = cache.get(&view, 0).expect("hit");
             hit.write(&view, &opts, &mut out)
         })
     });

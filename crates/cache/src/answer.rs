@@ -2,6 +2,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use proto::wire::{HEADER_LEN, OPT_EDE, flags, rtype};
 use proto::{QueryView, name::MAX_NAME_LEN};
@@ -73,6 +74,11 @@ pub struct CachedAnswer {
     ttl: u32,
     /// Extended DNS Errors to repeat with the answer (code, text).
     ede: Option<(u16, Box<str>)>,
+    /// The filtering generation the answer was decided under; an answer
+    /// from another generation is not served.
+    tag: u32,
+    /// For blocked answers: the block counter each copy served adds to.
+    hits: Option<Arc<AtomicU64>>,
 }
 
 /// Whether a cached answer is still fresh.
@@ -116,7 +122,29 @@ impl CachedAnswer {
         ttl: u32,
         ede: Option<(u16, Box<str>)>,
     ) -> CachedAnswer {
-        CachedAnswer { wire, ttl_offsets, stored_at, ttl, ede }
+        CachedAnswer { wire, ttl_offsets, stored_at, ttl, ede, tag: 0, hits: None }
+    }
+
+    /// Marks the answer with the filtering generation it was decided under
+    /// and, for a blocked answer, the counter its hits add to.
+    pub fn with_policy(mut self, tag: u32, hits: Option<Arc<AtomicU64>>) -> CachedAnswer {
+        self.tag = tag;
+        self.hits = hits;
+        self
+    }
+
+    /// The filtering generation it was decided under.
+    #[inline]
+    pub fn tag(&self) -> u32 {
+        self.tag
+    }
+
+    /// Counts one copy served, for answers that carry a counter.
+    #[inline]
+    pub fn count_hit(&self) {
+        if let Some(h) = &self.hits {
+            h.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Seconds the answer stays fresh after it was stored.
@@ -247,9 +275,10 @@ impl std::fmt::Debug for AnswerCache {
     }
 }
 
-/// Variant byte for a query: DO and CD change what an answer contains.
-pub fn variant(dnssec_ok: bool, checking_disabled: bool) -> u8 {
-    dnssec_ok as u8 | (checking_disabled as u8) << 1
+/// Variant byte for a query: DO and CD change what an answer contains,
+/// and each filtering profile (id below 64) has answers of its own.
+pub fn variant(dnssec_ok: bool, checking_disabled: bool, profile: u8) -> u8 {
+    dnssec_ok as u8 | (checking_disabled as u8) << 1 | (profile & 0x3f) << 2
 }
 
 impl AnswerCache {
@@ -264,14 +293,14 @@ impl AnswerCache {
         &self.policy
     }
 
-    /// Looks up the answer for a client query.
-    pub fn get(&self, query: &QueryView<'_>) -> Option<Arc<CachedAnswer>> {
+    /// Looks up the answer for a client query under a filtering profile.
+    pub fn get(&self, query: &QueryView<'_>, profile: u8) -> Option<Arc<CachedAnswer>> {
         let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
         let key = KeyRef {
             qname: query.qname,
             qtype: query.qtype,
             qclass: query.qclass,
-            variant: variant(dnssec_ok, query.checking_disabled()),
+            variant: variant(dnssec_ok, query.checking_disabled(), profile),
         };
         self.entries.get(&key)
     }
@@ -346,7 +375,7 @@ mod tests {
         );
         let q = query();
         let view = QueryView::parse(&q).expect("query");
-        let hit = cache.get(&view).expect("hit");
+        let hit = cache.get(&view, 0).expect("hit");
         assert_eq!(hit.freshness(1100, cache.policy()), Freshness::Fresh);
         let mut out = Vec::with_capacity(512);
         let opts = WriteOptions { now: 1100, limit: 1232, stale: false, udp_size: 1232, pad_block: None };
@@ -380,7 +409,7 @@ mod tests {
         );
         let q = query();
         let view = QueryView::parse(&q).expect("query");
-        let hit = cache.get(&view).expect("hit");
+        let hit = cache.get(&view, 0).expect("hit");
         let mut out = Vec::new();
         let opts = WriteOptions { now: 0, limit: 40, stale: false, udp_size: 1232, pad_block: None };
         hit.write(&view, &opts, &mut out);

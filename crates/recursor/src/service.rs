@@ -65,6 +65,8 @@ pub struct Service {
     /// Local data, replaceable at run time (DDR learns the doors' ports
     /// only once they are bound).
     local: arc_swap::ArcSwap<LocalData>,
+    /// Filtering profiles; profile 0 is the default.
+    policy: Arc<policy::Policy>,
     clock: Arc<dyn Clock>,
 }
 
@@ -79,7 +81,18 @@ impl Service {
     pub fn new(recursor: Recursor, config: ServiceConfig, clock: Arc<dyn Clock>) -> Service {
         let answers = AnswerCache::new(config.answer_cache_bytes, config.ttl);
         let local = arc_swap::ArcSwap::from_pointee(config.local.clone());
-        Service { recursor, answers, config, local, clock }
+        Service { recursor, answers, config, local, policy: Arc::new(policy::Policy::unfiltered()), clock }
+    }
+
+    /// Filters through `policy` (by default, one profile without rules).
+    pub fn with_policy(mut self, policy: Arc<policy::Policy>) -> Service {
+        self.policy = policy;
+        self
+    }
+
+    /// The filtering policy.
+    pub fn policy(&self) -> &Arc<policy::Policy> {
+        &self.policy
     }
 
     /// The recursor.
@@ -107,23 +120,37 @@ impl Service {
         WriteOptions { now: self.clock.now_unix(), limit, stale, udp_size: self.config.max_udp_payload, pad_block }
     }
 
-    /// The synchronous cache-hit path: no allocation when `out` has room.
+    /// The synchronous cache-hit path for the default profile.
     pub fn try_fast(&self, query: &[u8], kind: TransportKind, out: &mut Vec<u8>) -> FastPath {
+        self.try_fast_in(query, kind, 0, out)
+    }
+
+    /// The synchronous cache-hit path under filtering profile `profile`: no
+    /// allocation when `out` has room.
+    pub fn try_fast_in(&self, query: &[u8], kind: TransportKind, profile: u8, out: &mut Vec<u8>) -> FastPath {
         let view = match QueryView::parse(query) {
             Ok(v) => v,
             Err(QueryError::Drop) => return FastPath::Drop,
             Err(_) => return FastPath::Miss,
         };
-        let Some(hit) = self.answers.get(&view) else { return FastPath::Miss };
-        if hit.freshness(self.clock.now_unix(), self.answers.policy()) != Freshness::Fresh {
+        let Some(hit) = self.answers.get(&view, profile) else { return FastPath::Miss };
+        if hit.tag() != self.policy.generation(profile)
+            || hit.freshness(self.clock.now_unix(), self.answers.policy()) != Freshness::Fresh
+        {
             return FastPath::Miss;
         }
+        hit.count_hit();
         FastPath::Answered(hit.write(&view, &self.write_options(&view, kind, false), out))
     }
 
-    /// Answers any query. Returns the response length in `out`, or `None`
-    /// when nothing must be sent.
+    /// Answers any query under the default profile.
     pub async fn answer(&self, query: &[u8], kind: TransportKind, out: &mut Vec<u8>) -> Option<usize> {
+        self.answer_in(query, kind, 0, out).await
+    }
+
+    /// Answers any query under filtering profile `profile`. Returns the
+    /// response length in `out`, or `None` when nothing must be sent.
+    pub async fn answer_in(&self, query: &[u8], kind: TransportKind, profile: u8, out: &mut Vec<u8>) -> Option<usize> {
         out.clear();
         let view = match QueryView::parse(query) {
             Ok(v) => v,
@@ -155,6 +182,17 @@ impl Service {
                 out,
             ));
         }
+        // The generation is read before deciding, so an answer decided under
+        // rules that a reload replaces meanwhile is never served again.
+        let generation = self.policy.generation(profile);
+        let rules = self.policy.profile(profile);
+        let mut lower = [0u8; 255];
+        let verdict = rules.check_name(policy::lower_wire(view.qname, &mut lower));
+        if let policy::Verdict::Block(block) = &verdict
+            && !(block.response == policy::Response::TcpOnly && kind != TransportKind::Datagram)
+        {
+            return self.blocked(&view, &qname, kind, profile, generation, block, out).await;
+        }
         if let Some(local) = self.local.load().answer(&qname, view.qtype) {
             let outcome = if local.rcode == 3 {
                 Outcome::NxDomain
@@ -169,12 +207,13 @@ impl Service {
                 authority: Vec::new(),
                 security: crate::Security::Indeterminate,
             };
-            let (ans, _) = self.build(&view, &res, flags::AA, None);
+            let (ans, _) = self.build(&view, &res, flags::AA, None, None);
             return Some(ans.write(&view, &self.write_options(&view, kind, false), out));
         }
         let now = self.clock.now_unix();
-        let cached = self.answers.get(&view);
+        let cached = self.answers.get(&view, profile).filter(|h| h.tag() == generation);
         if let Some(hit) = cached.as_ref().filter(|h| h.freshness(now, self.answers.policy()) == Freshness::Fresh) {
+            hit.count_hit();
             return Some(hit.write(&view, &self.write_options(&view, kind, false), out));
         }
         if !view.recursion_desired() {
@@ -187,16 +226,19 @@ impl Service {
                 Some(self.error(&view, kind, Rcode::ServFail, Some(Ede::new(b.ede_code(), b.to_string())), out))
             }
             Ok(res) => {
+                if !matches!(verdict, policy::Verdict::Allowed)
+                    && let Some(block) = answer_block(&rules, &res.answer)
+                {
+                    return self.blocked(&view, &qname, kind, profile, generation, &block, out).await;
+                }
                 let ede = match &res.security {
                     crate::Security::Unsupported(e) => Some(e.clone()),
                     _ => None,
                 };
-                let (ans, cacheable) = self.build(&view, &res, 0, ede);
-                let ans = Arc::new(ans);
+                let (ans, cacheable) = self.build(&view, &res, 0, ede, None);
+                let ans = Arc::new(ans.with_policy(generation, None));
                 if cacheable {
-                    let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);
-                    let v = variant(dnssec_ok, view.checking_disabled());
-                    self.answers.insert(view.qname, view.qtype, view.qclass, v, ans.clone());
+                    self.cache(&view, profile, ans.clone());
                 }
                 Some(ans.write(&view, &self.write_options(&view, kind, false), out))
             }
@@ -211,14 +253,95 @@ impl Service {
         }
     }
 
+    fn cache(&self, view: &QueryView<'_>, profile: u8, ans: Arc<CachedAnswer>) {
+        let dnssec_ok = view.edns.is_some_and(|e| e.dnssec_ok);
+        let v = variant(dnssec_ok, view.checking_disabled(), profile);
+        self.answers.insert(view.qname, view.qtype, view.qclass, v, ans);
+    }
+
+    /// Answers for a blocked name as the block says, with its EDE, and
+    /// caches the answer for the profile.
+    #[allow(clippy::too_many_arguments)]
+    async fn blocked(
+        &self,
+        view: &QueryView<'_>,
+        qname: &Name,
+        kind: TransportKind,
+        profile: u8,
+        generation: u32,
+        block: &policy::Block,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        use policy::Response;
+        block.count();
+        let record = |rtype: u16, rdata: Box<[u8]>| Record {
+            name: qname.clone(),
+            rtype,
+            class: class::IN,
+            ttl: block.ttl,
+            rdata,
+        };
+        let mut res = crate::Resolution {
+            outcome: Outcome::NoData,
+            answer: Vec::new(),
+            authority: Vec::new(),
+            security: crate::Security::Indeterminate,
+        };
+        match &block.response {
+            Response::Drop => return None,
+            Response::TcpOnly => {
+                // Datagram only (streams were let through): an empty
+                // truncated answer sends the client to TCP.
+                let n = self.error(view, kind, Rcode::NoError, None, out);
+                out[2] |= (flags::TC >> 8) as u8;
+                return Some(n);
+            }
+            Response::NxDomain => res.outcome = Outcome::NxDomain,
+            Response::NoData => {}
+            Response::Address(v4, v6) => match view.qtype {
+                rtype::A => res.answer.push(record(rtype::A, v4.octets().into())),
+                rtype::AAAA => res.answer.push(record(rtype::AAAA, v6.octets().into())),
+                _ => {}
+            },
+            Response::Local(records) => {
+                let cname = records.iter().find(|r| r.rtype == rtype::CNAME);
+                res.answer = records
+                    .iter()
+                    .filter(|r| r.rtype == view.qtype || view.qtype == rtype::ANY)
+                    .map(|r| record(r.rtype, r.rdata.clone()))
+                    .collect();
+                if let (Some(c), true) = (cname, res.answer.is_empty()) {
+                    // A rewrite: the CNAME, then whatever its target resolves
+                    // to (unvalidated: the chain is ours, not the zone's).
+                    res.answer.push(record(rtype::CNAME, c.rdata.clone()));
+                    if let Ok(target) = Name::from_wire(&c.rdata)
+                        && let Ok(t) = self.recursor.resolve(&target, view.qtype).await
+                    {
+                        res.outcome = t.outcome;
+                        res.answer.extend(t.answer.into_iter().filter(|r| r.rtype != rtype::RRSIG));
+                    }
+                }
+            }
+        }
+        if res.outcome == Outcome::NoData && !res.answer.is_empty() {
+            res.outcome = Outcome::Answer;
+        }
+        let (ans, _) = self.build(view, &res, 0, Some(block.ede.clone()), Some(block.ttl));
+        let ans = Arc::new(ans.with_policy(generation, Some(block.counter())));
+        self.cache(view, profile, ans.clone());
+        Some(ans.write(view, &self.write_options(view, kind, false), out))
+    }
+
     /// Builds the canonical (ID 0, lower-case question, no OPT) response for
-    /// a resolution, and whether it may be cached.
+    /// a resolution, and whether it may be cached. `fixed_ttl` overrides
+    /// the TTL the answer is kept for (synthesised answers).
     fn build(
         &self,
         view: &QueryView<'_>,
         res: &crate::Resolution,
         extra_flags: u16,
         ede: Option<Ede>,
+        fixed_ttl: Option<u32>,
     ) -> (CachedAnswer, bool) {
         let rcode = if res.outcome == Outcome::NxDomain { Rcode::NxDomain } else { Rcode::NoError } as u16;
         // RRSIGs and proofs only for clients that asked (DO), or asked for
@@ -268,6 +391,7 @@ impl Service {
             Outcome::NoData | Outcome::NxDomain => negative_ttl.unwrap_or(0).min(min_ttl),
         };
         let ttl = if ttl == u32::MAX { 0 } else { ttl };
+        let ttl = fixed_ttl.unwrap_or(ttl);
         let ede = ede.map(|e| (e.code, e.text.into_boxed_str()));
         let now = self.clock.now_unix();
         (CachedAnswer::new(wire.into(), offsets.into(), now, ttl, ede), ttl > 0)
@@ -297,6 +421,28 @@ impl Service {
         }
         w.finish()
     }
+}
+
+/// The first block among the names a CNAME or DNAME chain leads to and the
+/// addresses it ends in.
+fn answer_block(rules: &policy::Profile, answer: &[Record]) -> Option<policy::Block> {
+    let check_ips = rules.has_address_rules();
+    for r in answer {
+        match r.rtype {
+            rtype::CNAME | rtype::DNAME => match rules.check_name(policy::lower_wire(&r.rdata, &mut [0; 255])) {
+                policy::Verdict::Block(b) => return Some(b),
+                policy::Verdict::Allowed => return None,
+                policy::Verdict::Pass => {}
+            },
+            rtype::A | rtype::AAAA if check_ips => {
+                if let Some(b) = r.address().and_then(|a| rules.check_address(a)) {
+                    return Some(b);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The padding block for a response: RFC 8467's 468 octets on encrypted
