@@ -35,6 +35,8 @@ BIN="$ROOT/target/release/onedot"
 
 cat > "$WORK/onedot.toml" <<TOML
 version = 1
+[web]
+listen = "127.0.0.1:0"
 [server]
 listen = ["127.0.0.1:$PORT"]
 workers = 1

@@ -140,6 +140,8 @@ def onedot_config(listen_port: int, anchor_file: Optional[Path] = None) -> str:
         )
     return (
         "version = 1\n"
+        "[web]\n"
+        'listen = "127.0.0.1:0"\n'
         "[server]\n"
         f'listen = ["127.0.0.1:{listen_port}"]\n'
         "[resolver]\n"

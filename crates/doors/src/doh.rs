@@ -28,30 +28,30 @@ pub const DNS_JSON: &str = "application/dns-json";
 /// Largest request body or decoded `dns` parameter accepted.
 const MAX_MESSAGE: usize = 65535;
 
-/// Listens for DoH on `addr` (TLS with ALPN h2 and http/1.1) and serves the
-/// given URL paths. Returns the bound address.
+/// Listens for DoH on `addr` (TLS with ALPN h2 and http/1.1) and answers
+/// each URL path of `routes` with its handler (one per filtering profile).
+/// Returns the bound address.
 pub async fn serve_doh(
     addr: SocketAddr,
     tls: Arc<ServerConfig>,
-    paths: Vec<String>,
+    routes: Vec<(String, Arc<dyn Handler>)>,
     limits: TcpLimits,
-    handler: Arc<dyn Handler>,
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
     let (listener, bound) = listen(addr)?;
-    let paths: Arc<[String]> = paths.into();
+    let routes: Arc<[(String, Arc<dyn Handler>)]> = routes.into();
     let acceptor = TlsAcceptor::from(tls);
     tasks.spawn(accept_each(listener, limits.max_connections, "doh", move |stream| {
-        let (acceptor, paths, handler, inflight) = (acceptor.clone(), paths.clone(), handler.clone(), inflight.clone());
+        let (acceptor, routes, inflight) = (acceptor.clone(), routes.clone(), inflight.clone());
         async move {
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 _ => return,
             };
             let service = service_fn(move |req| {
-                let (paths, handler, inflight) = (paths.clone(), handler.clone(), inflight.clone());
-                async move { Ok::<_, Infallible>(respond(req, &paths, handler, inflight).await) }
+                let (routes, inflight) = (routes.clone(), inflight.clone());
+                async move { Ok::<_, Infallible>(respond(req, &routes, inflight).await) }
             });
             let mut builder = Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.read_timeout);
@@ -85,13 +85,13 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
 
 async fn respond(
     req: Request<Incoming>,
-    paths: &[String],
-    handler: Arc<dyn Handler>,
+    routes: &[(String, Arc<dyn Handler>)],
     inflight: InFlight,
 ) -> Response<Full<Bytes>> {
-    if !paths.iter().any(|p| p == req.uri().path()) {
+    // Each path is a profile's door.
+    let Some(handler) = routes.iter().find(|(p, _)| p == req.uri().path()).map(|(_, h)| h.clone()) else {
         return status(StatusCode::NOT_FOUND);
-    }
+    };
     let params: Vec<(String, String)> = req
         .uri()
         .query()

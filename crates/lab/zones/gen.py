@@ -323,6 +323,27 @@ def build():
             c.add("www", 3600, "A", "192.0.2.191")
             delegate(z, c)
 
+    # ---- names the demo's filtering profiles block (the lab serves them
+    # like any other zone; onedot's lists decide)
+    for i, (label, addr, purpose) in enumerate((
+            ("malware", "203.0.113.251", "blocked by the security and family profiles"),
+            ("adult", "203.0.113.252", "blocked by the family profile"),
+            ("censored", "203.0.113.253", "blocked by the demo court order on every profile")), start=1):
+        name = label + ".test."
+        z = zone(name, [server("ns1." + name, f"127.53.8.{i}")], f"filtering demo: {purpose}")
+        z.add("@", 300, "A", addr)
+        z.add("@", 300, "AAAA", f"2001:db8:f::{i}")
+        z.add("www", 300, "A", addr)
+        delegate(test, z)
+    cdn = zone("cdn.test.", [server("ns1.cdn.test.", "127.53.8.4")],
+               "filtering tests: innocent names that lead to filtered ones")
+    cdn.add("@", 300, "A", "203.0.113.254")
+    cdn.add("to-malware", 300, "CNAME", "www.malware.test.")
+    cdn.add("to-adult", 300, "CNAME", "adult.test.")
+    cdn.add("same-address", 300, "A", "203.0.113.251")
+    cdn.add("clean", 300, "A", "203.0.113.254")
+    delegate(test, cdn)
+
     # ---- CNAME chains
     ch = zone("chain.test.", [server("ns1.chain.test.", "127.53.2.5")],
               "CNAME chains: c1..c6 across zones, loop, 16-link chain, dangling")

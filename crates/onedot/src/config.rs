@@ -39,6 +39,110 @@ pub struct Config {
     /// Stub zones.
     #[serde(rename = "stub_zone")]
     pub stub_zones: Vec<ZoneServers>,
+    /// Filtering profiles and their sources.
+    pub policy: PolicyConfig,
+    /// The web listener (health, transparency log).
+    pub web: WebConfig,
+}
+
+/// Default web listener (metrics, health, transparency log).
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
+
+/// `[web]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Address of the web listener; unset turns it off.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig { listen: DEFAULT_WEB_LISTEN.parse().ok() }
+    }
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The profile of `server.listen`, `server.dot_listen` and
+    /// `server.doh_paths` (an empty one is made when not defined).
+    pub default_profile: String,
+    /// Seconds between checks of the source files for changes.
+    pub watch_interval_s: u64,
+    /// Seconds between full re-reads of every source, changed or not.
+    pub reload_interval_s: u64,
+    /// Profiles.
+    #[serde(rename = "profile")]
+    pub profiles: Vec<ProfileConfig>,
+    /// Sources (block and allow lists).
+    #[serde(rename = "source")]
+    pub sources: Vec<policy::SourceSpec>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            default_profile: "unfiltered".into(),
+            watch_interval_s: 5,
+            reload_interval_s: 3600,
+            profiles: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+/// `[[policy.profile]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileConfig {
+    /// Its name.
+    pub name: String,
+    /// Its sources, in precedence order.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Blocked answer: `nxdomain` (default), `nodata`, `null` or `sinkhole`.
+    #[serde(default)]
+    pub answer: Option<policy::BlockAnswer>,
+    /// Sinkhole address for A.
+    #[serde(default)]
+    pub sinkhole_a: Option<std::net::Ipv4Addr>,
+    /// Sinkhole address for AAAA.
+    #[serde(default)]
+    pub sinkhole_aaaa: Option<std::net::Ipv6Addr>,
+    /// TTL of blocked answers (60).
+    #[serde(default)]
+    pub ttl: Option<u32>,
+    /// EDE of its blocks when the source does not say: `blocked` (15) or
+    /// `filtered` (17, default).
+    #[serde(default)]
+    pub ede: Option<policy::EdeKind>,
+    /// Do53 (UDP and TCP) addresses answering with this profile.
+    #[serde(default)]
+    pub listen: Vec<SocketAddr>,
+    /// DoT addresses answering with this profile.
+    #[serde(default)]
+    pub dot_listen: Vec<SocketAddr>,
+    /// Paths on the DoH listeners answering with this profile.
+    #[serde(default)]
+    pub doh_paths: Vec<String>,
+}
+
+impl ProfileConfig {
+    /// The profile as the policy sees it.
+    pub fn spec(&self) -> policy::ProfileSpec {
+        let base = policy::ProfileSpec::named(&self.name);
+        policy::ProfileSpec {
+            sources: self.sources.clone(),
+            answer: self.answer.unwrap_or(base.answer),
+            sinkhole_a: self.sinkhole_a,
+            sinkhole_aaaa: self.sinkhole_aaaa,
+            ttl: self.ttl.unwrap_or(base.ttl),
+            ede: self.ede.unwrap_or(base.ede),
+            ..base
+        }
+    }
 }
 
 /// `[server]`
@@ -210,6 +314,8 @@ impl Default for Config {
             dnssec: DnssecConfig::default(),
             forward_zones: Vec::new(),
             stub_zones: Vec::new(),
+            policy: PolicyConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -281,10 +387,31 @@ impl Config {
         Ok(config)
     }
 
-    /// Reads and checks a config file.
+    /// Reads and checks a config file. Relative source paths are taken
+    /// from the file's directory.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("in {}", path.display()))
+        let mut config = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        for s in &mut config.policy.sources {
+            if s.path.is_relative() {
+                s.path = dir.join(&s.path);
+            }
+        }
+        Ok(config)
+    }
+
+    /// The filtering policy (profile 0 is the default profile), sources not
+    /// yet loaded.
+    pub fn policy(&self) -> anyhow::Result<policy::Policy> {
+        let p = &self.policy;
+        let mut specs: Vec<policy::ProfileSpec> = Vec::new();
+        match p.profiles.iter().find(|x| x.name == p.default_profile) {
+            Some(d) => specs.push(d.spec()),
+            None => specs.push(policy::ProfileSpec::named(&p.default_profile)),
+        }
+        specs.extend(p.profiles.iter().filter(|x| x.name != p.default_profile).map(ProfileConfig::spec));
+        policy::Policy::new(specs, p.sources.clone()).map_err(|e| anyhow::anyhow!("policy: {e}"))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -313,6 +440,15 @@ impl Config {
             }
         }
         self.local_records()?;
+        self.policy()?;
+        for p in &self.policy.profiles {
+            if let Some(path) = p.doh_paths.iter().find(|x| !x.starts_with('/')) {
+                bail!("policy.profile {:?}: DoH path {path:?} must start with '/'", p.name);
+            }
+            if p.answer == Some(policy::BlockAnswer::Sinkhole) && p.sinkhole_a.is_none() && p.sinkhole_aaaa.is_none() {
+                bail!("policy.profile {:?}: answer = \"sinkhole\" needs sinkhole_a or sinkhole_aaaa", p.name);
+            }
+        }
         // Inline anchors are checked now; anchor files when the resolver
         // starts (a lab writes its own at start-up).
         self.inline_trust_anchors()?;

@@ -23,8 +23,70 @@ pub struct DemoOptions {
     pub dot_listen: Vec<SocketAddr>,
     /// DoH listen addresses (default: the standard DoH listener).
     pub doh_listen: Vec<SocketAddr>,
+    /// Port of the `security` and `family` listeners (0: free ports).
+    pub profiles_port: u16,
+    /// The web listener.
+    pub web_listen: SocketAddr,
     /// Exit after this long (for scripted runs); `None` runs until Ctrl-C.
     pub exit_after: Option<Duration>,
+}
+
+/// The demo's filter lists: (file, format, text).
+const DEMO_LISTS: &[(&str, &str)] = &[
+    ("malware.txt", "# demo security list: malware and phishing\nmalware.test\n"),
+    ("adult.txt", "# demo family list: adult content\nadult.test\n"),
+    ("legal-order.txt", "# demo court order: blocked on every profile\ncensored.test\n"),
+];
+
+/// Writes the demo's lists into `dir` and adds the demo profiles to
+/// `config`: `unfiltered` (default; only the legal order applies),
+/// `security` on 127.0.0.2 and `family` on 127.0.0.3, with their DoH paths.
+pub fn add_demo_policy(config: &mut Config, dir: &std::path::Path, profiles_port: u16) -> anyhow::Result<()> {
+    use crate::config::ProfileConfig;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (file, text) in DEMO_LISTS {
+        std::fs::write(dir.join(file), text).with_context(|| format!("writing {file}"))?;
+    }
+    let source = |name: &str, file: &str, category: &str| policy::SourceSpec {
+        name: name.into(),
+        path: dir.join(file),
+        format: policy::Format::Domains,
+        category: category.into(),
+        kind: policy::Kind::Block,
+        ede: None,
+        legal_basis: None,
+        all_profiles: false,
+        subdomains: true,
+    };
+    let malware =
+        policy::SourceSpec { ede: Some(policy::EdeKind::Blocked), ..source("demo-malware", "malware.txt", "malware") };
+    let order = policy::SourceSpec {
+        legal_basis: Some(policy::Legal {
+            authority: "Demo District Court".into(),
+            reference: "case 2026-0042".into(),
+            url: Some("https://example.org/orders/2026-0042".into()),
+        }),
+        all_profiles: true,
+        ..source("demo-court-order", "legal-order.txt", "court order")
+    };
+    config.policy.sources = vec![malware, source("demo-adult", "adult.txt", "adult"), order];
+    let profile = |name: &str, sources: &[&str], ip: [u8; 4]| ProfileConfig {
+        name: name.into(),
+        sources: sources.iter().map(|s| s.to_string()).collect(),
+        answer: None,
+        sinkhole_a: None,
+        sinkhole_aaaa: None,
+        ttl: None,
+        ede: None,
+        listen: vec![SocketAddr::from((ip, profiles_port))],
+        dot_listen: Vec::new(),
+        doh_paths: vec![format!("/{name}/dns-query")],
+    };
+    config.policy.profiles = vec![
+        profile("security", &["demo-malware"], [127, 0, 0, 2]),
+        profile("family", &["demo-malware", "demo-adult"], [127, 0, 0, 3]),
+    ];
+    Ok(())
 }
 
 /// The config the demo runs with, given a started lab.
@@ -75,6 +137,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let (cert_path, key_path) = self_signed(&dir)?;
     config.server.tls_certificate = Some(cert_path.clone());
     config.server.tls_private_key = Some(key_path);
+    add_demo_policy(&mut config, &dir.join("lists"), opts.profiles_port)?;
+    config.web.listen = Some(opts.web_listen);
     if !opts.dot_listen.is_empty() {
         config.server.dot_listen = opts.dot_listen;
     }
@@ -102,6 +166,17 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     for d in &running.doh {
         println!("  resolver: doh https://{d}/dns-query  (HTTP/1.1 and HTTP/2)");
     }
+    for p in &running.profiles {
+        for (u, t) in &p.bound {
+            println!("  profile {}: udp {u}  tcp {t}", p.name);
+        }
+        for (d, path) in running.doh.iter().flat_map(|d| p.doh_paths.iter().map(move |path| (d, path))) {
+            println!("  profile {}: doh https://{d}{path}", p.name);
+        }
+    }
+    if let Some(w) = running.web {
+        println!("  web: http://{w}/  (transparency log http://{w}/transparency)");
+    }
     println!();
     println!("Try:");
     let (ip, port) = (udp.ip(), udp.port());
@@ -113,6 +188,18 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  dig @{ip} -p {port} www.example.test +dnssec    # validated: the ad flag");
     println!("  dig @{ip} -p {port} www.bogus.test +dnssec      # a broken signature: SERVFAIL, EDE 6");
     println!("  onedot query www.dead.test @{ip}:{port}        # SERVFAIL with an Extended DNS Error");
+    println!("  dig @{ip} -p {port} censored.test               # a court order: NXDOMAIN, EDE 16 Censored");
+    for p in &running.profiles {
+        if let Some((u, _)) = p.bound.first() {
+            let what = if p.name == "family" { "adult.test     " } else { "malware.test   " };
+            println!(
+                "  dig @{} -p {} {what}           # the {} profile: blocked, with its EDE",
+                u.ip(),
+                u.port(),
+                p.name
+            );
+        }
+    }
     if let Some(d) = running.doh.first() {
         println!("  dig @{} -p {} +https www.example.test       # DNS over HTTPS", d.ip(), d.port());
     }
@@ -147,6 +234,26 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         match ask(&a).await {
             Ok((resp, tcp)) => println!("  {}", summarise(name, t, &resp, tcp)),
             Err(e) => println!("  {name}: {e:#}"),
+        }
+    }
+    // The same names through each profile's door.
+    let mut doors = vec![("unfiltered".to_string(), udp)];
+    doors.extend(running.profiles.iter().filter_map(|p| Some((p.name.clone(), p.bound.first()?.0))));
+    for (profile, server) in doors {
+        for name in ["malware.test", "adult.test", "censored.test"] {
+            let a = Ask {
+                name: Name::from_ascii(name)?,
+                qtype: rtype::A,
+                server,
+                tcp: false,
+                dnssec: false,
+                recurse: true,
+                timeout: Duration::from_secs(5),
+            };
+            match ask(&a).await {
+                Ok((resp, tcp)) => println!("  [{profile}] {}", summarise(name, rtype::A, &resp, tcp)),
+                Err(e) => println!("  [{profile}] {name}: {e:#}"),
+            }
         }
     }
     println!();

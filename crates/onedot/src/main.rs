@@ -10,6 +10,7 @@ mod ddr;
 mod demo;
 mod root_hints;
 mod run;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -48,9 +49,23 @@ enum Command {
         /// DoH listen address (repeatable; default `127.0.0.1:8443`).
         #[arg(long)]
         doh_listen: Vec<SocketAddr>,
+        /// Port of the `security` (127.0.0.2) and `family` (127.0.0.3)
+        /// listeners; 0 picks free ports.
+        #[arg(long, default_value_t = 5353)]
+        profiles_port: u16,
+        /// Web listener (transparency log, health).
+        #[arg(long, default_value = config::DEFAULT_WEB_LISTEN)]
+        web_listen: SocketAddr,
         /// Exit after this many seconds instead of waiting for Ctrl-C.
         #[arg(long)]
         exit_after: Option<u64>,
+    },
+    /// Load the filter sources of a config and report their size, load
+    /// time and memory, or the first bad line of each broken one.
+    Lists {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
     },
     /// Ask a question: `onedot query NAME [TYPE] [@SERVER[:PORT]]`.
     Query {
@@ -107,12 +122,14 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Demo { listen, lab_port, dot_listen, doh_listen, exit_after } => {
+        Command::Demo { listen, lab_port, dot_listen, doh_listen, profiles_port, web_listen, exit_after } => {
             let opts = demo::DemoOptions {
                 listen,
                 lab_port,
                 dot_listen,
                 doh_listen,
+                profiles_port,
+                web_listen,
                 exit_after: exit_after.map(Duration::from_secs),
             };
             runtime(0)?.block_on(demo::run(opts))
@@ -152,6 +169,10 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Command::Lists { config } => {
+            let config = config::Config::load(&config)?;
+            lists(&config)
+        }
         Command::Config { config } => {
             let c = match config {
                 Some(p) => config::Config::load(&p)?,
@@ -161,6 +182,46 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `onedot lists`: loads each source on its own and reports it.
+fn lists(config: &config::Config) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for spec in &config.policy.sources {
+        let start = std::time::Instant::now();
+        let rss_before = rss_kib();
+        match policy::load(spec, Default::default()) {
+            Ok(s) => {
+                let ms = start.elapsed().as_secs_f64() * 1000.0;
+                let rss = rss_kib().saturating_sub(rss_before) as f64 / 1024.0;
+                println!(
+                    "{}: {} entries, {} lines skipped (not DNS rules), loaded in {ms:.0} ms, tables {:.1} MiB, RSS +{rss:.1} MiB",
+                    spec.name,
+                    s.entries(),
+                    s.unsupported,
+                    s.heap_bytes() as f64 / (1 << 20) as f64
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("{}: {e}", spec.name);
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} source(s) could not be loaded");
+    }
+    Ok(())
+}
+
+/// Resident set size of this process, KiB (0 where /proc is missing).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {

@@ -11,8 +11,9 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 
-/// The pipeline as the doors see it.
-struct Pipeline(Arc<Service>);
+/// The pipeline as the doors see it: the service under one filtering
+/// profile.
+struct Pipeline(Arc<Service>, u8);
 
 fn kind(f: Framing) -> TransportKind {
     match f {
@@ -24,7 +25,7 @@ fn kind(f: Framing) -> TransportKind {
 
 impl Handler for Pipeline {
     fn try_fast(&self, query: &[u8], framing: Framing, out: &mut Vec<u8>) -> Fast {
-        match self.0.try_fast(query, kind(framing), out) {
+        match self.0.try_fast_in(query, kind(framing), self.1, out) {
             FastPath::Answered(n) => Fast::Answered(n),
             FastPath::Miss => Fast::Miss,
             FastPath::Drop => Fast::Drop,
@@ -36,11 +37,11 @@ impl Handler for Pipeline {
             // A panic while answering one query is contained to that query:
             // it is counted in the log and answered with nothing (the client
             // retries), never taking the process down.
-            let svc = self.0.clone();
+            let (svc, profile) = (self.0.clone(), self.1);
             let q = query.to_vec();
             let task = tokio::spawn(async move {
                 let mut buf = Vec::with_capacity(1232);
-                let n = svc.answer(&q, kind(framing), &mut buf).await;
+                let n = svc.answer_in(&q, kind(framing), profile, &mut buf).await;
                 n.map(|n| {
                     buf.truncate(n);
                     buf
@@ -80,6 +81,11 @@ pub struct Running {
     pub dot: Vec<SocketAddr>,
     /// Bound DoH addresses.
     pub doh: Vec<SocketAddr>,
+    /// Per filtering profile other than the default: its name, bound
+    /// (udp, tcp) pairs, DoT addresses and DoH paths.
+    pub profiles: Vec<ProfileDoors>,
+    /// The bound web listener.
+    pub web: Option<SocketAddr>,
     tasks: JoinSet<()>,
     inflight: InFlight,
 }
@@ -90,6 +96,62 @@ impl Running {
         self.tasks.abort_all();
         self.inflight.drain(grace).await;
     }
+}
+
+/// The doors of one filtering profile.
+#[derive(Debug, Clone)]
+pub struct ProfileDoors {
+    /// The profile.
+    pub name: String,
+    /// Bound Do53 (udp, tcp) pairs.
+    pub bound: Vec<(SocketAddr, SocketAddr)>,
+    /// Bound DoT addresses.
+    pub dot: Vec<SocketAddr>,
+    /// Its paths on the DoH listeners.
+    pub doh_paths: Vec<String>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Re-reads changed sources every `watch`, every source every `full`, and
+/// every source on SIGHUP; logs what changed and what failed (the old
+/// version keeps serving).
+fn spawn_policy_reload(policy: Arc<policy::Policy>, watch: Duration, full: Duration, tasks: &mut JoinSet<()>) {
+    tasks.spawn(async move {
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut last_full = tokio::time::Instant::now();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            let force = tokio::select! {
+                _ = tokio::time::sleep(watch) => last_full.elapsed() >= full,
+                _ = hangup => { tracing::info!("SIGHUP: re-reading every filter source"); true }
+            };
+            if force {
+                last_full = tokio::time::Instant::now();
+            }
+            let p = policy.clone();
+            let Ok(report) = tokio::task::spawn_blocking(move || p.reload(unix_now(), force)).await else { continue };
+            for name in &report.changed {
+                tracing::info!(source = %name, "filter source reloaded");
+            }
+            for (name, e) in &report.failed {
+                tracing::error!(source = %name, error = %e, "filter source not reloaded; the previous version serves");
+            }
+        }
+    });
 }
 
 /// The number of workers a config asks for.
@@ -107,8 +169,23 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let clock = Arc::new(SystemClock);
     let anchors = rc.validation.as_ref().map(|v| v.trust_anchors.clone());
     let recursor = Recursor::new(rc, Arc::new(transport), clock.clone());
-    let service = Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()));
-    let handler: Arc<dyn Handler> = Arc::new(Pipeline(service.clone()));
+    let policy = Arc::new(config.policy()?);
+    let loaded = std::time::Instant::now();
+    policy.load_all(unix_now()).context("loading the filter sources")?;
+    if !config.policy.sources.is_empty() {
+        tracing::info!(
+            sources = config.policy.sources.len(),
+            bytes = policy.heap_bytes(),
+            ms = loaded.elapsed().as_millis() as u64,
+            "filter sources loaded"
+        );
+    }
+    let service =
+        Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()).with_policy(policy.clone()));
+    let handler_for = |profile: &str| -> Arc<dyn Handler> {
+        Arc::new(Pipeline(service.clone(), policy.profile_id(profile).unwrap_or(0)))
+    };
+    let handler = handler_for(&config.policy.default_profile);
     let inflight = InFlight::default();
     let mut tasks = JoinSet::new();
     let limits = TcpLimits {
@@ -153,6 +230,37 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracing::info!(udp = %udp, tcp = %tcp, "listening");
         bound.push((udp, tcp));
     }
+    let mut profiles = Vec::new();
+    for p in &config.policy.profiles {
+        let h = handler_for(&p.name);
+        let mut doors =
+            ProfileDoors { name: p.name.clone(), bound: Vec::new(), dot: Vec::new(), doh_paths: p.doh_paths.clone() };
+        for addr in &p.listen {
+            let udp = doors::serve_udp(*addr, workers(config), h.clone(), inflight.clone(), &mut tasks)
+                .with_context(|| format!("UDP listener {addr} (profile {})", p.name))?;
+            let tcp = doors::serve_tcp(udp, limits, h.clone(), inflight.clone(), &mut tasks)
+                .await
+                .with_context(|| format!("TCP listener {udp} (profile {})", p.name))?;
+            tracing::info!(udp = %udp, tcp = %tcp, profile = %p.name, "listening");
+            doors.bound.push((udp, tcp));
+        }
+        profiles.push(doors);
+    }
+    spawn_policy_reload(
+        policy.clone(),
+        Duration::from_secs(config.policy.watch_interval_s.max(1)),
+        Duration::from_secs(config.policy.reload_interval_s.max(1)),
+        &mut tasks,
+    );
+    let web = match config.web.listen {
+        Some(addr) => {
+            let state = Arc::new(crate::web::WebState { policy: policy.clone() });
+            let bound = crate::web::serve(addr, state, &mut tasks).await?;
+            tracing::info!(web = %bound, "listening");
+            Some(bound)
+        }
+        None => None,
+    };
     let (mut dot, mut doh) = (Vec::new(), Vec::new());
     let wants_tls = !config.server.dot_listen.is_empty() || !config.server.doh_listen.is_empty();
     match (&config.server.tls_certificate, &config.server.tls_private_key) {
@@ -171,20 +279,28 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 tracing::info!(dot = %bound, "listening");
                 dot.push(bound);
             }
+            for (p, doors) in config.policy.profiles.iter().zip(profiles.iter_mut()) {
+                for addr in &p.dot_listen {
+                    let h = handler_for(&p.name);
+                    let bound = doors::serve_dot(*addr, dot_tls.clone(), limits, h, inflight.clone(), &mut tasks)
+                        .await
+                        .with_context(|| format!("DoT listener {addr} (profile {})", p.name))?;
+                    tracing::info!(dot = %bound, profile = %p.name, "listening");
+                    doors.dot.push(bound);
+                }
+            }
             let doh_tls = doors::tls_config_from_store(store, &[b"h2", b"http/1.1"])?;
+            // One path per profile on the same listeners.
+            let mut routes: Vec<(String, Arc<dyn Handler>)> =
+                config.server.doh_paths.iter().map(|p| (p.clone(), handler.clone())).collect();
+            for p in &config.policy.profiles {
+                routes.extend(p.doh_paths.iter().map(|path| (path.clone(), handler_for(&p.name))));
+            }
             for addr in &config.server.doh_listen {
-                let paths = config.server.doh_paths.clone();
-                let bound = doors::serve_doh(
-                    *addr,
-                    doh_tls.clone(),
-                    paths,
-                    limits,
-                    handler.clone(),
-                    inflight.clone(),
-                    &mut tasks,
-                )
-                .await
-                .with_context(|| format!("DoH listener {addr}"))?;
+                let bound =
+                    doors::serve_doh(*addr, doh_tls.clone(), routes.clone(), limits, inflight.clone(), &mut tasks)
+                        .await
+                        .with_context(|| format!("DoH listener {addr}"))?;
                 tracing::info!(doh = %bound, "listening");
                 doh.push(bound);
             }
@@ -203,7 +319,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         let path = config.server.doh_paths.first().map_or("/dns-query", String::as_str);
         service.add_local_records(crate::ddr::records(&target, &dot, &doh, path));
     }
-    Ok(Running { bound, dot, doh, tasks, inflight })
+    Ok(Running { bound, dot, doh, profiles, web, tasks, inflight })
 }
 
 /// Waits for SIGINT or SIGTERM.

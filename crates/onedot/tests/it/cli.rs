@@ -27,6 +27,15 @@ fn config_prints_the_effective_config() {
 }
 
 #[test]
+fn the_example_lists_load() {
+    let example = repo().join("examples/onedot.toml");
+    let out = Command::new(onedot()).args(["lists", "--config"]).arg(&example).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("local-rpz: 7 entries") && text.contains("family: 3 entries"), "{text}");
+}
+
+#[test]
 fn lab_export_writes_zones_and_server_map() {
     let dir = std::env::temp_dir().join(format!("onedot-export-{}", std::process::id()));
     let out = Command::new(onedot()).args(["lab", "--export"]).arg(&dir).output().expect("runs");
@@ -41,29 +50,14 @@ fn lab_export_writes_zones_and_server_map() {
 /// start-up and writes the RFC 5011 state file.
 #[test]
 fn serve_keeps_rfc5011_state_on_disk() {
-    use std::io::{BufRead, BufReader};
     use std::process::Stdio;
     let dir = std::env::temp_dir().join(format!("onedot-serve-5011-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let anchor = dir.join("lab-root.key");
-    let mut lab = Command::new(onedot())
-        .args(["lab", "--port", "0", "--trust-anchor-out"])
-        .arg(&anchor)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("lab starts");
-    let mut port = 0u16;
-    for line in BufReader::new(lab.stderr.take().expect("stderr")).lines().map_while(Result::ok) {
-        if let Some(rest) = line.strip_prefix("lab: root servers 127.53.0.1:") {
-            port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            break;
-        }
-    }
-    assert!(port > 0, "lab printed its port");
+    let (mut lab, port) = crate::start_lab(Some(&anchor));
     let state = dir.join("anchors.state");
     let config = format!(
-        "version = 1\n[server]\nlisten = [\"127.0.0.1:0\"]\n[resolver]\nroot_hints = [\"127.53.0.1\"]\nupstream_port = {port}\n\
+        "version = 1\n[web]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n[resolver]\nroot_hints = [\"127.53.0.1\"]\nupstream_port = {port}\n\
          do_not_query_localhost = false\nanswer_special_use_locally = false\n[dnssec]\nbuiltin_root_anchor = false\n\
          trust_anchor_files = [{:?}]\ntrust_anchor_state = {:?}\n",
         anchor.display().to_string(),

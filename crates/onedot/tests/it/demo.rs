@@ -11,6 +11,9 @@ struct Demo {
     port: u16,
     dot_port: u16,
     doh_port: u16,
+    /// Profile name → its UDP listener.
+    profiles: std::collections::HashMap<String, std::net::SocketAddr>,
+    web_port: u16,
     summary: String,
 }
 
@@ -35,6 +38,10 @@ fn start() -> Demo {
             "127.0.0.1:0",
             "--lab-port",
             "0",
+            "--profiles-port",
+            "0",
+            "--web-listen",
+            "127.0.0.1:0",
             "--exit-after",
             "60",
         ])
@@ -47,6 +54,8 @@ fn start() -> Demo {
     let mut port = 0;
     let mut dot_port = 0;
     let mut doh_port = 0;
+    let mut profiles = std::collections::HashMap::new();
+    let mut web_port = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("utf-8");
@@ -59,6 +68,15 @@ fn start() -> Demo {
         if let Some(rest) = line.trim().strip_prefix("resolver: dot 127.0.0.1:") {
             dot_port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("dot port");
         }
+        if let Some(rest) = line.trim().strip_prefix("profile ")
+            && let Some((name, rest)) = rest.split_once(": udp ")
+        {
+            let addr = rest.split_whitespace().next().and_then(|a| a.parse().ok()).expect("profile address");
+            profiles.insert(name.to_string(), addr);
+        }
+        if let Some(rest) = line.trim().strip_prefix("web: http://127.0.0.1:") {
+            web_port = rest.split('/').next().and_then(|p| p.parse().ok()).expect("web port");
+        }
         summary.push_str(&line);
         summary.push('\n');
         if line.starts_with("Running") || Instant::now() > deadline {
@@ -66,7 +84,7 @@ fn start() -> Demo {
         }
     }
     assert!(port > 0, "demo printed no listener:\n{summary}");
-    Demo { child, port, dot_port, doh_port, summary }
+    Demo { child, port, dot_port, doh_port, profiles, web_port, summary }
 }
 
 fn dig(tool: &str, args: &[&str]) -> String {
@@ -264,4 +282,41 @@ fn ddr_advertises_the_encrypted_doors() {
     assert!(svcb.contains(&format!("alpn=\"dot\" port={}", d.dot_port)), "{svcb}");
     assert!(svcb.contains(&format!("port={}", d.doh_port)) && svcb.contains("/dns-query{?dns}"), "{svcb}");
     assert!(svcb.lines().all(|l| l.contains(" localhost. ")), "{svcb}");
+}
+
+/// The demo contract's filtering names: three doors, three behaviours, each
+/// block with its EDE; the family profile over DoH; the transparency page.
+#[test]
+fn demo_profiles_block_with_extended_errors() {
+    let d = start();
+    for line in [
+        "[unfiltered] malware.test A: NOERROR 203.0.113.251",
+        "[unfiltered] censored.test A: NXDOMAIN [EDE 16: ordered by Demo District Court",
+        "[security] malware.test A: NXDOMAIN [EDE 15: source demo-malware, category malware]",
+        "[security] adult.test A: NOERROR 203.0.113.252",
+        "[family] adult.test A: NXDOMAIN [EDE 17: source demo-adult, category adult]",
+    ] {
+        assert!(d.summary.contains(line), "missing {line:?} in:\n{}", d.summary);
+    }
+    let security = d.profiles.get("security").expect("security door");
+    assert_eq!(security.ip().to_string(), "127.0.0.2");
+    let family = d.profiles.get("family").expect("family door");
+    assert_eq!(family.ip().to_string(), "127.0.0.3");
+    let out = dig(
+        "dig",
+        &[&format!("@{}", family.ip()), "-p", &family.port().to_string(), "adult.test", "+tries=1", "+time=5"],
+    );
+    assert!(out.contains("status: NXDOMAIN") && out.contains("EDE: 17 (Filtered)"), "{out}");
+    let p = d.doh_port.to_string();
+    let doh = dig("dig", &["@127.0.0.1", "-p", &p, "+https=/family/dns-query", "adult.test", "+tries=1", "+time=5"]);
+    assert!(doh.contains("status: NXDOMAIN") && doh.contains("EDE: 17"), "{doh}");
+    let doh = dig("dig", &["@127.0.0.1", "-p", &p, "+https=/dns-query", "adult.test", "+short", "+tries=1", "+time=5"]);
+    assert_eq!(doh.trim(), "203.0.113.252");
+    let (status, body) = curl(&[&format!("http://127.0.0.1:{}/transparency.json", d.web_port)]);
+    assert!(status.starts_with("200"), "{status}");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let names: Vec<&str> =
+        v["sources"].as_array().expect("sources").iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(names, ["demo-malware", "demo-adult", "demo-court-order"]);
+    assert_eq!(v["sources"][2]["legal_basis"]["authority"], "Demo District Court");
 }

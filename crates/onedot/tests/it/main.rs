@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo;
+mod filtering;
 mod peers;
 mod tidy;
 
@@ -15,4 +16,26 @@ pub fn onedot() -> &'static str {
 /// The repository root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Starts `onedot lab` on a free port (writing its trust anchor to
+/// `anchor_out` if given); returns the process and the port.
+pub fn start_lab(anchor_out: Option<&Path>) -> (std::process::Child, u16) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(onedot());
+    cmd.args(["lab", "--port", "0"]);
+    if let Some(a) = anchor_out {
+        cmd.arg("--trust-anchor-out").arg(a);
+    }
+    let mut lab = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("lab starts");
+    let mut port = 0u16;
+    for line in BufReader::new(lab.stderr.take().expect("stderr")).lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("lab: root servers 127.53.0.1:") {
+            port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            break;
+        }
+    }
+    assert!(port > 0, "lab printed its port");
+    (lab, port)
 }

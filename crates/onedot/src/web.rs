@@ -1,0 +1,171 @@
+//! The web listener (127.0.0.1:8080 by default): health and the filtering
+//! transparency log, as a page and as JSON. Plain HTTP/1.1; it is meant
+//! for loopback or an operator network, behind a proxy if public.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, header};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::task::JoinSet;
+
+/// What the pages show.
+pub struct WebState {
+    /// The filtering policy.
+    pub policy: Arc<policy::Policy>,
+}
+
+/// Connections served at once; more wait in the accept queue.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Starts the web listener on `addr`; returns the bound address.
+pub async fn serve(addr: SocketAddr, state: Arc<WebState>, tasks: &mut JoinSet<()>) -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("web listener {addr}"))?;
+    let bound = listener.local_addr()?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tasks.spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let service = hyper::service::service_fn(move |req| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(respond(&req, &state)) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(Duration::from_secs(60), conn).await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    r
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "GET only\n");
+    }
+    match req.uri().path() {
+        "/health" => reply(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/transparency.json" | "/api/transparency" => {
+            let report = state.policy.transparency(now());
+            match serde_json::to_vec_pretty(&report) {
+                Ok(body) => reply(StatusCode::OK, "application/json", body),
+                Err(_) => reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", "error\n"),
+            }
+        }
+        "/transparency" => {
+            reply(StatusCode::OK, "text/html; charset=utf-8", transparency_page(&state.policy.transparency(now())))
+        }
+        "/" => reply(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            "<!doctype html><title>onedot</title><h1>onedot</h1><ul><li><a href=\"/transparency\">transparency log</a> \
+             (<a href=\"/transparency.json\">JSON</a>)</li><li><a href=\"/health\">health</a></li></ul>\n",
+        ),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+    }
+}
+
+/// Escapes text for HTML.
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The transparency log as a self-contained page.
+fn transparency_page(r: &policy::transparency::Report) -> String {
+    use std::fmt::Write;
+    let mut h = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>onedot transparency log</title>\
+         <style>body{font-family:sans-serif;max-width:60em;margin:auto}td,th{border:1px solid #ccc;padding:.2em .5em}\
+         table{border-collapse:collapse}</style></head><body><h1>What this resolver blocks</h1>",
+    );
+    let _ = write!(
+        h,
+        "<p>Generated {}. Every blocked answer carries an Extended DNS Error (15 Blocked, 16 Censored, 17 Filtered) \
+         naming its source. Counts are aggregates; no client data is kept. <a href=\"/transparency.json\">JSON</a></p>",
+        esc(&r.generated_at)
+    );
+    h.push_str("<h2>Profiles</h2><table><tr><th>profile</th><th>blocked answer</th><th>sources</th></tr>");
+    for p in &r.profiles {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{:?}</td><td>{}</td></tr>",
+            esc(&p.name),
+            p.answer,
+            esc(&p.sources.join(", "))
+        );
+    }
+    h.push_str("</table><h2>Sources</h2>");
+    for s in &r.sources {
+        let _ = write!(
+            h,
+            "<h3 id=\"{0}\">{0}</h3><p>category {1}, {2:?} list ({3:?}), {4} entries, EDE {5}{6}</p>",
+            esc(&s.name),
+            esc(&s.category),
+            s.kind,
+            s.format,
+            s.size,
+            s.ede,
+            if s.all_profiles { ", applies to every profile" } else { "" }
+        );
+        if let Some(l) = &s.legal_basis {
+            let _ = write!(
+                h,
+                "<p><b>Legal basis:</b> {}, {}{}</p>",
+                esc(&l.authority),
+                esc(&l.reference),
+                l.url.as_deref().map(|u| format!(", {}", esc(u))).unwrap_or_default()
+            );
+        }
+        if let Some(e) = &s.last_error {
+            let _ = write!(
+                h,
+                "<p><b>Last reload failed</b> {}: {} (the previous version serves)</p>",
+                esc(&e.at_utc),
+                esc(&e.error)
+            );
+        }
+        h.push_str("<table><tr><th>changed</th><th>added</th><th>removed</th><th>size</th><th>examples</th></tr>");
+        for c in s.changes.iter().rev() {
+            let mut ex: Vec<String> = c.added_sample.iter().take(5).map(|n| format!("+{}", esc(n))).collect();
+            ex.extend(c.removed_sample.iter().take(5).map(|n| format!("&minus;{}", esc(n))));
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&c.at_utc),
+                c.added,
+                c.removed,
+                c.size,
+                ex.join(" ")
+            );
+        }
+        h.push_str("</table><p>Blocks per day: ");
+        let days: Vec<String> = s.blocks_per_day.iter().map(|d| format!("{} {}", esc(&d.date), d.blocks)).collect();
+        h.push_str(&if days.is_empty() { "none yet".to_string() } else { days.join(", ") });
+        h.push_str("</p>");
+    }
+    h.push_str("</body></html>\n");
+    h
+}
