@@ -1,10 +1,11 @@
 //! A compact set of names with a rule per name: one byte arena and an
 //! open-addressing table of offsets into it.
 //!
-//! Two million names from a block list cost about 35 bytes each (the name
-//! in wire format, two rule ids, a 4-byte slot at most 75 % full) instead
-//! of the ~100 bytes a `HashMap<Box<[u8]>, _>` would charge, and a lookup
-//! hashes each suffix of the query name once, without allocating.
+//! A name from a block list costs its wire-format bytes plus two (a length
+//! and a flags byte; rule ids other than the list's default take 4 bytes
+//! more) and a 4-byte slot at most 75 % full — about 38 bytes for a typical
+//! list entry, where a `HashMap<Box<[u8]>, _>` would charge about 100 — and
+//! a lookup hashes each suffix of the query name once, without allocating.
 
 use std::hash::BuildHasher;
 
@@ -23,10 +24,18 @@ pub enum Scope {
     Subtree,
 }
 
+/// Entry flags: an exact rule, a below rule (rule 1 unless the `_ID` bit
+/// says a u32 follows), and a dead entry (replaced further on).
+const EXACT: u8 = 1;
+const BELOW: u8 = 2;
+const EXACT_ID: u8 = 4;
+const BELOW_ID: u8 = 8;
+const DEAD: u8 = 16;
+
 /// A name set whose entries carry an "exact" and a "below" rule.
 pub(crate) struct NameTable {
-    /// Entries: name length (u8), the lower-case wire name, exact rule
-    /// (u32 LE), below rule (u32 LE).
+    /// Entries: name length (u8), the lower-case wire name, flags (u8),
+    /// then the exact and below rule ids (u32 LE) the flags call for.
     arena: Vec<u8>,
     /// 0 for an empty slot, else the entry's arena offset + 1.
     slots: Vec<u32>,
@@ -67,18 +76,49 @@ impl NameTable {
         &self.arena[off + 1..off + 1 + n]
     }
 
-    fn rules_at(&self, off: usize) -> (RuleId, RuleId) {
-        let n = self.arena[off] as usize;
-        let p = off + 1 + n;
-        let r = |i: usize| u32::from_le_bytes([self.arena[i], self.arena[i + 1], self.arena[i + 2], self.arena[i + 3]]);
-        (r(p), r(p + 4))
+    /// The flags byte's position and the entry's total length.
+    fn layout(&self, off: usize) -> (usize, usize) {
+        let f = off + 1 + self.arena[off] as usize;
+        let flags = self.arena[f];
+        let ids = (flags & EXACT_ID != 0) as usize + (flags & BELOW_ID != 0) as usize;
+        (f, f + 1 + 4 * ids - off)
     }
 
-    fn set_rules_at(&mut self, off: usize, exact: RuleId, below: RuleId) {
-        let n = self.arena[off] as usize;
-        let p = off + 1 + n;
-        self.arena[p..p + 4].copy_from_slice(&exact.to_le_bytes());
-        self.arena[p + 4..p + 8].copy_from_slice(&below.to_le_bytes());
+    fn rules_at(&self, off: usize) -> (RuleId, RuleId) {
+        let (f, _) = self.layout(off);
+        let flags = self.arena[f];
+        let r = |i: usize| u32::from_le_bytes([self.arena[i], self.arena[i + 1], self.arena[i + 2], self.arena[i + 3]]);
+        let mut p = f + 1;
+        let mut take = |present: u8, explicit: u8| {
+            if flags & explicit != 0 {
+                p += 4;
+                r(p - 4)
+            } else {
+                (flags & present != 0) as RuleId
+            }
+        };
+        let exact = take(EXACT, EXACT_ID);
+        (exact, take(BELOW, BELOW_ID))
+    }
+
+    /// Appends an entry; returns its offset.
+    fn push(&mut self, name: &[u8], exact: RuleId, below: RuleId) -> usize {
+        let off = self.arena.len();
+        let mut flags = 0;
+        for (rule, present, explicit) in [(exact, EXACT, EXACT_ID), (below, BELOW, BELOW_ID)] {
+            if rule != 0 {
+                flags |= present | if rule != 1 { explicit } else { 0 };
+            }
+        }
+        self.arena.push(name.len() as u8);
+        self.arena.extend_from_slice(name);
+        self.arena.push(flags);
+        for rule in [exact, below] {
+            if rule > 1 {
+                self.arena.extend_from_slice(&rule.to_le_bytes());
+            }
+        }
+        off
     }
 
     /// The slot holding `name`, or the empty slot where it would go.
@@ -112,14 +152,18 @@ impl NameTable {
         let (slot, found) = self.probe(name);
         if let Some(off) = found {
             let (e, b) = self.rules_at(off);
-            self.set_rules_at(off, if e == 0 { exact } else { e }, if b == 0 { below } else { b });
+            let merged = (if e == 0 { exact } else { e }, if b == 0 { below } else { b });
+            if merged != (e, b) {
+                // Rare (a name listed twice with different scopes): the
+                // entry moves to the end and the old one is skipped.
+                let (f, _) = self.layout(off);
+                self.arena[f] |= DEAD;
+                let new = self.push(name, merged.0, merged.1);
+                self.slots[slot] = new as u32 + 1;
+            }
             return false;
         }
-        let off = self.arena.len();
-        self.arena.push(name.len() as u8);
-        self.arena.extend_from_slice(name);
-        self.arena.extend_from_slice(&exact.to_le_bytes());
-        self.arena.extend_from_slice(&below.to_le_bytes());
+        let off = self.push(name, exact, below);
         self.slots[slot] = off as u32 + 1;
         self.len += 1;
         if self.len * 4 >= self.slots.len() * 3 {
@@ -172,12 +216,15 @@ impl NameTable {
     pub(crate) fn names(&self) -> impl Iterator<Item = &[u8]> + '_ {
         let mut off = 0;
         std::iter::from_fn(move || {
-            if off >= self.arena.len() {
-                return None;
+            while off < self.arena.len() {
+                let (f, len) = self.layout(off);
+                let here = off;
+                off += len;
+                if self.arena[f] & DEAD == 0 {
+                    return Some(self.name_at(here));
+                }
             }
-            let name = self.name_at(off);
-            off += 1 + name.len() + 8;
-            Some(name)
+            None
         })
     }
 }
@@ -269,6 +316,10 @@ mod tests {
         assert_eq!(t.lookup(&wire("a.test")), Some((0, 1)));
         assert_eq!(t.lookup(&wire("b.a.test")), Some((1, 2)));
         assert_eq!(t.len(), 1);
+        assert_eq!(t.names().count(), 1, "the moved entry is listed once");
+        t.insert(&wire("big.test"), Scope::Subtree, 70_000);
+        assert_eq!(t.lookup(&wire("x.big.test")), Some((1, 70_000)));
+        assert_eq!(t.lookup(&wire("a.test")), Some((0, 1)));
     }
 
     #[test]
