@@ -73,6 +73,10 @@ pub struct PolicyConfig {
     pub watch_interval_s: u64,
     /// Seconds between full re-reads of every source, changed or not.
     pub reload_interval_s: u64,
+    /// Where the transparency log's history (changes, failures, per-day
+    /// block counts) is kept across restarts, written atomically; unset:
+    /// in memory only.
+    pub state_file: Option<PathBuf>,
     /// Profiles.
     #[serde(rename = "profile")]
     pub profiles: Vec<ProfileConfig>,
@@ -87,6 +91,7 @@ impl Default for PolicyConfig {
             default_profile: "unfiltered".into(),
             watch_interval_s: 5,
             reload_interval_s: 3600,
+            state_file: None,
             profiles: Vec::new(),
             sources: Vec::new(),
         }
@@ -397,6 +402,9 @@ impl Config {
             if s.path.is_relative() {
                 s.path = dir.join(&s.path);
             }
+        }
+        if let Some(f) = config.policy.state_file.as_mut().filter(|f| f.is_relative()) {
+            *f = dir.join(&*f);
         }
         Ok(config)
     }

@@ -86,6 +86,8 @@ pub struct Running {
     pub profiles: Vec<ProfileDoors>,
     /// The bound web listener.
     pub web: Option<SocketAddr>,
+    policy: Arc<policy::Policy>,
+    policy_state: Option<std::path::PathBuf>,
     tasks: JoinSet<()>,
     inflight: InFlight,
 }
@@ -95,6 +97,7 @@ impl Running {
     pub async fn shutdown(mut self, grace: Duration) {
         self.tasks.abort_all();
         self.inflight.drain(grace).await;
+        save_policy_state(&self.policy, self.policy_state.as_deref());
     }
 }
 
@@ -115,13 +118,59 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Restores the transparency log from `path`; a file that cannot be read
+/// is reported and moved aside (never overwritten unread).
+fn restore_policy_state(policy: &policy::Policy, path: &std::path::Path) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "transparency state unreadable");
+            return;
+        }
+    };
+    if let Err(e) = policy.restore_state(&text) {
+        let aside = path.with_extension("corrupt");
+        tracing::error!(file = %path.display(), error = %e, moved_to = %aside.display(), "transparency state unusable; starting a new log");
+        let _ = std::fs::rename(path, &aside);
+    }
+}
+
+fn save_policy_state(policy: &policy::Policy, path: Option<&std::path::Path>) {
+    if let Some(path) = path
+        && let Err(e) = write_atomically(path, policy.save_state(unix_now()).as_bytes())
+    {
+        tracing::error!(file = %path.display(), error = %e, "transparency state not saved");
+    }
+}
+
 /// Re-reads changed sources every `watch`, every source every `full`, and
 /// every source on SIGHUP; logs what changed and what failed (the old
-/// version keeps serving).
-fn spawn_policy_reload(policy: Arc<policy::Policy>, watch: Duration, full: Duration, tasks: &mut JoinSet<()>) {
+/// version keeps serving); saves the transparency log to `state` after
+/// changes and every minute.
+fn spawn_policy_reload(
+    policy: Arc<policy::Policy>,
+    watch: Duration,
+    full: Duration,
+    state: Option<std::path::PathBuf>,
+    tasks: &mut JoinSet<()>,
+) {
+    // Installed now, before the caller reports the server ready, so an
+    // early SIGHUP is never the default (terminating) action.
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     tasks.spawn(async move {
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut last_save = tokio::time::Instant::now();
         let mut last_full = tokio::time::Instant::now();
         loop {
             #[cfg(unix)]
@@ -150,6 +199,12 @@ fn spawn_policy_reload(policy: Arc<policy::Policy>, watch: Duration, full: Durat
             for (name, e) in &report.failed {
                 tracing::error!(source = %name, error = %e, "filter source not reloaded; the previous version serves");
             }
+            let changed = !report.changed.is_empty() || !report.failed.is_empty();
+            if changed || last_save.elapsed() >= Duration::from_secs(60) {
+                last_save = tokio::time::Instant::now();
+                let (p, s) = (policy.clone(), state.clone());
+                let _ = tokio::task::spawn_blocking(move || save_policy_state(&p, s.as_deref())).await;
+            }
         }
     });
 }
@@ -171,7 +226,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let recursor = Recursor::new(rc, Arc::new(transport), clock.clone());
     let policy = Arc::new(config.policy()?);
     let loaded = std::time::Instant::now();
+    if let Some(path) = &config.policy.state_file {
+        restore_policy_state(&policy, path);
+    }
     policy.load_all(unix_now()).context("loading the filter sources")?;
+    save_policy_state(&policy, config.policy.state_file.as_deref());
     if !config.policy.sources.is_empty() {
         tracing::info!(
             sources = config.policy.sources.len(),
@@ -250,6 +309,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         policy.clone(),
         Duration::from_secs(config.policy.watch_interval_s.max(1)),
         Duration::from_secs(config.policy.reload_interval_s.max(1)),
+        config.policy.state_file.clone(),
         &mut tasks,
     );
     let web = match config.web.listen {
@@ -319,7 +379,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         let path = config.server.doh_paths.first().map_or("/dns-query", String::as_str);
         service.add_local_records(crate::ddr::records(&target, &dot, &doh, path));
     }
-    Ok(Running { bound, dot, doh, profiles, web, tasks, inflight })
+    let policy_state = config.policy.state_file.clone();
+    Ok(Running { bound, dot, doh, profiles, web, policy, policy_state, tasks, inflight })
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -266,6 +266,39 @@ impl Policy {
         }
     }
 
+    /// The transparency log's history (changes, failures, per-day counts)
+    /// as JSON, for [`Policy::restore_state`] after a restart.
+    pub fn save_state(&self, now: u64) -> String {
+        let mut slots = self.lock();
+        let mut sources = std::collections::BTreeMap::new();
+        for s in slots.iter_mut() {
+            s.log.days.roll(&s.log.counter, now);
+            sources.insert(s.spec.name.clone(), s.log.save());
+        }
+        serde_json::json!({ "version": 1, "sources": sources }).to_string()
+    }
+
+    /// Restores what [`Policy::save_state`] wrote, for the sources still
+    /// configured. Call before the first load.
+    pub fn restore_state(&self, json: &str) -> Result<(), String> {
+        #[derive(serde::Deserialize)]
+        struct Saved {
+            version: u32,
+            sources: std::collections::BTreeMap<String, transparency::SavedLog>,
+        }
+        let saved: Saved = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        if saved.version != 1 {
+            return Err(format!("state version {} is not supported", saved.version));
+        }
+        let mut sources = saved.sources;
+        for s in self.lock().iter_mut() {
+            if let Some(log) = sources.remove(&s.spec.name) {
+                s.log.restore(log);
+            }
+        }
+        Ok(())
+    }
+
     /// Heap bytes of every loaded source.
     pub fn heap_bytes(&self) -> usize {
         self.lock().iter().filter_map(|s| s.loaded.as_ref()).map(|l| l.heap_bytes()).sum()
@@ -300,5 +333,71 @@ impl Policy {
                 })
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(dir: &std::path::Path, text: &str) -> Policy {
+        std::fs::write(dir.join("list.txt"), text).expect("write");
+        let source = SourceSpec {
+            name: "list".into(),
+            path: dir.join("list.txt"),
+            format: Format::Domains,
+            category: "test".into(),
+            kind: Kind::Block,
+            ede: None,
+            legal_basis: None,
+            all_profiles: false,
+            subdomains: true,
+        };
+        let mut p = ProfileSpec::named("filtered");
+        p.sources = vec!["list".into()];
+        Policy::new(vec![p], vec![source]).expect("policy")
+    }
+
+    fn block(policy: &Policy, name: &str) {
+        let wire = proto::Name::from_ascii(name).expect("name");
+        match policy.profile(0).check_name(wire.as_wire()) {
+            Verdict::Block(b) => b.count(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_log_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("onedot-policy-state-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let t0 = 1_795_574_828;
+        let first = setup(&dir, "a.test\n");
+        first.load_all(t0).expect("loads");
+        block(&first, "a.test");
+        block(&first, "www.a.test");
+        let state = first.save_state(t0 + 5);
+
+        // Same content after a restart: no new change; today's count goes on.
+        let second = setup(&dir, "a.test\n");
+        second.restore_state(&state).expect("restores");
+        second.load_all(t0 + 10).expect("loads");
+        block(&second, "a.test");
+        let r = second.transparency(t0 + 20);
+        assert_eq!(r.sources[0].changes.len(), 1);
+        assert_eq!(r.sources[0].blocks_per_day.last().map(|d| d.blocks), Some(3));
+
+        // Different content after a restart: logged as such; a day later the
+        // count moves to a finished day.
+        let state = second.save_state(t0 + 30);
+        let third = setup(&dir, "a.test\nb.test\n");
+        third.restore_state(&state).expect("restores");
+        third.load_all(t0 + 40).expect("loads");
+        let r = third.transparency(t0 + 86_400);
+        let last = r.sources[0].changes.last().expect("change");
+        assert!(last.after_restart && last.size == 2 && last.removed == 1, "{last:?}");
+        let days: Vec<u64> = r.sources[0].blocks_per_day.iter().map(|d| d.blocks).collect();
+        assert_eq!(days, [3, 0]);
+        assert!(third.restore_state("{not json").is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -16,7 +16,7 @@ const SAMPLE: usize = 50;
 const MAX_DAYS: usize = 400;
 
 /// One version of a source replacing the previous one.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Change {
     /// When, as Unix seconds.
     pub at: u64,
@@ -32,10 +32,19 @@ pub struct Change {
     pub added_sample: Vec<String>,
     /// Some of the entries removed.
     pub removed_sample: Vec<String>,
+    /// A digest of the whole content (order-independent), to recognise the
+    /// same version after a restart.
+    #[serde(default)]
+    pub digest: String,
+    /// The first version read after a restart, different from the last one
+    /// logged before it: `added` and `removed` are then the whole new and
+    /// old sizes (the old content is not kept).
+    #[serde(default)]
+    pub after_restart: bool,
 }
 
 /// A reload that failed (the previous version kept serving).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     /// When, as Unix seconds.
     pub at: u64,
@@ -164,7 +173,9 @@ impl SourceLog {
             _ => String::from_utf8_lossy(key).into_owned(),
         };
         let (mut added, mut added_sample) = (0, Vec::new());
+        let mut digest = 0u64;
         for k in new.keys() {
+            digest = digest.wrapping_add(fnv1a(k.0, &k.1));
             if old.is_none_or(|o| !o.has_key(k.0, &k.1)) {
                 added += 1;
                 if added_sample.len() < SAMPLE {
@@ -186,6 +197,18 @@ impl SourceLog {
         if old.is_some() && added == 0 && removed == 0 {
             return false;
         }
+        let digest = format!("{digest:016x}");
+        let mut after_restart = false;
+        if old.is_none()
+            && let Some(last) = self.changes.back()
+        {
+            // The log was restored from disk: compare with its last version.
+            if last.digest == digest {
+                return true;
+            }
+            after_restart = true;
+            removed = last.size;
+        }
         self.changes.push_back(Change {
             at: now,
             at_utc: utc(now),
@@ -194,6 +217,8 @@ impl SourceLog {
             size: new.entries(),
             added_sample,
             removed_sample,
+            digest,
+            after_restart,
         });
         while self.changes.len() > MAX_CHANGES {
             self.changes.pop_front();
@@ -222,6 +247,53 @@ impl SourceLog {
             changes: self.changes.iter().cloned().collect(),
             blocks_per_day: self.days.report(&self.counter),
         }
+    }
+}
+
+/// FNV-1a of a key, stable across runs and builds.
+fn fnv1a(kind: u8, key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(kind).chain(key.iter().copied()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// What is kept on disk about one source.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SavedLog {
+    changes: Vec<Change>,
+    last_error: Option<Failure>,
+    /// Finished days (days since 1970) and their block counts.
+    days: BTreeMap<u64, u64>,
+    /// The day in progress and its count so far.
+    today: (u64, u64),
+}
+
+impl SourceLog {
+    pub(crate) fn save(&self) -> SavedLog {
+        let today = self.counter.load(Ordering::Relaxed).saturating_sub(self.days.base);
+        SavedLog {
+            changes: self.changes.iter().cloned().collect(),
+            last_error: self.last_error.clone(),
+            days: self.days.done.clone(),
+            today: (self.days.day, today),
+        }
+    }
+
+    /// Takes over a saved log (before the counter has counted anything).
+    pub(crate) fn restore(&mut self, saved: SavedLog) {
+        self.changes = saved.changes.into();
+        while self.changes.len() > MAX_CHANGES {
+            self.changes.pop_front();
+        }
+        self.last_error = saved.last_error;
+        self.days.done = saved.days;
+        let (day, count) = saved.today;
+        self.counter.store(count, Ordering::Relaxed);
+        self.days.day = day;
+        self.days.base = 0;
     }
 }
 

@@ -364,6 +364,7 @@ fn reload_keeps_the_old_list_on_errors_and_logs_changes() {
     let policy = r#"
 [policy]
 watch_interval_s = 1
+state_file = "transparency-state.json"
 [[policy.source]]
 name = "blocklist"
 path = "block.txt"
@@ -415,6 +416,9 @@ listen = ["127.0.0.1:0"]
     let page = f.get("/transparency");
     assert!(page.contains("<h3 id=\"blocklist\">blocklist</h3>") && page.contains("+adult.test"), "{page}");
     assert!(f.get("/health").ends_with("ok\n"));
+    // The history is kept on disk for the next start.
+    let state = std::fs::read_to_string(f.dir.join("transparency-state.json")).expect("state file");
+    assert!(state.contains("\"blocklist\"") && state.contains("adult.test"), "{state}");
 }
 
 /// `serve` refuses to start with a broken list, saying where.
@@ -434,4 +438,33 @@ fn serve_refuses_a_broken_list_at_start() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("hosts:2"));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP re-reads every source at once, whatever the intervals say.
+#[test]
+fn sighup_rereads_the_sources() {
+    let files = [("block.txt", "malware.test\n")];
+    let policy = r#"
+[policy]
+watch_interval_s = 3600
+reload_interval_s = 3600
+[[policy.source]]
+name = "blocklist"
+path = "block.txt"
+format = "domains"
+[[policy.profile]]
+name = "filtered"
+sources = ["blocklist"]
+listen = ["127.0.0.1:0"]
+"#;
+    let f = Fixture::start("hup", &files, policy);
+    assert_eq!(rcode(&f.ask("filtered", "malware.test", rtype::A).expect("answer")), NX);
+    f.write("block.txt", "adult.test\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(rcode(&f.ask("filtered", "malware.test", rtype::A).expect("answer")), NX, "no reload before SIGHUP");
+    let status = Command::new("kill").args(["-HUP", &f.serve.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let m = f.wait_for("filtered", "malware.test", |m| rcode(m) == 0);
+    assert_eq!(addrs(&m), ["203.0.113.251"]);
+    assert_eq!(rcode(&f.ask("filtered", "adult.test", rtype::A).expect("answer")), NX);
 }
