@@ -1,0 +1,83 @@
+# Shared pieces of the benchmark scripts (sourced, not run). Loopback only;
+# everything started is stopped by PID on exit.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+LAB_PORT="${LAB_PORT:-5300}"
+WORK="$(mktemp -d /tmp/onedot-bench-XXXXXX)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v dnsperf >/dev/null || { echo "dnsperf is missing: run scripts/test.sh first (it installs it)" >&2; exit 1; }
+cargo build --release -p onedot --locked -q
+BIN="$ROOT/target/release/onedot"
+
+# The question mix: every lab question (about 5 % of them NXDOMAIN).
+grep -v '^#' crates/lab/zones/questions.txt | awk 'NF==2 {print $1, $2}' > "$WORK/queries.txt"
+NQ=$(wc -l < "$WORK/queries.txt")
+
+# The [resolver]/[cache]/[dnssec] part of a config resolving through the lab.
+lab_config() {
+    cat <<TOML
+[resolver]
+root_hints = ["127.53.0.1", "127.53.0.2"]
+upstream_port = $LAB_PORT
+do_not_query_localhost = false
+answer_special_use_locally = false
+[cache]
+answer_max_bytes = 33554432
+rrset_max_bytes = 33554432
+[dnssec]
+validate = true
+builtin_root_anchor = false
+trust_anchor_files = ["$WORK/lab-root.key"]
+TOML
+}
+
+# Starts the lab; waits for its trust anchor.
+start_lab() {
+    "$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" > "$WORK/lab.log" 2>&1 &
+    PIDS+=($!)
+    for _ in $(seq 50); do [ -s "$WORK/lab-root.key" ] && break; sleep 0.1; done
+}
+
+# start_onedot CONFIG PORT: serve pinned to CPU 0; sets SERVER to its PID.
+start_onedot() {
+    taskset -c 0 "$BIN" serve --config "$1" > "$WORK/onedot.log" 2>&1 &
+    SERVER=$!
+    PIDS+=($SERVER)
+    for _ in $(seq 100); do
+        dig +tries=1 +time=1 @127.0.0.1 -p "$2" . NS > /dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "onedot did not start:" >&2; cat "$WORK/onedot.log" >&2; exit 1
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
+
+# measure SERVER_IP PORT SECONDS: warms with every question once, then runs
+# dnsperf pinned to CPU 1 with 100 outstanding; sets qps, completed, lost,
+# mean_ms, cpu_us (server user+sys per query) and rss_mib.
+measure() {
+    dnsperf -s "$1" -p "$2" -d "$WORK/queries.txt" -n 1 -q 20 -t 5 > "$WORK/warm.txt" 2>&1
+    local tick before after
+    tick=$(getconf CLK_TCK)
+    before=$(cpu_ticks)
+    taskset -c 1 dnsperf -s "$1" -p "$2" -d "$WORK/queries.txt" -l "$3" -q 100 -t 2 > "$WORK/run.txt" 2>&1
+    after=$(cpu_ticks)
+    completed=$(awk '/Queries completed:/ {print $3}' "$WORK/run.txt")
+    lost=$(awk '/Queries lost:/ {print $3}' "$WORK/run.txt")
+    qps=$(awk '/Queries per second:/ {print $4}' "$WORK/run.txt")
+    mean_ms=$(awk '/Average Latency/ {gsub("s","",$4); print $4 * 1000}' "$WORK/run.txt")
+    cpu_us=$(awk -v a="$after" -v b="$before" -v t="$tick" -v n="$completed" 'BEGIN { printf "%.2f", (a - b) / t * 1e6 / n }')
+    rss_mib=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$SERVER/status")
+}
+
+machine_json() {
+    echo "{\"cpus\": $(nproc), \"model\": \"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\", \"kernel\": \"$(uname -r)\"}"
+}
