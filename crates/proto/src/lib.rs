@@ -18,6 +18,7 @@ pub mod ede;
 pub mod message;
 pub mod name;
 pub mod query;
+pub mod time;
 pub mod wire;
 pub mod zonefile;
 
