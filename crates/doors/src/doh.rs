@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tcp::{accept_each, listen};
-use crate::{DoorError, Fast, Framing, Handler, InFlight, TcpLimits};
+use crate::{Client, Door, DoorError, Fast, Handler, InFlight, TcpLimits};
 
 /// The media type of DNS messages over HTTP.
 pub const DNS_MESSAGE: &str = "application/dns-message";
@@ -42,8 +42,9 @@ pub async fn serve_doh(
     let (listener, bound) = listen(addr)?;
     let routes: Arc<[(String, Arc<dyn Handler>)]> = routes.into();
     let acceptor = TlsAcceptor::from(tls);
-    tasks.spawn(accept_each(listener, limits.max_connections, "doh", move |stream| {
+    tasks.spawn(accept_each(listener, limits.max_connections, "doh", move |stream, peer| {
         let (acceptor, routes, inflight) = (acceptor.clone(), routes.clone(), inflight.clone());
+        let client = Client { door: Door::Doh, addr: peer.ip() };
         async move {
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
@@ -51,7 +52,7 @@ pub async fn serve_doh(
             };
             let service = service_fn(move |req| {
                 let (routes, inflight) = (routes.clone(), inflight.clone());
-                async move { Ok::<_, Infallible>(respond(req, &routes, inflight).await) }
+                async move { Ok::<_, Infallible>(respond(req, &routes, client, inflight).await) }
             });
             let mut builder = Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.read_timeout);
@@ -66,13 +67,19 @@ pub async fn serve_doh(
 
 /// One DNS query through the handler: the cache-hit path first, the full
 /// answer (counted as in flight) otherwise.
-async fn ask(handler: &dyn Handler, inflight: &InFlight, query: &[u8], out: &mut Vec<u8>) -> Option<usize> {
-    match handler.try_fast(query, Framing::EncryptedStream, out) {
+async fn ask(
+    handler: &dyn Handler,
+    client: Client,
+    inflight: &InFlight,
+    query: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<usize> {
+    match handler.try_fast(query, client, out) {
         Fast::Answered(n) => Some(n),
         Fast::Drop => None,
         Fast::Miss => {
             let _guard = inflight.enter();
-            handler.answer(query, Framing::EncryptedStream, out).await
+            handler.answer(query, client, out).await
         }
     }
 }
@@ -86,6 +93,7 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
 async fn respond(
     req: Request<Incoming>,
     routes: &[(String, Arc<dyn Handler>)],
+    client: Client,
     inflight: InFlight,
 ) -> Response<Full<Bytes>> {
     // Each path is a profile's door.
@@ -101,7 +109,7 @@ async fn respond(
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect();
     if *req.method() == Method::GET && params.iter().any(|(k, _)| k == "name") {
-        return json_api(&params, handler, inflight).await;
+        return json_api(&params, handler, client, inflight).await;
     }
     let query = match *req.method() {
         Method::GET => {
@@ -135,7 +143,7 @@ async fn respond(
         }
     };
     let mut out = Vec::with_capacity(1232);
-    let len = ask(&*handler, &inflight, &query, &mut out).await;
+    let len = ask(&*handler, client, &inflight, &query, &mut out).await;
     let Some(len) = len else { return status(StatusCode::BAD_REQUEST) };
     out.truncate(len);
     let max_age = min_ttl(&out);
@@ -151,7 +159,12 @@ async fn respond(
 /// The JSON API (`?name=&type=&do=&cd=`), field-compatible with the JSON
 /// APIs of the big public resolvers: Status, TC, RD, RA, AD, CD, Question,
 /// Answer, Authority, and Extended DNS Errors as Comment and EDE.
-async fn json_api(params: &[(String, String)], handler: Arc<dyn Handler>, inflight: InFlight) -> Response<Full<Bytes>> {
+async fn json_api(
+    params: &[(String, String)],
+    handler: Arc<dyn Handler>,
+    client: Client,
+    inflight: InFlight,
+) -> Response<Full<Bytes>> {
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let flag = |k: &str| get(k).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let Some(name) = get("name").and_then(|n| proto::Name::from_ascii(n).ok()) else {
@@ -172,7 +185,7 @@ async fn json_api(params: &[(String, String)], handler: Arc<dyn Handler>, inflig
         query[3] |= (proto::flags::CD & 0xff) as u8;
     }
     let mut out = Vec::with_capacity(1232);
-    let len = ask(&*handler, &inflight, &query, &mut out).await;
+    let len = ask(&*handler, client, &inflight, &query, &mut out).await;
     let Some(len) = len else { return status(StatusCode::BAD_GATEWAY) };
     out.truncate(len);
     let Ok(msg) = domain::base::Message::from_octets(out.clone()) else { return status(StatusCode::BAD_GATEWAY) };

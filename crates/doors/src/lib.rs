@@ -39,6 +39,53 @@ pub enum Framing {
     EncryptedStream,
 }
 
+/// Which door a query came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Door {
+    /// Do53 over UDP.
+    Udp,
+    /// Do53 over TCP.
+    Tcp,
+    /// DNS over TLS.
+    Dot,
+    /// DNS over HTTPS (and its JSON API).
+    Doh,
+}
+
+impl Door {
+    /// Every door, in a fixed order (for counters indexed by door).
+    pub const ALL: [Door; 4] = [Door::Udp, Door::Tcp, Door::Dot, Door::Doh];
+
+    /// How responses are framed on this door.
+    pub fn framing(self) -> Framing {
+        match self {
+            Door::Udp => Framing::Datagram,
+            Door::Tcp => Framing::Stream,
+            Door::Dot | Door::Doh => Framing::EncryptedStream,
+        }
+    }
+
+    /// Its name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Udp => "udp",
+            Door::Tcp => "tcp",
+            Door::Dot => "dot",
+            Door::Doh => "doh",
+        }
+    }
+}
+
+/// Where a query came from: its door and the client's address. Lives only
+/// as long as the query (the invariant above).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Client {
+    /// The door.
+    pub door: Door,
+    /// The client's address (the peer of the socket).
+    pub addr: std::net::IpAddr,
+}
+
 /// What the synchronous fast path did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fast {
@@ -56,9 +103,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What the doors call for each query.
 pub trait Handler: Send + Sync + 'static {
     /// Answers from memory without blocking, or says [`Fast::Miss`].
-    fn try_fast(&self, query: &[u8], framing: Framing, out: &mut Vec<u8>) -> Fast;
+    fn try_fast(&self, query: &[u8], client: Client, out: &mut Vec<u8>) -> Fast;
     /// Answers anything; `None` means send nothing.
-    fn answer<'a>(&'a self, query: &'a [u8], framing: Framing, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>>;
+    fn answer<'a>(&'a self, query: &'a [u8], client: Client, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>>;
 }
 
 /// Errors starting a door.

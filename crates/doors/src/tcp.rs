@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::{DoorError, Fast, Framing, Handler, InFlight};
+use crate::{Client, Door, DoorError, Fast, Handler, InFlight};
 
 /// Admission limits of a stream door.
 #[derive(Debug, Clone, Copy)]
@@ -51,8 +51,9 @@ pub async fn serve_tcp(
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
     let (listener, bound) = listen(addr)?;
-    tasks.spawn(accept_each(listener, limits.max_connections, "tcp", move |stream| {
-        connection(stream, Framing::Stream, limits, handler.clone(), inflight.clone())
+    tasks.spawn(accept_each(listener, limits.max_connections, "tcp", move |stream, peer| {
+        let client = Client { door: Door::Tcp, addr: peer.ip() };
+        connection(stream, client, limits, handler.clone(), inflight.clone())
     }));
     Ok(bound)
 }
@@ -74,12 +75,12 @@ pub(crate) fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Door
 /// are closed at once), and runs `serve` on each in its own task.
 pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, max_connections: usize, door: &'static str, serve: F)
 where
-    F: Fn(TcpStream) -> Fut,
+    F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let connections = Arc::new(Semaphore::new(max_connections));
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 tracing::debug!(door, error = %e, "accept error");
@@ -92,7 +93,7 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let work = serve(stream);
+        let work = serve(stream, peer);
         tokio::spawn(async move {
             work.await;
             drop(permit);
@@ -104,7 +105,7 @@ where
 /// TCP, or TLS over TCP.
 pub(crate) async fn connection<S>(
     stream: S,
-    framing: Framing,
+    client: Client,
     limits: TcpLimits,
     handler: Arc<dyn Handler>,
     inflight: InFlight,
@@ -142,7 +143,7 @@ pub(crate) async fn connection<S>(
             _ => break,
         }
         let Ok(permit) = slots.clone().acquire_owned().await else { break };
-        match handler.try_fast(&query, framing, &mut out) {
+        match handler.try_fast(&query, client, &mut out) {
             Fast::Answered(len) => {
                 if tx.send(frame(&out[..len])).await.is_err() {
                     break;
@@ -154,7 +155,7 @@ pub(crate) async fn connection<S>(
                 let (tx, handler, guard) = (tx.clone(), handler.clone(), inflight.enter());
                 tokio::spawn(async move {
                     let mut out = Vec::with_capacity(1232);
-                    if let Some(len) = handler.answer(&query, framing, &mut out).await {
+                    if let Some(len) = handler.answer(&query, client, &mut out).await {
                         let _ = tx.send(frame(&out[..len])).await;
                     }
                     drop((permit, guard));

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tcp::{accept_each, connection, listen};
-use crate::{DoorError, Framing, Handler, InFlight, TcpLimits};
+use crate::{Client, Door, DoorError, Handler, InFlight, TcpLimits};
 
 /// A certified key from PEM certificate chain and private key.
 fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, DoorError> {
@@ -118,11 +118,12 @@ pub async fn serve_dot(
 ) -> Result<SocketAddr, DoorError> {
     let (listener, bound) = listen(addr)?;
     let acceptor = TlsAcceptor::from(tls);
-    tasks.spawn(accept_each(listener, limits.max_connections, "dot", move |stream| {
+    tasks.spawn(accept_each(listener, limits.max_connections, "dot", move |stream, peer| {
         let (acceptor, handler, inflight) = (acceptor.clone(), handler.clone(), inflight.clone());
+        let client = Client { door: Door::Dot, addr: peer.ip() };
         async move {
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => connection(tls, Framing::EncryptedStream, limits, handler, inflight).await,
+                Ok(Ok(tls)) => connection(tls, client, limits, handler, inflight).await,
                 Ok(Err(e)) => tracing::debug!(error = %e, "dot handshake failed"),
                 Err(_) => tracing::debug!("dot handshake timed out"),
             }

@@ -9,7 +9,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::{DoorError, Fast, Framing, Handler, InFlight};
+use crate::{Client, Door, DoorError, Fast, Handler, InFlight};
 
 /// Most slow-path queries in flight per socket; beyond it queries are
 /// dropped (the client retries) rather than queued without bound.
@@ -63,7 +63,8 @@ async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight
             }
         };
         let query = &buf[..n];
-        match handler.try_fast(query, Framing::Datagram, &mut out) {
+        let client = Client { door: Door::Udp, addr: peer.ip() };
+        match handler.try_fast(query, client, &mut out) {
             Fast::Answered(len) => {
                 let _ = sock.send_to(&out[..len], peer).await;
             }
@@ -77,7 +78,7 @@ async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight
                 let (sock, handler, guard) = (sock.clone(), handler.clone(), inflight.enter());
                 tokio::spawn(async move {
                     let mut out = Vec::with_capacity(1232);
-                    if let Some(len) = handler.answer(&query, Framing::Datagram, &mut out).await {
+                    if let Some(len) = handler.answer(&query, client, &mut out).await {
                         let _ = sock.send_to(&out[..len], peer).await;
                     }
                     drop((permit, guard));

@@ -43,6 +43,74 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// The web listener (health, transparency log).
     pub web: WebConfig,
+    /// What is kept about queries: logs, sample, exports, metrics.
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Directory of the query log, the sample and the research export;
+    /// unset: nothing about queries is written to disk.
+    pub data_dir: Option<PathBuf>,
+    /// Keep the operator query log (off by default).
+    pub query_log: bool,
+    /// Client addresses in the query log: `truncate` (/24, /56) or `drop`.
+    pub query_log_client: String,
+    /// Hours the query log is kept.
+    pub query_log_retention_h: u64,
+    /// Fraction of queries kept with full addresses for troubleshooting
+    /// (0.0005 = 0.05 %; 0 turns it off).
+    pub sample_rate: f64,
+    /// Hours the sample is kept.
+    pub sample_retention_h: u64,
+    /// Seconds between purges.
+    pub purge_interval_s: u64,
+    /// Send EDNS Client Subnet upstream (RFC 7871). Off; see the README.
+    pub ecs: bool,
+    /// Authorities that would receive ECS when it is on.
+    pub ecs_allow: Vec<String>,
+    /// Write the per-day research export (name counts, k-anonymous).
+    pub research_export: bool,
+    /// Distinct client networks a name needs to appear in the export.
+    pub research_k: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            data_dir: None,
+            query_log: false,
+            query_log_client: "truncate".into(),
+            query_log_retention_h: 25,
+            sample_rate: 0.0005,
+            sample_retention_h: 25,
+            purge_interval_s: 600,
+            ecs: false,
+            ecs_allow: Vec::new(),
+            research_export: false,
+            research_k: 20,
+        }
+    }
+}
+
+impl TelemetryConfig {
+    /// The commitments this configuration makes (what is actually on:
+    /// without a data directory nothing reaches disk).
+    pub fn commitments(&self) -> telemetry::Commitments {
+        let disk = self.data_dir.is_some();
+        telemetry::Commitments {
+            query_log: disk && self.query_log,
+            query_log_client: self.query_log_client.clone(),
+            query_log_retention_h: self.query_log_retention_h,
+            sample_rate: if disk { self.sample_rate } else { 0.0 },
+            sample_retention_h: self.sample_retention_h,
+            ecs: self.ecs,
+            research_export: disk && self.research_export,
+            research_k: self.research_k,
+        }
+    }
 }
 
 /// Default web listener (metrics, health, transparency log).
@@ -321,6 +389,7 @@ impl Default for Config {
             stub_zones: Vec::new(),
             policy: PolicyConfig::default(),
             web: WebConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -406,6 +475,9 @@ impl Config {
         if let Some(f) = config.policy.state_file.as_mut().filter(|f| f.is_relative()) {
             *f = dir.join(&*f);
         }
+        if let Some(f) = config.telemetry.data_dir.as_mut().filter(|f| f.is_relative()) {
+            *f = dir.join(&*f);
+        }
         Ok(config)
     }
 
@@ -449,6 +521,16 @@ impl Config {
         }
         self.local_records()?;
         self.policy()?;
+        let t = &self.telemetry;
+        if t.query_log_client != "truncate" && t.query_log_client != "drop" {
+            bail!(
+                "telemetry.query_log_client = {:?}: use \"truncate\" or \"drop\" (full addresses are never logged)",
+                t.query_log_client
+            );
+        }
+        if !(0.0..=1.0).contains(&t.sample_rate) {
+            bail!("telemetry.sample_rate = {} is not a fraction between 0 and 1", t.sample_rate);
+        }
         for p in &self.policy.profiles {
             if let Some(path) = p.doh_paths.iter().find(|x| !x.starts_with('/')) {
                 bail!("policy.profile {:?}: DoH path {path:?} must start with '/'", p.name);

@@ -138,6 +138,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     config.server.tls_certificate = Some(cert_path.clone());
     config.server.tls_private_key = Some(key_path);
     add_demo_policy(&mut config, &dir.join("lists"), opts.profiles_port)?;
+    // The troubleshooting sample (0.05 %) and the store files live with
+    // the demo's other files and go when it ends.
+    config.telemetry.data_dir = Some(dir.join("data"));
     config.web.listen = Some(opts.web_listen);
     if !opts.dot_listen.is_empty() {
         config.server.dot_listen = opts.dot_listen;
@@ -175,7 +178,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         }
     }
     if let Some(w) = running.web {
-        println!("  web: http://{w}/  (transparency log http://{w}/transparency)");
+        println!("  web: http://{w}/  (transparency log http://{w}/transparency, privacy http://{w}/privacy, metrics http://{w}/metrics)");
     }
     println!();
     println!("Try:");

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod ddr;
 mod demo;
+mod observe;
 mod root_hints;
 mod run;
 mod web;
@@ -59,6 +60,22 @@ enum Command {
         /// Exit after this many seconds instead of waiting for Ctrl-C.
         #[arg(long)]
         exit_after: Option<u64>,
+    },
+    /// Check a data directory and a config against the published privacy
+    /// commitments; exits non-zero, naming each one broken.
+    Audit {
+        /// The data directory (`telemetry.data_dir`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print the privacy commitments and the data inventory (PRIVACY.md).
+    Privacy {
+        /// The config file (default: built-in defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
     /// Load the filter sources of a config and report their size, load
     /// time and memory, or the first bad line of each broken one.
@@ -169,6 +186,19 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Command::Audit { data_dir, config } => {
+            let mut config = config::Config::load(&config)?;
+            config.telemetry.data_dir = Some(data_dir.clone());
+            audit(&data_dir, &config)
+        }
+        Command::Privacy { config } => {
+            let c = match config {
+                Some(p) => config::Config::load(&p)?,
+                None => config::Config::default(),
+            };
+            print!("{}", telemetry::markdown(&c.telemetry.commitments()));
+            Ok(())
+        }
         Command::Lists { config } => {
             let config = config::Config::load(&config)?;
             lists(&config)
@@ -182,6 +212,35 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `onedot audit`: the inventory, then every check; fails on any broken
+/// commitment.
+fn audit(data_dir: &std::path::Path, config: &config::Config) -> anyhow::Result<()> {
+    println!("Data onedot keeps (the inventory):");
+    for i in telemetry::INVENTORY {
+        println!("  {:<26} {:<40} {}", i.id, i.location, i.lifetime);
+    }
+    println!();
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let findings = telemetry::audit(data_dir, &config.telemetry.commitments(), now_ms);
+    let mut broken = Vec::new();
+    for f in &findings {
+        let tag = match f.outcome {
+            telemetry::Outcome::Pass => "PASS",
+            telemetry::Outcome::Fail => "FAIL",
+            telemetry::Outcome::Note => "NOTE",
+        };
+        println!("{tag}  {}: {}", f.check, f.detail);
+        if f.outcome == telemetry::Outcome::Fail {
+            broken.push(f.check);
+        }
+    }
+    if !broken.is_empty() {
+        anyhow::bail!("{} commitment(s) broken: {}", broken.len(), broken.join("; "));
+    }
+    println!("\nAll commitments hold.");
+    Ok(())
 }
 
 /// `onedot lists`: loads each source on its own and reports it.

@@ -5,15 +5,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use doors::{BoxFuture, Fast, Framing, Handler, InFlight, TcpLimits};
+use doors::{BoxFuture, Client, Fast, Framing, Handler, InFlight, TcpLimits};
 use recursor::{FastPath, NetTransport, Recursor, Service, SystemClock, TransportKind};
+
+use crate::observe::Observer;
 use tokio::task::JoinSet;
 
 use crate::config::Config;
 
 /// The pipeline as the doors see it: the service under one filtering
-/// profile.
-struct Pipeline(Arc<Service>, u8);
+/// profile, and what telemetry is told of each answer.
+struct Pipeline {
+    service: Arc<Service>,
+    profile: u8,
+    observer: Arc<Observer>,
+}
+
+/// The recursor's transport, timed for the upstream latency histogram.
+struct TimedTransport {
+    inner: NetTransport,
+    observer: Arc<Observer>,
+}
+
+impl recursor::Transport for TimedTransport {
+    fn query(&self, q: recursor::UpstreamQuery) -> BoxFuture<'_, Result<proto::Message, recursor::TransportError>> {
+        Box::pin(async move {
+            let start = std::time::Instant::now();
+            let r = self.inner.query(q).await;
+            self.observer.metrics.upstream(start.elapsed().as_micros() as u64);
+            r
+        })
+    }
+}
 
 fn kind(f: Framing) -> TransportKind {
     match f {
@@ -24,20 +47,24 @@ fn kind(f: Framing) -> TransportKind {
 }
 
 impl Handler for Pipeline {
-    fn try_fast(&self, query: &[u8], framing: Framing, out: &mut Vec<u8>) -> Fast {
-        match self.0.try_fast_in(query, kind(framing), self.1, out) {
-            FastPath::Answered(n) => Fast::Answered(n),
+    fn try_fast(&self, query: &[u8], client: Client, out: &mut Vec<u8>) -> Fast {
+        match self.service.try_fast_in(query, kind(client.door.framing()), self.profile, out) {
+            FastPath::Answered(n) => {
+                self.observer.observe(client, self.profile, query, &out[..n], true);
+                Fast::Answered(n)
+            }
             FastPath::Miss => Fast::Miss,
             FastPath::Drop => Fast::Drop,
         }
     }
 
-    fn answer<'a>(&'a self, query: &'a [u8], framing: Framing, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
+    fn answer<'a>(&'a self, query: &'a [u8], client: Client, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
+        let framing = client.door.framing();
         Box::pin(async move {
             // A panic while answering one query is contained to that query:
             // it is counted in the log and answered with nothing (the client
             // retries), never taking the process down.
-            let (svc, profile) = (self.0.clone(), self.1);
+            let (svc, profile) = (self.service.clone(), self.profile);
             let q = query.to_vec();
             let task = tokio::spawn(async move {
                 let mut buf = Vec::with_capacity(1232);
@@ -49,6 +76,7 @@ impl Handler for Pipeline {
             });
             match task.await {
                 Ok(Some(bytes)) => {
+                    self.observer.observe(client, profile, query, &bytes, false);
                     out.clear();
                     out.extend_from_slice(&bytes);
                     Some(bytes.len())
@@ -88,6 +116,7 @@ pub struct Running {
     pub web: Option<SocketAddr>,
     policy: Arc<policy::Policy>,
     policy_state: Option<std::path::PathBuf>,
+    observer: Arc<Observer>,
     tasks: JoinSet<()>,
     inflight: InFlight,
 }
@@ -98,6 +127,7 @@ impl Running {
         self.tasks.abort_all();
         self.inflight.drain(grace).await;
         save_policy_state(&self.policy, self.policy_state.as_deref());
+        self.observer.close();
     }
 }
 
@@ -220,11 +250,17 @@ pub fn workers(config: &Config) -> usize {
 /// Starts the service and its doors. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let rc = config.recursor()?;
-    let transport = NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 };
+    let policy = Arc::new(config.policy()?);
+    let mut tasks = JoinSet::new();
+    let observer = Arc::new(Observer::start(&config.telemetry, policy.profile_names()).context("telemetry")?);
+    observer.spawn_ticker(&mut tasks);
+    let transport = TimedTransport {
+        inner: NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 },
+        observer: observer.clone(),
+    };
     let clock = Arc::new(SystemClock);
     let anchors = rc.validation.as_ref().map(|v| v.trust_anchors.clone());
     let recursor = Recursor::new(rc, Arc::new(transport), clock.clone());
-    let policy = Arc::new(config.policy()?);
     let loaded = std::time::Instant::now();
     if let Some(path) = &config.policy.state_file {
         restore_policy_state(&policy, path);
@@ -242,11 +278,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let service =
         Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()).with_policy(policy.clone()));
     let handler_for = |profile: &str| -> Arc<dyn Handler> {
-        Arc::new(Pipeline(service.clone(), policy.profile_id(profile).unwrap_or(0)))
+        Arc::new(Pipeline {
+            service: service.clone(),
+            profile: policy.profile_id(profile).unwrap_or(0),
+            observer: observer.clone(),
+        })
     };
     let handler = handler_for(&config.policy.default_profile);
     let inflight = InFlight::default();
-    let mut tasks = JoinSet::new();
     let limits = TcpLimits {
         idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
         max_connections: config.server.tcp_max_connections,
@@ -314,7 +353,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     );
     let web = match config.web.listen {
         Some(addr) => {
-            let state = Arc::new(crate::web::WebState { policy: policy.clone() });
+            let state = Arc::new(crate::web::WebState {
+                policy: policy.clone(),
+                observer: observer.clone(),
+                service: service.clone(),
+                commitments: config.telemetry.commitments(),
+            });
             let bound = crate::web::serve(addr, state, &mut tasks).await?;
             tracing::info!(web = %bound, "listening");
             Some(bound)
@@ -380,7 +424,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         service.add_local_records(crate::ddr::records(&target, &dot, &doh, path));
     }
     let policy_state = config.policy.state_file.clone();
-    Ok(Running { bound, dot, doh, profiles, web, policy, policy_state, tasks, inflight })
+    Ok(Running { bound, dot, doh, profiles, web, policy, policy_state, observer, tasks, inflight })
 }
 
 /// Waits for SIGINT or SIGTERM.

@@ -1,6 +1,7 @@
-//! The web listener (127.0.0.1:8080 by default): health and the filtering
-//! transparency log, as a page and as JSON. Plain HTTP/1.1; it is meant
-//! for loopback or an operator network, behind a proxy if public.
+//! The web listener (127.0.0.1:8080 by default): health, Prometheus
+//! metrics, the privacy commitments and the filtering transparency log,
+//! as pages and as JSON. Plain HTTP/1.1; it is meant for loopback or an
+//! operator network, behind a proxy if public.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -18,6 +19,12 @@ use tokio::task::JoinSet;
 pub struct WebState {
     /// The filtering policy.
     pub policy: Arc<policy::Policy>,
+    /// Telemetry (metrics).
+    pub observer: Arc<crate::observe::Observer>,
+    /// The answer service (validation counts).
+    pub service: Arc<recursor::Service>,
+    /// The privacy commitments of the running config.
+    pub commitments: telemetry::Commitments,
 }
 
 /// Connections served at once; more wait in the accept queue.
@@ -68,6 +75,19 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
     }
     match req.uri().path() {
         "/health" => reply(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        "/metrics" => {
+            let m = &state.observer.metrics;
+            m.set_validation(state.service.validation_counts());
+            reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", m.render())
+        }
+        "/privacy.json" => {
+            let body = serde_json::json!({
+                "commitments": state.commitments,
+                "inventory": telemetry::INVENTORY,
+            });
+            reply(StatusCode::OK, "application/json", serde_json::to_vec_pretty(&body).unwrap_or_default())
+        }
+        "/privacy" => reply(StatusCode::OK, "text/html; charset=utf-8", privacy_page(&state.commitments)),
         "/transparency.json" | "/api/transparency" => {
             let report = state.policy.transparency(now());
             match serde_json::to_vec_pretty(&report) {
@@ -82,10 +102,71 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
             StatusCode::OK,
             "text/html; charset=utf-8",
             "<!doctype html><title>onedot</title><h1>onedot</h1><ul><li><a href=\"/transparency\">transparency log</a> \
-             (<a href=\"/transparency.json\">JSON</a>)</li><li><a href=\"/health\">health</a></li></ul>\n",
+             (<a href=\"/transparency.json\">JSON</a>)</li><li><a href=\"/privacy\">privacy</a> \
+             (<a href=\"/privacy.json\">JSON</a>)</li><li><a href=\"/metrics\">metrics</a></li>\
+             <li><a href=\"/health\">health</a></li></ul>\n",
         ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
     }
+}
+
+/// The privacy commitments and inventory as a page: PRIVACY.md's text,
+/// with the Markdown table turned into HTML.
+fn privacy_page(c: &telemetry::Commitments) -> String {
+    let md = telemetry::markdown(c);
+    let mut h = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>onedot privacy</title>\
+         <style>body{font-family:sans-serif;max-width:60em;margin:auto}td,th{border:1px solid #ccc;padding:.2em .5em}\
+         table{border-collapse:collapse}</style></head><body>",
+    );
+    let mut in_list = false;
+    let mut in_table = false;
+    for line in md.lines() {
+        if let Some(item) = line.strip_prefix("- ") {
+            if !in_list {
+                h.push_str("<ul>");
+                in_list = true;
+            }
+            h.push_str(&format!("<li>{}</li>", esc(item).replace('`', "")));
+            continue;
+        }
+        if in_list {
+            h.push_str("</ul>");
+            in_list = false;
+        }
+        if line.starts_with('|') {
+            if line.starts_with("|---") {
+                continue;
+            }
+            let cells: Vec<String> =
+                line.trim_matches('|').split(" | ").map(|c| esc(c.trim()).replace('`', "")).collect();
+            if !in_table {
+                h.push_str("<table><tr>");
+                h.extend(cells.iter().map(|c| format!("<th>{c}</th>")));
+                h.push_str("</tr>");
+                in_table = true;
+            } else {
+                h.push_str("<tr>");
+                h.extend(cells.iter().map(|c| format!("<td>{c}</td>")));
+                h.push_str("</tr>");
+            }
+            continue;
+        }
+        if in_table {
+            h.push_str("</table>");
+            in_table = false;
+        }
+        if let Some(t) = line.strip_prefix("## ") {
+            h.push_str(&format!("<h2>{}</h2>", esc(t)));
+        } else if let Some(t) = line.strip_prefix("# ") {
+            h.push_str(&format!("<h1>{}</h1>", esc(t)));
+        }
+    }
+    if in_table {
+        h.push_str("</table>");
+    }
+    h.push_str("<p><a href=\"/privacy.json\">JSON</a></p></body></html>\n");
+    h
 }
 
 /// Escapes text for HTML.

@@ -67,6 +67,8 @@ pub struct Service {
     local: arc_swap::ArcSwap<LocalData>,
     /// Filtering profiles; profile 0 is the default.
     policy: Arc<policy::Policy>,
+    /// Resolutions by DNSSEC outcome: secure, insecure, bogus.
+    validation: [std::sync::atomic::AtomicU64; 3],
     clock: Arc<dyn Clock>,
 }
 
@@ -81,7 +83,15 @@ impl Service {
     pub fn new(recursor: Recursor, config: ServiceConfig, clock: Arc<dyn Clock>) -> Service {
         let answers = AnswerCache::new(config.answer_cache_bytes, config.ttl);
         let local = arc_swap::ArcSwap::from_pointee(config.local.clone());
-        Service { recursor, answers, config, local, policy: Arc::new(policy::Policy::unfiltered()), clock }
+        Service {
+            recursor,
+            answers,
+            config,
+            local,
+            policy: Arc::new(policy::Policy::unfiltered()),
+            validation: Default::default(),
+            clock,
+        }
     }
 
     /// Filters through `policy` (by default, one profile without rules).
@@ -93,6 +103,21 @@ impl Service {
     /// The filtering policy.
     pub fn policy(&self) -> &Arc<policy::Policy> {
         &self.policy
+    }
+
+    /// Resolutions so far by DNSSEC outcome: secure, insecure (or not
+    /// validated), bogus.
+    pub fn validation_counts(&self) -> [u64; 3] {
+        self.validation.each_ref().map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    fn count_validation(&self, security: &crate::Security) {
+        let i = match security {
+            crate::Security::Secure => 0,
+            crate::Security::Bogus(_) => 2,
+            _ => 1,
+        };
+        self.validation[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The recursor.
@@ -220,7 +245,11 @@ impl Service {
             let ede = Ede::new(proto::ede::code::NOT_AUTHORITATIVE, "recursion not desired and not cached");
             return Some(self.error(&view, kind, Rcode::Refused, Some(ede), out));
         }
-        match self.recursor.resolve(&qname, view.qtype).await {
+        let resolved = self.recursor.resolve(&qname, view.qtype).await;
+        if let Ok(res) = &resolved {
+            self.count_validation(&res.security);
+        }
+        match resolved {
             Ok(crate::Resolution { security: crate::Security::Bogus(b), .. }) if !view.checking_disabled() => {
                 tracing::debug!(qtype = view.qtype, reason = %b, "bogus");
                 Some(self.error(&view, kind, Rcode::ServFail, Some(Ede::new(b.ede_code(), b.to_string())), out))

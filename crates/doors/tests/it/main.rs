@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use doors::{BoxFuture, Fast, Framing, Handler, InFlight, TcpLimits};
+use doors::{BoxFuture, Client, Door, Fast, Handler, InFlight, TcpLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
@@ -14,17 +14,19 @@ use tokio::task::JoinSet;
 struct Echo;
 
 impl Handler for Echo {
-    fn try_fast(&self, query: &[u8], _: Framing, out: &mut Vec<u8>) -> Fast {
+    fn try_fast(&self, query: &[u8], client: Client, out: &mut Vec<u8>) -> Fast {
         if query.len() < 12 || query[1] & 1 == 1 {
             return Fast::Miss;
         }
+        // The doors say where the query came from.
+        assert!(client.addr.is_loopback() && client.door != Door::Doh);
         out.clear();
         out.extend_from_slice(query);
         out[2] |= 0x80;
         Fast::Answered(out.len())
     }
 
-    fn answer<'a>(&'a self, query: &'a [u8], _: Framing, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
+    fn answer<'a>(&'a self, query: &'a [u8], _: Client, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
             out.clear();

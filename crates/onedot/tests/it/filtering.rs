@@ -14,16 +14,16 @@ use proto::{Message, Name, flags, rtype};
 
 use crate::onedot;
 
-/// A lab and a `serve` with a filtering config, both stopped on drop.
-struct Fixture {
+/// A lab and a `serve` with extra config, both stopped on drop.
+pub(crate) struct Fixture {
     lab: Child,
-    serve: Child,
-    dir: PathBuf,
+    pub(crate) serve: Child,
+    pub(crate) dir: PathBuf,
     /// Profile name → its first UDP listener (the default profile is
     /// `unfiltered`).
     doors: HashMap<String, SocketAddr>,
-    web: SocketAddr,
-    log: Arc<Mutex<String>>,
+    pub(crate) web: SocketAddr,
+    pub(crate) log: Arc<Mutex<String>>,
 }
 
 impl Drop for Fixture {
@@ -36,7 +36,7 @@ impl Drop for Fixture {
     }
 }
 
-fn unique_dir(tag: &str) -> PathBuf {
+pub(crate) fn unique_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("onedot-filter-{tag}-{}-{nanos}", std::process::id()))
 }
@@ -44,7 +44,7 @@ fn unique_dir(tag: &str) -> PathBuf {
 impl Fixture {
     /// Writes `files` into a fresh directory and serves `policy` (TOML for
     /// the `[policy]` tables; paths relative to that directory).
-    fn start(tag: &str, files: &[(&str, &str)], policy: &str) -> Fixture {
+    pub(crate) fn start(tag: &str, files: &[(&str, &str)], policy: &str) -> Fixture {
         let dir = unique_dir(tag);
         std::fs::create_dir_all(&dir).expect("dir");
         for (name, text) in files {
@@ -93,7 +93,7 @@ impl Fixture {
         Fixture { lab, serve, dir, doors, web, log }
     }
 
-    fn door(&self, profile: &str) -> SocketAddr {
+    pub(crate) fn door(&self, profile: &str) -> SocketAddr {
         *self.doors.get(profile).unwrap_or_else(|| panic!("no door for {profile}: {:?}", self.doors))
     }
 
@@ -105,13 +105,25 @@ impl Fixture {
         std::fs::write(self.dir.join(file), text).expect("list file");
     }
 
-    fn get(&self, path: &str) -> String {
+    pub(crate) fn get(&self, path: &str) -> String {
         let mut s = TcpStream::connect(self.web).expect("web connects");
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
         write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         out
+    }
+
+    /// Stops `serve` with SIGTERM (a graceful shutdown) and waits for it.
+    pub(crate) fn stop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.serve.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.serve.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until `cond` holds for the answer (reloads are asynchronous).
@@ -130,7 +142,7 @@ impl Fixture {
 }
 
 /// One query over UDP (or TCP), with EDNS so EDEs come back.
-fn ask(server: SocketAddr, name: &str, qtype: u16, tcp: bool) -> Option<Message> {
+pub(crate) fn ask(server: SocketAddr, name: &str, qtype: u16, tcp: bool) -> Option<Message> {
     let mut q = Vec::new();
     let id = (std::process::id() as u16).wrapping_add(qtype);
     let qname = Name::from_ascii(name).expect("name");

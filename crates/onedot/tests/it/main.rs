@@ -4,6 +4,7 @@ mod cli;
 mod demo;
 mod filtering;
 mod peers;
+mod privacy;
 mod tidy;
 
 use std::path::{Path, PathBuf};

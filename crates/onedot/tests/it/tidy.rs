@@ -35,3 +35,21 @@ fn lab_servers_are_loopback_only() {
         assert!(addr.is_loopback(), "lab server {addr} is not on loopback");
     }
 }
+
+/// PRIVACY.md is generated from the inventory in the code and the example
+/// config; it never drifts from them.
+#[test]
+fn privacy_md_is_generated_from_the_inventory() {
+    let out = std::process::Command::new(crate::onedot())
+        .args(["privacy", "--config"])
+        .arg(repo().join("examples/onedot.toml"))
+        .output()
+        .expect("runs");
+    assert!(out.status.success());
+    let generated = String::from_utf8_lossy(&out.stdout);
+    let committed = std::fs::read_to_string(repo().join("PRIVACY.md")).expect("PRIVACY.md");
+    assert!(
+        committed == generated,
+        "PRIVACY.md is stale: run `cargo run -p onedot -- privacy --config examples/onedot.toml > PRIVACY.md`"
+    );
+}

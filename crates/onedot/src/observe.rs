@@ -1,0 +1,172 @@
+//! What the pipeline tells telemetry about each answered query: metrics
+//! always, and, when the operator turned them on, a query-log line (client
+//! network truncated or dropped here, before anything is queued), a
+//! sampled exchange, and a research count.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use doors::{Client, Door};
+use telemetry::{LogRecord, Metrics, Record, Research, SampleRecord, Writer, truncate};
+use tokio::task::JoinSet;
+
+use crate::config::TelemetryConfig;
+
+/// The telemetry side of the pipeline.
+pub struct Observer {
+    /// Counters for /metrics.
+    pub metrics: Metrics,
+    profiles: Vec<String>,
+    writer: Option<Writer>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    log: bool,
+    drop_client: bool,
+    sample_rate: f64,
+    research: Option<(Research, PathBuf)>,
+}
+
+fn door_index(d: Door) -> usize {
+    Door::ALL.iter().position(|x| *x == d).unwrap_or(0)
+}
+
+fn now() -> Duration {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default()
+}
+
+impl Observer {
+    /// Sets up telemetry as configured: the stores (purged once now) and
+    /// the research aggregate, with a task that closes research days.
+    pub fn start(config: &TelemetryConfig, profiles: Vec<String>) -> anyhow::Result<Observer> {
+        let metrics = Metrics::new(profiles.clone());
+        let c = config.commitments();
+        let mut writer = None;
+        let mut thread = None;
+        let mut research = None;
+        if let Some(dir) = &config.data_dir {
+            if c.query_log || c.sample_rate > 0.0 {
+                let (w, t) = telemetry::store::start(telemetry::StoreConfig {
+                    data_dir: dir.clone(),
+                    query_log: c.query_log,
+                    query_log_retention: Duration::from_secs(config.query_log_retention_h * 3600),
+                    sample: c.sample_rate > 0.0,
+                    sample_retention: Duration::from_secs(config.sample_retention_h * 3600),
+                    purge_interval: Duration::from_secs(config.purge_interval_s.max(1)),
+                })?;
+                writer = Some(w);
+                thread = Some(t);
+            }
+            if c.research_export {
+                research = Some((Research::new(config.research_k, now().as_secs()), dir.join("research")));
+            }
+        }
+        if config.ecs {
+            tracing::warn!(
+                "telemetry.ecs is on, but this onedot never sends EDNS Client Subnet; `onedot audit` reports the setting"
+            );
+        }
+        Ok(Observer {
+            metrics,
+            profiles,
+            writer,
+            thread: std::sync::Mutex::new(thread),
+            log: c.query_log,
+            drop_client: config.query_log_client == "drop",
+            sample_rate: c.sample_rate,
+            research,
+        })
+    }
+
+    /// Closes finished research days every minute (call once, with the
+    /// shared observer).
+    pub fn spawn_ticker(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+        if self.research.is_none() {
+            return;
+        }
+        let me = self.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                if let Some((r, dir)) = &me.research
+                    && let Some(export) = r.tick(now().as_secs())
+                {
+                    let dir = dir.clone();
+                    let _ = tokio::task::spawn_blocking(move || write_export(&dir, &export)).await;
+                }
+            }
+        });
+    }
+
+    /// At shutdown: writes what the stores have queued, waits for the
+    /// writer, and writes the research export of the day so far.
+    pub fn close(&self) {
+        if let Some(w) = &self.writer {
+            w.stop();
+        }
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+        if let Some((r, dir)) = &self.research {
+            write_export(dir, &r.snapshot());
+        }
+    }
+
+    /// Records one answered query. `cached` says it came from the fast
+    /// path.
+    pub fn observe(&self, client: Client, profile: u8, query: &[u8], response: &[u8], cached: bool) {
+        let rcode = response.get(3).map_or(0, |b| b & 0x0f);
+        let question = telemetry::wire::question(response).or_else(|| telemetry::wire::question(query));
+        let qtype = question.map_or(0, |q| q.1);
+        self.metrics.query(door_index(client.door), profile, qtype, rcode, cached);
+        // EDEs are counted on the slow path, where they are decided (cached
+        // blocked answers count in the transparency log).
+        let ede = if cached { None } else { telemetry::wire::first_ede(response) };
+        if let Some(code) = ede {
+            self.metrics.ede(code);
+        }
+        let Some((qname, _)) = question else { return };
+        if let Some(w) = &self.writer {
+            let ts_ms = now().as_millis() as u64;
+            if self.log {
+                let rec = LogRecord {
+                    ts_ms,
+                    client: if self.drop_client { None } else { Some(truncate(client.addr)) },
+                    door: client.door.as_str(),
+                    profile: self.profiles.get(profile as usize).cloned().unwrap_or_default(),
+                    qname: proto::Name::from_wire(qname).map(|n| n.to_string()).unwrap_or_default(),
+                    qtype,
+                    rcode,
+                    ede: if cached { telemetry::wire::first_ede(response) } else { ede },
+                };
+                if !w.send(Record::Log(rec)) {
+                    self.metrics.dropped_record();
+                }
+            }
+            if telemetry::sampled(self.sample_rate) {
+                let rec = SampleRecord {
+                    ts_ms,
+                    client: client.addr,
+                    door: client.door.as_str(),
+                    query: query.to_vec(),
+                    response: response.to_vec(),
+                };
+                if !w.send(Record::Sample(rec)) {
+                    self.metrics.dropped_record();
+                }
+            }
+        }
+        if let Some((r, dir)) = &self.research
+            && let Some(export) = r.record(now().as_secs(), qname, client.addr)
+        {
+            let dir = dir.clone();
+            std::thread::spawn(move || write_export(&dir, &export));
+        }
+    }
+}
+
+fn write_export(dir: &std::path::Path, export: &telemetry::research::DayExport) {
+    match telemetry::research::write(dir, export) {
+        Ok((csv, _)) => tracing::info!(file = %csv.display(), names = export.rows.len(), "research export written"),
+        Err(e) => tracing::error!(dir = %dir.display(), error = %e, "research export not written"),
+    }
+}
