@@ -178,7 +178,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         }
     }
     if let Some(w) = running.web {
-        println!("  web: http://{w}/  (transparency log http://{w}/transparency, privacy http://{w}/privacy, metrics http://{w}/metrics)");
+        println!(
+            "  web: http://{w}/  (transparency log http://{w}/transparency, privacy http://{w}/privacy, metrics http://{w}/metrics)"
+        );
     }
     println!();
     println!("Try:");
