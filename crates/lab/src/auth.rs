@@ -63,6 +63,34 @@ pub fn answer(lab: &LabData, server: IpAddr, query: &[u8], udp: bool) -> Reply {
             out.extend_from_slice(&raw_qname);
             out.extend_from_slice(&[0xc0, 0xff, 0x3f, 0x00, 0x01, 0xff]);
         }
+        Behaviour::EchoEcs if q.qtype == rtype::TXT => {
+            // Says which client subnet the query carried: how tests see
+            // what a resolver sends upstream.
+            let ecs = msg.edns.as_ref().and_then(|e| e.options.iter().find(|(c, _)| *c == proto::wire::OPT_ECS));
+            let parsed = ecs.and_then(|(_, d)| proto::build::parse_ecs(d));
+            let text = match parsed {
+                Some((addr, source, _)) => format!("ecs {addr}/{source}"),
+                None => "no ecs".to_string(),
+            };
+            let mut w = MessageWriter::new(&mut out, msg.id, base_flags | flags::AA);
+            w.question(&raw_qname, q.qtype, q.qclass);
+            let mut rdata = vec![text.len() as u8];
+            rdata.extend_from_slice(text.as_bytes());
+            w.raw_record(Section::Answer, &raw_qname, rtype::TXT, 1, 300, &rdata);
+            match (edns, ecs) {
+                (Some(d), Some((_, data))) => {
+                    // Echo with the scope equal to the source prefix.
+                    let mut echo = data.to_vec();
+                    if echo.len() > 3 {
+                        echo[3] = echo[2];
+                    }
+                    w.opt_with(1232, d, &[(proto::wire::OPT_ECS, &echo)]);
+                }
+                (Some(d), None) => w.opt(1232, d, 0, &[]),
+                _ => {}
+            }
+            w.finish();
+        }
         Behaviour::Lame => {
             let mut w = MessageWriter::new(&mut out, msg.id, base_flags);
             w.question(&raw_qname, q.qtype, q.qclass);

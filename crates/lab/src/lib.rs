@@ -90,6 +90,9 @@ pub enum Behaviour {
     FormErrEdns,
     /// TC on every UDP reply.
     TcAlways,
+    /// Answers every TXT query with the EDNS Client Subnet it carried
+    /// (`ecs 192.0.2.0/24` or `no ecs`), echoing the option (RFC 7871).
+    EchoEcs,
 }
 
 impl Behaviour {
@@ -108,6 +111,7 @@ impl Behaviour {
             Behaviour::Poison => "poison",
             Behaviour::FormErrEdns => "formerr-edns",
             Behaviour::TcAlways => "tc-always",
+            Behaviour::EchoEcs => "echo-ecs",
         }
     }
 }
@@ -231,6 +235,7 @@ impl LabData {
                 ("poison", _) => Behaviour::Poison,
                 ("formerr-edns", _) => Behaviour::FormErrEdns,
                 ("tc-always", _) => Behaviour::TcAlways,
+                ("echo-ecs", _) => Behaviour::EchoEcs,
                 (other, _) => {
                     return Err(LabError::Behaviours(format!("unknown behaviour {other:?} (slow needs delay_ms)")));
                 }

@@ -180,6 +180,8 @@ FAULTY = [
     ("poison", 10, "poison", {}, "adds out-of-bailiwick records"),
     ("formerr", 11, "formerr-edns", {}, "FORMERR to queries with EDNS"),
     ("tcalways", 12, "tc-always", {}, "TC on every UDP reply"),
+    ("ecs", 13, "echo-ecs", {}, "TXT answers say which client subnet (ECS) the query carried"),
+    ("noecs", 14, "echo-ecs", {}, "the same, for a zone not on an ECS allow list"),
 ]
 # questions must not touch these zones (answers depend on timing / misbehaviour)
 EXCLUDED_ZONES = {f[0] + ".test." for f in FAULTY if f[0] not in ("formerr", "tcalways")}

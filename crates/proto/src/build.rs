@@ -168,6 +168,24 @@ impl<'a> MessageWriter<'a> {
         self.bump(Section::Additional);
     }
 
+    /// Writes an OPT record carrying raw `options` (code, data).
+    pub fn opt_with(&mut self, udp_size: u16, dnssec_ok: bool, options: &[(u16, &[u8])]) {
+        self.section = Section::Additional;
+        self.buf.push(0);
+        self.buf.extend_from_slice(&rtype::OPT.to_be_bytes());
+        self.buf.extend_from_slice(&udp_size.to_be_bytes());
+        let ttl = if dnssec_ok { wire::EDNS_DO } else { 0 };
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        let len: usize = options.iter().map(|(_, d)| 4 + d.len()).sum();
+        self.buf.extend_from_slice(&(len as u16).to_be_bytes());
+        for (code, data) in options {
+            self.buf.extend_from_slice(&code.to_be_bytes());
+            self.buf.extend_from_slice(&(data.len() as u16).to_be_bytes());
+            self.buf.extend_from_slice(data);
+        }
+        self.bump(Section::Additional);
+    }
+
     /// Finishes the message and returns its length.
     pub fn finish(self) -> usize {
         self.buf.len() - self.start
@@ -270,13 +288,74 @@ pub fn build_query(
     edns_udp_size: Option<u16>,
     dnssec_ok: bool,
 ) {
+    build_query_ecs(buf, id, qname, qtype, recursion_desired, edns_udp_size, dnssec_ok, None);
+}
+
+/// As [`build_query`], with an EDNS Client Subnet option for `ecs` (a
+/// network and its prefix length) when EDNS is on.
+#[allow(clippy::too_many_arguments)]
+pub fn build_query_ecs(
+    buf: &mut Vec<u8>,
+    id: u16,
+    qname: &[u8],
+    qtype: u16,
+    recursion_desired: bool,
+    edns_udp_size: Option<u16>,
+    dnssec_ok: bool,
+    ecs: Option<(std::net::IpAddr, u8)>,
+) {
     let flags = if recursion_desired { wire::flags::RD } else { 0 };
     let mut w = MessageWriter::new(buf, id, flags).without_compression();
     w.question(qname, qtype, crate::class::IN);
     if let Some(size) = edns_udp_size {
-        w.opt(size, dnssec_ok, 0, &[]);
+        match ecs {
+            Some((addr, len)) => w.opt_with(size, dnssec_ok, &[(wire::OPT_ECS, &ecs_option(addr, len))]),
+            None => w.opt(size, dnssec_ok, 0, &[]),
+        }
     }
     w.finish();
+}
+
+/// The data of an EDNS Client Subnet option (RFC 7871 §6): family, source
+/// prefix length, scope 0, and only the address octets the prefix covers
+/// (bits past it cleared).
+pub fn ecs_option(addr: std::net::IpAddr, source: u8) -> Vec<u8> {
+    let (family, octets): (u16, Vec<u8>) = match addr {
+        std::net::IpAddr::V4(a) => (1, a.octets().to_vec()),
+        std::net::IpAddr::V6(a) => (2, a.octets().to_vec()),
+    };
+    let source = source.min(octets.len() as u8 * 8);
+    let n = source.div_ceil(8) as usize;
+    let mut out = family.to_be_bytes().to_vec();
+    out.extend_from_slice(&[source, 0]);
+    out.extend_from_slice(&octets[..n]);
+    if !source.is_multiple_of(8)
+        && let Some(last) = out.last_mut()
+    {
+        *last &= 0xffu8 << (8 - source % 8);
+    }
+    out
+}
+
+/// Reads an EDNS Client Subnet option: (address, source prefix length,
+/// scope prefix length).
+pub fn parse_ecs(data: &[u8]) -> Option<(std::net::IpAddr, u8, u8)> {
+    let family = u16::from_be_bytes([*data.first()?, *data.get(1)?]);
+    let (source, scope) = (*data.get(2)?, *data.get(3)?);
+    let addr = data.get(4..)?;
+    match family {
+        1 if addr.len() <= 4 && source <= 32 => {
+            let mut o = [0u8; 4];
+            o[..addr.len()].copy_from_slice(addr);
+            Some((std::net::IpAddr::from(o), source, scope))
+        }
+        2 if addr.len() <= 16 && source <= 128 => {
+            let mut o = [0u8; 16];
+            o[..addr.len()].copy_from_slice(addr);
+            Some((std::net::IpAddr::from(o), source, scope))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +363,18 @@ mod tests {
     use super::*;
     use crate::message::Message;
     use crate::name::Name;
+
+    #[test]
+    fn ecs_options_carry_only_the_prefix() {
+        let o = ecs_option("192.0.2.77".parse().expect("ip"), 24);
+        assert_eq!(o, [0, 1, 24, 0, 192, 0, 2]);
+        assert_eq!(parse_ecs(&o), Some(("192.0.2.0".parse().expect("ip"), 24, 0)));
+        let o = ecs_option("2001:db8:1:2ff::1".parse().expect("ip"), 56);
+        assert_eq!(o.len(), 4 + 7);
+        assert_eq!(parse_ecs(&o), Some(("2001:db8:1:200::".parse().expect("ip"), 56, 0)));
+        assert_eq!(ecs_option("192.0.2.77".parse().expect("ip"), 20)[6], 0);
+        assert_eq!(parse_ecs(&[0, 3, 0, 0]), None);
+    }
 
     #[test]
     fn round_trip_with_compression_and_ede() {
