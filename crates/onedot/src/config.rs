@@ -67,9 +67,11 @@ pub struct TelemetryConfig {
     pub sample_retention_h: u64,
     /// Seconds between purges.
     pub purge_interval_s: u64,
-    /// Send EDNS Client Subnet upstream (RFC 7871). Off; see the README.
+    /// Send EDNS Client Subnet upstream (RFC 7871): the client's /24 or
+    /// /56, only to the authorities of `ecs_allow`. Off by default, and
+    /// against the published commitments (`onedot audit` fails).
     pub ecs: bool,
-    /// Authorities that would receive ECS when it is on.
+    /// Zones whose authorities receive ECS when it is on.
     pub ecs_allow: Vec<String>,
     /// Write the per-day research export (name counts, k-anonymous).
     pub research_export: bool,
@@ -638,6 +640,16 @@ impl Config {
                 .into_iter()
                 .map(|(name, servers)| recursor::StubZone { name, servers })
                 .collect(),
+            ecs_allow: if self.telemetry.ecs {
+                self.telemetry
+                    .ecs_allow
+                    .iter()
+                    .map(|n| proto::Name::from_ascii(n))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("telemetry.ecs_allow: {e}"))?
+            } else {
+                Vec::new()
+            },
             rrset_cache_bytes: self.cache.rrset_max_bytes,
             ttl: self.ttl_policy(),
             validation: if self.dnssec.validate {

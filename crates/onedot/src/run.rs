@@ -19,6 +19,14 @@ struct Pipeline {
     service: Arc<Service>,
     profile: u8,
     observer: Arc<Observer>,
+    /// Hand the client's network to the recursor (EDNS Client Subnet on).
+    ecs: bool,
+}
+
+/// The client's network for EDNS Client Subnet: /24 or /56.
+fn ecs_network(addr: std::net::IpAddr) -> (std::net::IpAddr, u8) {
+    let net = telemetry::truncate(addr);
+    (net, if net.is_ipv4() { 24 } else { 56 })
 }
 
 /// The recursor's transport, timed for the upstream latency histogram.
@@ -65,10 +73,11 @@ impl Handler for Pipeline {
             // it is counted in the log and answered with nothing (the client
             // retries), never taking the process down.
             let (svc, profile) = (self.service.clone(), self.profile);
+            let ecs = self.ecs.then(|| ecs_network(client.addr));
             let q = query.to_vec();
             let task = tokio::spawn(async move {
                 let mut buf = Vec::with_capacity(1232);
-                let n = svc.answer_in(&q, kind(framing), profile, &mut buf).await;
+                let n = svc.answer_for(&q, kind(framing), profile, ecs, &mut buf).await;
                 n.map(|n| {
                     buf.truncate(n);
                     buf
@@ -282,6 +291,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             service: service.clone(),
             profile: policy.profile_id(profile).unwrap_or(0),
             observer: observer.clone(),
+            ecs: config.telemetry.ecs,
         })
     };
     let handler = handler_for(&config.policy.default_profile);

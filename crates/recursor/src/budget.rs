@@ -1,6 +1,7 @@
 //! The work one client query may cause.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use tokio::time::Instant;
 
@@ -15,12 +16,46 @@ pub struct Budget {
     verifications: dnssec::WorkBudget,
     deadline: Instant,
     max_depth: u8,
+    /// The client's network and prefix length, for EDNS Client Subnet.
+    ecs: Option<(IpAddr, u8)>,
+    /// Set when an answer depended on the client's network (an ECS query
+    /// was sent): nothing of it may be shared with other clients.
+    client_specific: AtomicBool,
 }
 
 impl Budget {
     /// A budget of `queries` upstream queries until `deadline`.
     pub fn new(queries: u32, deadline: Instant, max_depth: u8) -> Budget {
-        Budget { queries_left: AtomicU32::new(queries), verifications: dnssec::WorkBudget::new(0), deadline, max_depth }
+        Budget {
+            queries_left: AtomicU32::new(queries),
+            verifications: dnssec::WorkBudget::new(0),
+            deadline,
+            max_depth,
+            ecs: None,
+            client_specific: AtomicBool::new(false),
+        }
+    }
+
+    /// Resolves for a client in `network/len` (EDNS Client Subnet to the
+    /// allowed authorities).
+    pub fn with_ecs(mut self, ecs: Option<(IpAddr, u8)>) -> Budget {
+        self.ecs = ecs;
+        self
+    }
+
+    /// The client network, if ECS applies to this resolution.
+    pub fn ecs(&self) -> Option<(IpAddr, u8)> {
+        self.ecs
+    }
+
+    /// Marks the resolution as depending on the client's network.
+    pub fn mark_client_specific(&self) {
+        self.client_specific.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether any part of the resolution depended on the client's network.
+    pub fn client_specific(&self) -> bool {
+        self.client_specific.load(Ordering::Relaxed)
     }
 
     /// Allows `n` DNSSEC signature checks.

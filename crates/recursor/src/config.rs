@@ -62,6 +62,9 @@ pub struct RecursorConfig {
     pub forward_zones: Vec<ForwardZone>,
     /// Stub zones.
     pub stub_zones: Vec<StubZone>,
+    /// Authorities (zones and below) that receive EDNS Client Subnet for
+    /// clients that come with a network; empty: ECS is never sent.
+    pub ecs_allow: Vec<Name>,
     /// Cache bytes for RRsets.
     pub rrset_cache_bytes: u64,
     /// TTL policy.
@@ -90,6 +93,7 @@ impl Default for RecursorConfig {
             max_cname_chain: 12,
             forward_zones: Vec::new(),
             stub_zones: Vec::new(),
+            ecs_allow: Vec::new(),
             rrset_cache_bytes: 64 << 20,
             ttl: cache::TtlPolicy::default(),
             validation: None,

@@ -1,7 +1,7 @@
 //! The iterative algorithm.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use cache::{Negative, Rank, RrsetCache, RrsetValue};
@@ -40,6 +40,9 @@ pub struct Resolution {
     pub authority: Vec<Record>,
     /// The DNSSEC status.
     pub security: Security,
+    /// Part of it came from an authority that was sent the client's
+    /// network (ECS): it must not be shared with other clients.
+    pub client_specific: bool,
 }
 
 /// A server's reply, sorted out relative to the zone we asked it about.
@@ -77,7 +80,9 @@ const MAX_GLUELESS_LOOKUPS: usize = 3;
 
 type Shared = Arc<Result<Resolution, ResolveError>>;
 /// Resolutions in flight, by question, for coalescing.
-type InflightMap = Mutex<HashMap<(Name, u16), watch::Receiver<Option<Shared>>>>;
+/// In-flight resolutions by question and, when ECS applies, client network.
+type InflightKey = (Name, u16, Option<(IpAddr, u8)>);
+type InflightMap = Mutex<HashMap<InflightKey, watch::Receiver<Option<Shared>>>>;
 
 struct Inner {
     config: RecursorConfig,
@@ -110,7 +115,7 @@ impl std::fmt::Debug for Recursor {
 /// cancelled.
 struct InflightGuard<'a> {
     map: &'a InflightMap,
-    key: (Name, u16),
+    key: InflightKey,
 }
 
 impl Drop for InflightGuard<'_> {
@@ -152,7 +157,21 @@ impl Recursor {
     /// Resolves (qname, qtype) within a fresh budget. Identical questions in
     /// flight at the same time share one resolution.
     pub async fn resolve(&self, qname: &Name, qtype: u16) -> Result<Resolution, ResolveError> {
-        let key = (qname.clone(), qtype);
+        self.resolve_for(qname, qtype, None).await
+    }
+
+    /// Resolves (qname, qtype) for a client in network `ecs` (address and
+    /// prefix length): authorities under `ecs_allow` are sent it as EDNS
+    /// Client Subnet, and what they answer is neither cached nor shared
+    /// with other networks.
+    pub async fn resolve_for(
+        &self,
+        qname: &Name,
+        qtype: u16,
+        ecs: Option<(IpAddr, u8)>,
+    ) -> Result<Resolution, ResolveError> {
+        let ecs = ecs.filter(|_| !self.inner.config.ecs_allow.is_empty());
+        let key = (qname.clone(), qtype, ecs);
         let leader = {
             let mut map = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
             match map.get(&key) {
@@ -177,7 +196,8 @@ impl Recursor {
                 let c = &self.inner.config;
                 let verifications = c.validation.as_ref().map_or(0, |v| v.max_verifications);
                 let budget = Budget::new(c.max_upstream_queries, Instant::now() + c.resolution_timeout, c.max_depth)
-                    .with_verifications(verifications);
+                    .with_verifications(verifications)
+                    .with_ecs(ecs);
                 let result = self.resolve_in(qname.clone(), qtype, &budget, 0).await;
                 let _ = tx.send(Some(Arc::new(result.clone())));
                 result
@@ -248,7 +268,8 @@ impl Recursor {
                     Step::NxDomain(soa, proof, sec) => (Outcome::NxDomain, soa.into_iter().chain(proof).collect(), sec),
                 };
                 let security = security.combine(sec);
-                return Ok(Resolution { outcome, answer: chain, authority, security });
+                let client_specific = budget.client_specific();
+                return Ok(Resolution { outcome, answer: chain, authority, security, client_specific });
             }
         })
     }
@@ -312,6 +333,12 @@ impl Recursor {
                 (name.clone(), qtype)
             };
             let minimised = qn != *name;
+            // What an authority says to a query carrying the client's
+            // network is for that client only: it is not cached.
+            let scoped = self.ecs_for(&cut.zone, qt, budget).is_some();
+            if scoped {
+                budget.mark_client_specific();
+            }
             let reply = self.query_cut(&cut, &qn, qt, budget, depth).await?;
             let now = self.inner.clock.now_unix();
             match reply {
@@ -320,9 +347,11 @@ impl Recursor {
                     let port = self.inner.config.upstream_port;
                     let addrs: Vec<SocketAddr> =
                         glue.iter().filter_map(Record::address).map(|a| SocketAddr::new(a, port)).collect();
-                    self.inner.cache.insert_rrset(ns, Rank::Referral, now);
-                    for set in group_rrsets(glue) {
-                        self.inner.cache.insert_rrset(set, Rank::Glue, now);
+                    if !scoped {
+                        self.inner.cache.insert_rrset(ns, Rank::Referral, now);
+                        for set in group_rrsets(glue) {
+                            self.inner.cache.insert_rrset(set, Rank::Glue, now);
+                        }
                     }
                     let trust = match &self.inner.config.validation {
                         None => ZoneTrust::Off,
@@ -388,7 +417,9 @@ impl Recursor {
                             )
                         }
                     };
-                    self.cache_chain(&chain, &sigs, &sec, rank, now);
+                    if !scoped {
+                        self.cache_chain(&chain, &sigs, &sec, rank, now);
+                    }
                     // NSEC/NSEC3 in an answer's authority section prove a
                     // wildcard expansion; keep them for DO clients.
                     let proof = if self.inner.config.validation.is_some() { authority } else { Vec::new() };
@@ -421,20 +452,22 @@ impl Recursor {
                             )
                         }
                     };
-                    if sec == Security::Secure {
+                    if sec == Security::Secure && !scoped {
                         self.inner.nsec_index.insert(&cut.zone, &proof, soa.as_ref(), now);
                     }
                     let kind = if nx { Negative::NxDomain } else { Negative::NoData };
-                    self.inner.cache.insert_negative_validated(
-                        name,
-                        qtype,
-                        kind,
-                        soa.clone(),
-                        proof.clone(),
-                        sec.to_cache(),
-                        Rank::Authoritative,
-                        now,
-                    );
+                    if !scoped {
+                        self.inner.cache.insert_negative_validated(
+                            name,
+                            qtype,
+                            kind,
+                            soa.clone(),
+                            proof.clone(),
+                            sec.to_cache(),
+                            Rank::Authoritative,
+                            now,
+                        );
+                    }
                     return Ok(if nx { Step::NxDomain(soa, proof, sec) } else { Step::NoData(soa, proof, sec) });
                 }
                 Classified::Lame | Classified::Failure => {
@@ -756,7 +789,19 @@ impl Recursor {
             dnssec_ok: c.validation.is_some(),
             tcp: false,
             timeout,
+            ecs: None,
         }
+    }
+
+    /// The client network to send to the authorities of `zone` for `qtype`:
+    /// only under `ecs_allow`, never for DNSSEC keys and delegation signers
+    /// (the same for every client).
+    fn ecs_for(&self, zone: &Name, qtype: u16, budget: &Budget) -> Option<(IpAddr, u8)> {
+        let ecs = budget.ecs()?;
+        if matches!(qtype, rtype::DNSKEY | rtype::DS) {
+            return None;
+        }
+        self.inner.config.ecs_allow.iter().any(|z| zone.is_subdomain_of(z)).then_some(ecs)
     }
 
     /// Sends a query with EDNS fallback and TCP retry on TC.
@@ -804,7 +849,8 @@ impl Recursor {
         for &addr in &addrs {
             budget.spend_query()?;
             let no_edns = self.inner.infra.no_edns(&addr);
-            let q = self.upstream(addr, qn, qt, false, no_edns, budget);
+            let mut q = self.upstream(addr, qn, qt, false, no_edns, budget);
+            q.ecs = self.ecs_for(&cut.zone, qt, budget).filter(|_| !no_edns);
             match self.send(q, budget).await {
                 Ok(reply) => match classify(&reply, &cut.zone, qn, qt) {
                     Classified::Lame => {

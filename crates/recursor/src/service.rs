@@ -176,6 +176,20 @@ impl Service {
     /// Answers any query under filtering profile `profile`. Returns the
     /// response length in `out`, or `None` when nothing must be sent.
     pub async fn answer_in(&self, query: &[u8], kind: TransportKind, profile: u8, out: &mut Vec<u8>) -> Option<usize> {
+        self.answer_for(query, kind, profile, None, out).await
+    }
+
+    /// As [`Service::answer_in`], for a client in network `ecs` (address
+    /// and prefix length), which authorities under the recursor's
+    /// `ecs_allow` are sent; answers that depended on it are not cached.
+    pub async fn answer_for(
+        &self,
+        query: &[u8],
+        kind: TransportKind,
+        profile: u8,
+        ecs: Option<(std::net::IpAddr, u8)>,
+        out: &mut Vec<u8>,
+    ) -> Option<usize> {
         out.clear();
         let view = match QueryView::parse(query) {
             Ok(v) => v,
@@ -231,6 +245,7 @@ impl Service {
                 answer: local.answer,
                 authority: Vec::new(),
                 security: crate::Security::Indeterminate,
+                client_specific: false,
             };
             let (ans, _) = self.build(&view, &res, flags::AA, None, None);
             return Some(ans.write(&view, &self.write_options(&view, kind, false), out));
@@ -245,7 +260,7 @@ impl Service {
             let ede = Ede::new(proto::ede::code::NOT_AUTHORITATIVE, "recursion not desired and not cached");
             return Some(self.error(&view, kind, Rcode::Refused, Some(ede), out));
         }
-        let resolved = self.recursor.resolve(&qname, view.qtype).await;
+        let resolved = self.recursor.resolve_for(&qname, view.qtype, ecs).await;
         if let Ok(res) = &resolved {
             self.count_validation(&res.security);
         }
@@ -266,7 +281,7 @@ impl Service {
                 };
                 let (ans, cacheable) = self.build(&view, &res, 0, ede, None);
                 let ans = Arc::new(ans.with_policy(generation, None));
-                if cacheable {
+                if cacheable && !res.client_specific {
                     self.cache(&view, profile, ans.clone());
                 }
                 Some(ans.write(&view, &self.write_options(&view, kind, false), out))
@@ -315,6 +330,7 @@ impl Service {
             answer: Vec::new(),
             authority: Vec::new(),
             security: crate::Security::Indeterminate,
+            client_specific: false,
         };
         match &block.response {
             Response::Drop => return None,

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::time::Duration;
 
-use proto::{Message, Name, build::build_query};
+use proto::{Message, Name, build::build_query_ecs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -37,6 +37,8 @@ pub struct UpstreamQuery {
     pub tcp: bool,
     /// How long to wait.
     pub timeout: Duration,
+    /// EDNS Client Subnet to send: the client's network and prefix length.
+    pub ecs: Option<(IpAddr, u8)>,
 }
 
 /// Why an upstream query produced no usable reply.
@@ -77,7 +79,7 @@ impl Transport for NetTransport {
         Box::pin(async move {
             let id: u16 = rand::random();
             let mut wire = Vec::with_capacity(64);
-            build_query(&mut wire, id, q.qname.as_wire(), q.qtype, q.recursion_desired, q.edns, q.dnssec_ok);
+            build_query_ecs(&mut wire, id, q.qname.as_wire(), q.qtype, q.recursion_desired, q.edns, q.dnssec_ok, q.ecs);
             let fut = async { if q.tcp { self.tcp(&q, id, &wire).await } else { self.udp(&q, id, &wire).await } };
             tokio::time::timeout(q.timeout, fut).await.map_err(|_| TransportError::Timeout)?
         })

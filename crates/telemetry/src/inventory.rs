@@ -45,6 +45,14 @@ pub const INVENTORY: &[Item] = &[
         setting: "",
     },
     Item {
+        id: "ecs-upstream",
+        what: "EDNS Client Subnet: the client network (/24, /56) sent to the authorities of listed zones; their answers are neither cached nor shared",
+        location: "sent upstream; nothing kept",
+        lifetime: "the query's lifetime",
+        identifies: Identifies::NetworkOnly,
+        setting: "telemetry.ecs (off)",
+    },
+    Item {
         id: "answer-cache",
         what: "Whole DNS answers keyed by question (name, type, class, DO/CD, profile)",
         location: "memory",
@@ -205,7 +213,11 @@ pub fn markdown(c: &Commitments) -> String {
     let _ = writeln!(
         m,
         "- EDNS Client Subnet is {}.",
-        if c.ecs { "ON: truncated client networks are sent to listed authorities" } else { "never sent upstream" }
+        if c.ecs {
+            "ON: client networks truncated to /24 and /56 go to the authorities of telemetry.ecs_allow only"
+        } else {
+            "never sent upstream"
+        }
     );
     let _ = writeln!(
         m,

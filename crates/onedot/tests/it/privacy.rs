@@ -79,8 +79,10 @@ fn client_addresses_stay_in_the_sample_and_the_audit_passes() {
     let answered = traffic(server, 100);
     assert!(answered >= 19_000, "answered {answered} of 20000");
 
-    // Metrics: the counters, and no client address.
-    let metrics = f.get("/metrics");
+    // Metrics (with curl, as an operator would): the counters, and no
+    // client address.
+    let out = Command::new("curl").args(["-s", &format!("http://{}/metrics", f.web)]).output().expect("curl runs");
+    let metrics = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         metrics.contains("onedot_queries_total{door=\"udp\",profile=\"unfiltered\",qtype=\"A\",rcode=\"NOERROR\"}")
     );
@@ -255,4 +257,45 @@ fn the_audit_names_each_broken_commitment() {
     assert!(!ok);
     assert!(report.contains("FAIL  the query log holds nothing older than its retention"), "{report}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The TXT answer of an ECS-echoing lab zone, asked from `client`.
+fn whoami(server: SocketAddr, client: &str, name: &str) -> String {
+    let sock = UdpSocket::bind(format!("{client}:0")).expect("bind a client address");
+    sock.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    let mut q = Vec::new();
+    proto::build::build_query(
+        &mut q,
+        7,
+        Name::from_ascii(name).expect("name").as_wire(),
+        rtype::TXT,
+        true,
+        Some(1232),
+        false,
+    );
+    sock.send_to(&q, server).expect("send");
+    let mut buf = [0u8; 2048];
+    let n = sock.recv(&mut buf).expect("an answer");
+    let m = proto::Message::parse(&buf[..n]).expect("parses");
+    let txt = m.answer.iter().find(|r| r.rtype == rtype::TXT).expect("a TXT answer");
+    String::from_utf8_lossy(&txt.rdata[1..]).into_owned()
+}
+
+/// EDNS Client Subnet: never sent by default; when an operator turns it
+/// on, only the /24 goes, only to the listed zone's authorities, and what
+/// they answer is not served to another network from the cache.
+#[test]
+fn ecs_is_off_by_default_and_truncated_and_allow_listed_when_on() {
+    let off = Fixture::start("ecs-off", &[], "");
+    assert_eq!(whoami(off.door("unfiltered"), "127.77.3.45", "whoami.ecs.test"), "no ecs");
+    drop(off);
+
+    let on = Fixture::start("ecs-on", &[], "[telemetry]\necs = true\necs_allow = [\"ecs.test.\"]\n");
+    let door = on.door("unfiltered");
+    assert_eq!(whoami(door, "127.77.3.45", "whoami.ecs.test"), "ecs 127.77.3.0/24");
+    assert_eq!(whoami(door, "127.77.4.46", "whoami.ecs.test"), "ecs 127.77.4.0/24", "not another network's answer");
+    assert_eq!(whoami(door, "127.77.3.99", "whoami.ecs.test"), "ecs 127.77.3.0/24");
+    assert_eq!(whoami(door, "127.77.3.45", "whoami.noecs.test"), "no ecs", "only listed zones get ECS");
+    let log = on.log.lock().expect("log").clone();
+    assert!(log.contains("EDNS Client Subnet is on"), "{log}");
 }
