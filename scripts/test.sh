@@ -119,11 +119,16 @@ else
 fi
 
 # ---------------------------------------------------------------- python
-banner "Checking dnspython (>= 2.6)"
+banner "Checking dnspython (>= 2.6, with its DoH and DoQ clients)"
 have_dnspython() {
     python3 - <<'EOF' >/dev/null 2>&1
 import sys
 import dns.version
+import aioquic, h2  # DoQ, and DoH over HTTP/2
+try:
+    import httpx
+except ImportError:
+    import httpx2
 sys.exit(0 if (dns.version.MAJOR, dns.version.MINOR) >= (2, 6) else 1)
 EOF
 }
@@ -131,10 +136,10 @@ if have_dnspython; then
     python3 -c 'import dns.version; print("dnspython", dns.version.version)'
 else
     pip_log="$(mktemp)"
-    if ! python3 -m pip install --quiet 'dnspython>=2.6' >"$pip_log" 2>&1; then
+    if ! python3 -m pip install --quiet 'dnspython[doh,doq]>=2.6' >"$pip_log" 2>&1; then
         if grep -qi 'externally-managed' "$pip_log"; then
             echo "pip refused (externally-managed environment); retrying with --break-system-packages"
-            python3 -m pip install --quiet --break-system-packages 'dnspython>=2.6'
+            python3 -m pip install --quiet --break-system-packages 'dnspython[doh,doq]>=2.6'
         else
             cat "$pip_log" >&2
             rm -f "$pip_log"

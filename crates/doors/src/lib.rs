@@ -12,6 +12,7 @@
 //! that carried it.
 
 mod doh;
+mod doq;
 mod tcp;
 mod tls;
 mod udp;
@@ -23,8 +24,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use doh::{DNS_JSON, DNS_MESSAGE, base64url_decode, serve_doh};
+pub use doq::{error as doq_error, quic_server_config, serve_doq};
 pub use tcp::{TcpLimits, serve_tcp};
-pub use tls::{CertStore, serve_dot, tls_config, tls_config_from_store};
+pub use tls::{CertStore, serve_dot, tls_config, tls_config_from_store, tls13_config_from_store};
 pub use udp::serve_udp;
 
 /// Whether a response goes back over a datagram or a stream.
@@ -50,18 +52,20 @@ pub enum Door {
     Dot,
     /// DNS over HTTPS (and its JSON API).
     Doh,
+    /// DNS over QUIC.
+    Doq,
 }
 
 impl Door {
     /// Every door, in a fixed order (for counters indexed by door).
-    pub const ALL: [Door; 4] = [Door::Udp, Door::Tcp, Door::Dot, Door::Doh];
+    pub const ALL: [Door; 5] = [Door::Udp, Door::Tcp, Door::Dot, Door::Doh, Door::Doq];
 
     /// How responses are framed on this door.
     pub fn framing(self) -> Framing {
         match self {
             Door::Udp => Framing::Datagram,
             Door::Tcp => Framing::Stream,
-            Door::Dot | Door::Doh => Framing::EncryptedStream,
+            Door::Dot | Door::Doh | Door::Doq => Framing::EncryptedStream,
         }
     }
 
@@ -72,6 +76,7 @@ impl Door {
             Door::Tcp => "tcp",
             Door::Dot => "dot",
             Door::Doh => "doh",
+            Door::Doq => "doq",
         }
     }
 }

@@ -106,6 +106,20 @@ pub fn tls_config_from_store(store: Arc<CertStore>, alpn: &[&[u8]]) -> Result<Ar
     Ok(Arc::new(config))
 }
 
+/// A TLS 1.3-only server configuration presenting whatever `store` holds,
+/// for QUIC (DoQ, HTTP/3), which cannot use TLS 1.2.
+pub fn tls13_config_from_store(store: Arc<CertStore>, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, DoorError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| DoorError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(store);
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    config.max_early_data_size = 0;
+    Ok(Arc::new(config))
+}
+
 /// Listens for DoT on `addr` and serves connections on `tasks`. Returns the
 /// bound address.
 pub async fn serve_dot(

@@ -14,6 +14,8 @@ pub const CONFIG_VERSION: u32 = 1;
 pub const DEFAULT_LISTEN: &[&str] = &["127.0.0.1:5353", "[::1]:5353"];
 /// Default DoT listener (production configs use port 853).
 pub const DEFAULT_DOT_LISTEN: &[&str] = &["127.0.0.1:8853"];
+/// Default DoQ listener, UDP (production configs use port 853).
+pub const DEFAULT_DOQ_LISTEN: &[&str] = &["127.0.0.1:8853"];
 /// Default DoH listener (production configs use port 443).
 pub const DEFAULT_DOH_LISTEN: &[&str] = &["127.0.0.1:8443"];
 
@@ -240,6 +242,8 @@ pub struct ServerConfig {
     pub dot_listen: Vec<SocketAddr>,
     /// Addresses for DNS over HTTPS (RFC 8484, HTTP/1.1 and HTTP/2).
     pub doh_listen: Vec<SocketAddr>,
+    /// UDP addresses for DNS over QUIC (RFC 9250); needs a certificate.
+    pub doq_listen: Vec<SocketAddr>,
     /// URL paths answered on the DoH listeners.
     pub doh_paths: Vec<String>,
     /// The name the TLS certificate is for; when set, DDR (RFC 9462)
@@ -407,6 +411,7 @@ impl Default for ServerConfig {
             tcp_max_in_flight: 64,
             dot_listen: DEFAULT_DOT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh_listen: DEFAULT_DOH_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
+            doq_listen: DEFAULT_DOQ_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh_paths: vec!["/dns-query".to_string()],
             ddr_target: None,
             tls_certificate: None,

@@ -31,9 +31,15 @@ fn svcb(priority: u16, target: &Name, alpn: &[&str], port: u16, dohpath: Option<
     out
 }
 
-/// The DDR records for the bound DoT and DoH doors, naming `target` (the
-/// name in their certificate).
-pub fn records(target: &Name, dot: &[SocketAddr], doh: &[SocketAddr], doh_path: &str) -> Vec<Record> {
+/// The DDR records for the bound DoT, DoH and DoQ doors, naming `target`
+/// (the name in their certificate).
+pub fn records(
+    target: &Name,
+    dot: &[SocketAddr],
+    doh: &[SocketAddr],
+    doq: &[SocketAddr],
+    doh_path: &str,
+) -> Vec<Record> {
     let Ok(owner) = Name::from_ascii(DDR_NAME) else { return Vec::new() };
     let mut out = Vec::new();
     let mut priority = 1;
@@ -44,6 +50,10 @@ pub fn records(target: &Name, dot: &[SocketAddr], doh: &[SocketAddr], doh_path: 
     if let Some(a) = doh.first() {
         let template = format!("{doh_path}{{?dns}}");
         out.push((priority, svcb(priority, target, &["h2", "http/1.1"], a.port(), Some(&template))));
+        priority += 1;
+    }
+    if let Some(a) = doq.first() {
+        out.push((priority, svcb(priority, target, &["doq"], a.port(), None)));
     }
     out.into_iter()
         .map(|(_, rdata)| Record { name: owner.clone(), rtype: rtype::SVCB, class: 1, ttl: 300, rdata: rdata.into() })

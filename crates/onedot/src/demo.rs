@@ -23,6 +23,8 @@ pub struct DemoOptions {
     pub dot_listen: Vec<SocketAddr>,
     /// DoH listen addresses (default: the standard DoH listener).
     pub doh_listen: Vec<SocketAddr>,
+    /// DoQ listen addresses (default: the standard DoQ listener).
+    pub doq_listen: Vec<SocketAddr>,
     /// Port of the `security` and `family` listeners (0: free ports).
     pub profiles_port: u16,
     /// The web listener.
@@ -148,6 +150,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     if !opts.doh_listen.is_empty() {
         config.server.doh_listen = opts.doh_listen;
     }
+    if !opts.doq_listen.is_empty() {
+        config.server.doq_listen = opts.doq_listen;
+    }
     // DDR: clients asking _dns.resolver.arpa learn the encrypted doors.
     config.server.ddr_target = Some("localhost.".to_string());
     let running = run::start(&config).await.context("starting the resolver (is another onedot running?)")?;
@@ -168,6 +173,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     for d in &running.doh {
         println!("  resolver: doh https://{d}/dns-query  (HTTP/1.1 and HTTP/2)");
+    }
+    for d in &running.doq {
+        println!("  resolver: doq {d}  (DNS over QUIC, UDP)");
     }
     for p in &running.profiles {
         for (u, t) in &p.bound {

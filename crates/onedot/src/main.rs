@@ -50,6 +50,9 @@ enum Command {
         /// DoH listen address (repeatable; default `127.0.0.1:8443`).
         #[arg(long)]
         doh_listen: Vec<SocketAddr>,
+        /// DoQ listen address, UDP (repeatable; default `127.0.0.1:8853`).
+        #[arg(long)]
+        doq_listen: Vec<SocketAddr>,
         /// Port of the `security` (127.0.0.2) and `family` (127.0.0.3)
         /// listeners; 0 picks free ports.
         #[arg(long, default_value_t = 5353)]
@@ -139,12 +142,22 @@ fn main() -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
-        Command::Demo { listen, lab_port, dot_listen, doh_listen, profiles_port, web_listen, exit_after } => {
+        Command::Demo {
+            listen,
+            lab_port,
+            dot_listen,
+            doh_listen,
+            doq_listen,
+            profiles_port,
+            web_listen,
+            exit_after,
+        } => {
             let opts = demo::DemoOptions {
                 listen,
                 lab_port,
                 dot_listen,
                 doh_listen,
+                doq_listen,
                 profiles_port,
                 web_listen,
                 exit_after: exit_after.map(Duration::from_secs),

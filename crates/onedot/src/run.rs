@@ -118,6 +118,8 @@ pub struct Running {
     pub dot: Vec<SocketAddr>,
     /// Bound DoH addresses.
     pub doh: Vec<SocketAddr>,
+    /// Bound DoQ addresses (UDP).
+    pub doq: Vec<SocketAddr>,
     /// Per filtering profile other than the default: its name, bound
     /// (udp, tcp) pairs, DoT addresses and DoH paths.
     pub profiles: Vec<ProfileDoors>,
@@ -375,8 +377,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         None => None,
     };
-    let (mut dot, mut doh) = (Vec::new(), Vec::new());
-    let wants_tls = !config.server.dot_listen.is_empty() || !config.server.doh_listen.is_empty();
+    let (mut dot, mut doh, mut doq) = (Vec::new(), Vec::new(), Vec::new());
+    let wants_tls = !config.server.dot_listen.is_empty()
+        || !config.server.doh_listen.is_empty()
+        || !config.server.doq_listen.is_empty();
     match (&config.server.tls_certificate, &config.server.tls_private_key) {
         (Some(cert), Some(key)) if wants_tls => {
             let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
@@ -403,6 +407,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                     doors.dot.push(bound);
                 }
             }
+            let doq_tls = doors::tls13_config_from_store(store.clone(), &[b"doq"])?;
+            for addr in &config.server.doq_listen {
+                let bound =
+                    doors::serve_doq(*addr, doq_tls.clone(), limits, handler.clone(), inflight.clone(), &mut tasks)
+                        .await
+                        .with_context(|| format!("DoQ listener {addr}"))?;
+                tracing::info!(doq = %bound, "listening");
+                doq.push(bound);
+            }
             let doh_tls = doors::tls_config_from_store(store, &[b"h2", b"http/1.1"])?;
             // One path per profile on the same listeners.
             let mut routes: Vec<(String, Arc<dyn Handler>)> =
@@ -421,20 +434,20 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         _ if wants_tls => {
             tracing::info!(
-                "DoT and DoH are off: set server.tls_certificate and server.tls_private_key to turn them on"
+                "DoT, DoH and DoQ are off: set server.tls_certificate and server.tls_private_key to turn them on"
             );
         }
         _ => {}
     }
     if let Some(target) = &config.server.ddr_target
-        && (!dot.is_empty() || !doh.is_empty())
+        && (!dot.is_empty() || !doh.is_empty() || !doq.is_empty())
     {
         let target = proto::Name::from_ascii(target).map_err(|e| anyhow::anyhow!("server.ddr_target: {e}"))?;
         let path = config.server.doh_paths.first().map_or("/dns-query", String::as_str);
-        service.add_local_records(crate::ddr::records(&target, &dot, &doh, path));
+        service.add_local_records(crate::ddr::records(&target, &dot, &doh, &doq, path));
     }
     let policy_state = config.policy.state_file.clone();
-    Ok(Running { bound, dot, doh, profiles, web, policy, policy_state, observer, tasks, inflight })
+    Ok(Running { bound, dot, doh, doq, profiles, web, policy, policy_state, observer, tasks, inflight })
 }
 
 /// Waits for SIGINT or SIGTERM.

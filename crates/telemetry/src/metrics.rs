@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Doors, in the order the doors crate lists them.
-pub const DOORS: [&str; 4] = ["udp", "tcp", "dot", "doh"];
+pub const DOORS: [&str; 5] = ["udp", "tcp", "dot", "doh", "doq"];
 /// Query types with a label of their own; the rest count as `other`.
 const QTYPES: [(u16, &str); 15] = [
     (1, "A"),
@@ -62,8 +62,8 @@ pub struct Metrics {
     /// [door][profile][qtype][rcode]
     queries: Box<[AtomicU64]>,
     /// [door] cache hits and misses.
-    hits: [AtomicU64; 4],
-    misses: [AtomicU64; 4],
+    hits: [AtomicU64; DOORS.len()],
+    misses: [AtomicU64; DOORS.len()],
     upstream_buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     upstream_sum_us: AtomicU64,
     validation: [AtomicU64; 3],

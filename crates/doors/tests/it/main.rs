@@ -252,3 +252,69 @@ async fn dot_certificates_reload_without_dropping_connections() {
     assert!(store.replace(b"junk", b"junk").is_err());
     connect(&second).await.expect("still the second certificate");
 }
+
+/// DoQ (RFC 9250): one stream per query, answered with a length prefix and
+/// FIN; a query with a non-zero Message ID closes the connection with
+/// DOQ_PROTOCOL_ERROR; the door reports the client as DoQ.
+#[tokio::test]
+async fn doq_answers_streams_and_refuses_non_zero_ids() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let store = doors::CertStore::from_pem(cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes())
+        .expect("store");
+    let tls = doors::tls13_config_from_store(store, &[b"doq"]).expect("tls");
+    let mut tasks = JoinSet::new();
+    let addr = doors::serve_doq(
+        "127.0.0.1:0".parse().expect("addr"),
+        tls,
+        TcpLimits::default(),
+        Arc::new(Echo),
+        InFlight::default(),
+        &mut tasks,
+    )
+    .await
+    .expect("doq");
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"doq".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(client).expect("quic client");
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+    let conn = endpoint.connect(addr, "localhost").expect("connect").await.expect("handshake");
+
+    // Two queries, each on its own stream (the second one slow: ID 0 is
+    // even, so the Echo handler answers both on the fast path).
+    for _ in 0..2 {
+        let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+        let q = query(0);
+        let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+        framed.extend_from_slice(&q);
+        send.write_all(&framed).await.expect("write");
+        send.finish().expect("finish");
+        let resp = recv.read_to_end(4096).await.expect("response");
+        assert_eq!(u16::from_be_bytes([resp[0], resp[1]]) as usize, resp.len() - 2);
+        assert_eq!(resp[2..4], [0, 0], "Message ID 0");
+        assert_eq!(resp[4] & 0x80, 0x80, "a response");
+    }
+
+    // A non-zero ID breaks the protocol.
+    let (mut send, mut recv) = conn.open_bi().await.expect("stream");
+    let q = query(7);
+    let mut framed = (q.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&q);
+    send.write_all(&framed).await.expect("write");
+    send.finish().expect("finish");
+    let _ = recv.read_to_end(4096).await;
+    match conn.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) => {
+            assert_eq!(c.error_code, quinn::VarInt::from_u32(doors::doq_error::PROTOCOL_ERROR));
+        }
+        other => panic!("expected DOQ_PROTOCOL_ERROR, got {other:?}"),
+    }
+}

@@ -11,6 +11,7 @@ struct Demo {
     port: u16,
     dot_port: u16,
     doh_port: u16,
+    doq_port: u16,
     /// Profile name → its UDP listener.
     profiles: std::collections::HashMap<String, std::net::SocketAddr>,
     web_port: u16,
@@ -36,6 +37,8 @@ fn start() -> Demo {
             "127.0.0.1:0",
             "--doh-listen",
             "127.0.0.1:0",
+            "--doq-listen",
+            "127.0.0.1:0",
             "--lab-port",
             "0",
             "--profiles-port",
@@ -54,6 +57,7 @@ fn start() -> Demo {
     let mut port = 0;
     let mut dot_port = 0;
     let mut doh_port = 0;
+    let mut doq_port = 0;
     let mut profiles = std::collections::HashMap::new();
     let mut web_port = 0;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -64,6 +68,9 @@ fn start() -> Demo {
         }
         if let Some(rest) = line.trim().strip_prefix("resolver: doh https://127.0.0.1:") {
             doh_port = rest.split('/').next().and_then(|p| p.parse().ok()).expect("doh port");
+        }
+        if let Some(rest) = line.trim().strip_prefix("resolver: doq 127.0.0.1:") {
+            doq_port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("doq port");
         }
         if let Some(rest) = line.trim().strip_prefix("resolver: dot 127.0.0.1:") {
             dot_port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).expect("dot port");
@@ -84,7 +91,7 @@ fn start() -> Demo {
         }
     }
     assert!(port > 0, "demo printed no listener:\n{summary}");
-    Demo { child, port, dot_port, doh_port, profiles, web_port, summary }
+    Demo { child, port, dot_port, doh_port, doq_port, profiles, web_port, summary }
 }
 
 fn dig(tool: &str, args: &[&str]) -> String {
@@ -281,6 +288,7 @@ fn ddr_advertises_the_encrypted_doors() {
     let svcb = dig("dig", &["@127.0.0.1", "-p", &p, "_dns.resolver.arpa", "SVCB", "+short", "+tries=1", "+time=5"]);
     assert!(svcb.contains(&format!("alpn=\"dot\" port={}", d.dot_port)), "{svcb}");
     assert!(svcb.contains(&format!("port={}", d.doh_port)) && svcb.contains("/dns-query{?dns}"), "{svcb}");
+    assert!(svcb.contains(&format!("alpn=\"doq\" port={}", d.doq_port)), "{svcb}");
     assert!(svcb.lines().all(|l| l.contains(" localhost. ")), "{svcb}");
 }
 
@@ -319,4 +327,35 @@ fn demo_profiles_block_with_extended_errors() {
         v["sources"].as_array().expect("sources").iter().filter_map(|s| s["name"].as_str()).collect();
     assert_eq!(names, ["demo-malware", "demo-adult", "demo-court-order"]);
     assert_eq!(v["sources"][2]["legal_basis"]["authority"], "Demo District Court");
+}
+
+/// dnspython's DoH client over HTTP/2 and its DoQ client (RFC 9250)
+/// against the demo.
+#[test]
+fn dnspython_doh_h2_and_doq_against_the_demo() {
+    let d = start();
+    assert!(d.doq_port > 0, "demo printed a DoQ listener:\n{}", d.summary);
+    let script = r#"
+import sys, dns.message, dns.query
+doh, doq = int(sys.argv[1]), int(sys.argv[2])
+q = dns.message.make_query("www.example.test", "A")
+r = dns.query.https(q, f"https://127.0.0.1:{doh}/dns-query", verify=False, timeout=5,
+                    http_version=dns.query.HTTPVersion.H2)
+print("doh", r.rcode(), r.answer[0][0])
+r = dns.query.quic(q, "127.0.0.1", port=doq, verify=False, timeout=5)
+print("doq", r.rcode(), r.answer[0][0])
+q = dns.message.make_query("nope.example.test", "A")
+r = dns.query.quic(q, "127.0.0.1", port=doq, verify=False, timeout=5)
+print("doq-nx", r.rcode())
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &d.doh_port.to_string(), &d.doq_port.to_string()])
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("doh 0 192.0.2.10") && text.contains("doq 0 192.0.2.10") && text.contains("doq-nx 3"),
+        "{text}"
+    );
 }
