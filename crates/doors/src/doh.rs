@@ -1,16 +1,17 @@
-//! DNS over HTTPS (RFC 8484) over HTTP/1.1 and HTTP/2: GET with `?dns=`
-//! (base64url, no padding) and POST `application/dns-message` on the
-//! configured paths; `Cache-Control: max-age` from the answer's smallest
-//! TTL; malformed requests get the right HTTP status, never a crash.
+//! DNS over HTTPS (RFC 8484) over HTTP/1.1, HTTP/2 and HTTP/3: GET with
+//! `?dns=` (base64url, no padding) and POST `application/dns-message` on
+//! the configured paths; `Cache-Control: max-age` from the answer's
+//! smallest TTL; `Alt-Svc` on HTTP/1.1 and HTTP/2 answers when HTTP/3
+//! listens on the same port; malformed requests get the right HTTP
+//! status, never a crash.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -26,7 +27,7 @@ pub const DNS_MESSAGE: &str = "application/dns-message";
 /// The media type of the JSON API.
 pub const DNS_JSON: &str = "application/dns-json";
 /// Largest request body or decoded `dns` parameter accepted.
-const MAX_MESSAGE: usize = 65535;
+pub(crate) const MAX_MESSAGE: usize = 65535;
 
 /// Listens for DoH on `addr` (TLS with ALPN h2 and http/1.1) and answers
 /// each URL path of `routes` with its handler (one per filtering profile).
@@ -36,14 +37,19 @@ pub async fn serve_doh(
     tls: Arc<ServerConfig>,
     routes: Vec<(String, Arc<dyn Handler>)>,
     limits: TcpLimits,
+    with_h3: bool,
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
     let (listener, bound) = listen(addr)?;
+    // HTTP/3 answers on the same port over UDP (RFC 9114 §3.1.1).
+    let alt_svc =
+        with_h3.then(|| header::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", bound.port())).ok()).flatten();
     let routes: Arc<[(String, Arc<dyn Handler>)]> = routes.into();
     let acceptor = TlsAcceptor::from(tls);
     tasks.spawn(accept_each(listener, limits.max_connections, "doh", move |stream, peer| {
-        let (acceptor, routes, inflight) = (acceptor.clone(), routes.clone(), inflight.clone());
+        let (acceptor, routes, inflight, alt_svc) =
+            (acceptor.clone(), routes.clone(), inflight.clone(), alt_svc.clone());
         let client = Client { door: Door::Doh, addr: peer.ip() };
         async move {
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
@@ -51,8 +57,18 @@ pub async fn serve_doh(
                 _ => return,
             };
             let service = service_fn(move |req| {
-                let (routes, inflight) = (routes.clone(), inflight.clone());
-                async move { Ok::<_, Infallible>(respond(req, &routes, client, inflight).await) }
+                let (routes, inflight, alt_svc) = (routes.clone(), inflight.clone(), alt_svc.clone());
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let read = async move || {
+                        Limited::new(body, MAX_MESSAGE).collect().await.ok().map(|b| b.to_bytes().to_vec())
+                    };
+                    let mut r = respond(&parts, read, &routes, client, inflight).await;
+                    if let Some(v) = alt_svc {
+                        r.headers_mut().insert(header::ALT_SVC, v);
+                    }
+                    Ok::<_, Infallible>(r)
+                }
             });
             let mut builder = Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.read_timeout);
@@ -90,30 +106,38 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
     r
 }
 
-async fn respond(
-    req: Request<Incoming>,
+/// Answers one DoH request whatever the HTTP version: `read_body` reads the
+/// body (at most [`MAX_MESSAGE`] octets; `None` when larger), and is called
+/// only for POST.
+pub(crate) async fn respond<F, Fut>(
+    req: &http::request::Parts,
+    read_body: F,
     routes: &[(String, Arc<dyn Handler>)],
     client: Client,
     inflight: InFlight,
-) -> Response<Full<Bytes>> {
+) -> Response<Full<Bytes>>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<u8>>>,
+{
     // Each path is a profile's door.
-    let Some(handler) = routes.iter().find(|(p, _)| p == req.uri().path()).map(|(_, h)| h.clone()) else {
+    let Some(handler) = routes.iter().find(|(p, _)| p == req.uri.path()).map(|(_, h)| h.clone()) else {
         return status(StatusCode::NOT_FOUND);
     };
     let params: Vec<(String, String)> = req
-        .uri()
+        .uri
         .query()
         .unwrap_or("")
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect();
-    if *req.method() == Method::GET && params.iter().any(|(k, _)| k == "name") {
+    if req.method == Method::GET && params.iter().any(|(k, _)| k == "name") {
         return json_api(&params, handler, client, inflight).await;
     }
-    let query = match *req.method() {
+    let query = match req.method {
         Method::GET => {
-            let param = req.uri().query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("dns="));
+            let param = req.uri.query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("dns="));
             match param.and_then(base64url_decode) {
                 Some(q) if q.len() <= MAX_MESSAGE => q,
                 _ => return status(StatusCode::BAD_REQUEST),
@@ -121,16 +145,13 @@ async fn respond(
         }
         Method::POST => {
             let ok_type = req
-                .headers()
+                .headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(DNS_MESSAGE)));
             // The (bounded) body is read before answering even a refusal, so
             // the client is not cut off mid-upload.
-            let body = match Limited::new(req.into_body(), MAX_MESSAGE).collect().await {
-                Ok(body) => body.to_bytes().to_vec(),
-                Err(_) => return status(StatusCode::PAYLOAD_TOO_LARGE),
-            };
+            let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
             if !ok_type {
                 return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
             }

@@ -12,6 +12,7 @@
 //! that carried it.
 
 mod doh;
+mod doh3;
 mod doq;
 mod tcp;
 mod tls;
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use doh::{DNS_JSON, DNS_MESSAGE, base64url_decode, serve_doh};
+pub use doh3::serve_doh3;
 pub use doq::{error as doq_error, quic_server_config, serve_doq};
 pub use tcp::{TcpLimits, serve_tcp};
 pub use tls::{CertStore, serve_dot, tls_config, tls_config_from_store, tls13_config_from_store};

@@ -244,6 +244,8 @@ pub struct ServerConfig {
     pub doh_listen: Vec<SocketAddr>,
     /// UDP addresses for DNS over QUIC (RFC 9250); needs a certificate.
     pub doq_listen: Vec<SocketAddr>,
+    /// DoH over HTTP/3 on UDP at each DoH address, advertised by Alt-Svc.
+    pub doh3: bool,
     /// URL paths answered on the DoH listeners.
     pub doh_paths: Vec<String>,
     /// The name the TLS certificate is for; when set, DDR (RFC 9462)
@@ -412,6 +414,7 @@ impl Default for ServerConfig {
             dot_listen: DEFAULT_DOT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh_listen: DEFAULT_DOH_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doq_listen: DEFAULT_DOQ_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
+            doh3: true,
             doh_paths: vec!["/dns-query".to_string()],
             ddr_target: None,
             tls_certificate: None,

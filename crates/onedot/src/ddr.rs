@@ -39,6 +39,7 @@ pub fn records(
     doh: &[SocketAddr],
     doq: &[SocketAddr],
     doh_path: &str,
+    doh3: bool,
 ) -> Vec<Record> {
     let Ok(owner) = Name::from_ascii(DDR_NAME) else { return Vec::new() };
     let mut out = Vec::new();
@@ -49,7 +50,8 @@ pub fn records(
     }
     if let Some(a) = doh.first() {
         let template = format!("{doh_path}{{?dns}}");
-        out.push((priority, svcb(priority, target, &["h2", "http/1.1"], a.port(), Some(&template))));
+        let alpn: &[&str] = if doh3 { &["h2", "http/1.1", "h3"] } else { &["h2", "http/1.1"] };
+        out.push((priority, svcb(priority, target, alpn, a.port(), Some(&template))));
         priority += 1;
     }
     if let Some(a) = doq.first() {

@@ -172,7 +172,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         println!("  resolver: dot {d}  (self-signed certificate {})", cert_path.display());
     }
     for d in &running.doh {
-        println!("  resolver: doh https://{d}/dns-query  (HTTP/1.1 and HTTP/2)");
+        println!("  resolver: doh https://{d}/dns-query  (HTTP/1.1, HTTP/2, and HTTP/3 on UDP)");
     }
     for d in &running.doq {
         println!("  resolver: doq {d}  (DNS over QUIC, UDP)");

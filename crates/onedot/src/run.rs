@@ -416,20 +416,30 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 tracing::info!(doq = %bound, "listening");
                 doq.push(bound);
             }
-            let doh_tls = doors::tls_config_from_store(store, &[b"h2", b"http/1.1"])?;
+            let doh_tls = doors::tls_config_from_store(store.clone(), &[b"h2", b"http/1.1"])?;
             // One path per profile on the same listeners.
             let mut routes: Vec<(String, Arc<dyn Handler>)> =
                 config.server.doh_paths.iter().map(|p| (p.clone(), handler.clone())).collect();
             for p in &config.policy.profiles {
                 routes.extend(p.doh_paths.iter().map(|path| (path.clone(), handler_for(&p.name))));
             }
+            let h3_tls = doors::tls13_config_from_store(store.clone(), &[b"h3"])?;
+            let h3 = config.server.doh3;
             for addr in &config.server.doh_listen {
                 let bound =
-                    doors::serve_doh(*addr, doh_tls.clone(), routes.clone(), limits, inflight.clone(), &mut tasks)
+                    doors::serve_doh(*addr, doh_tls.clone(), routes.clone(), limits, h3, inflight.clone(), &mut tasks)
                         .await
                         .with_context(|| format!("DoH listener {addr}"))?;
                 tracing::info!(doh = %bound, "listening");
                 doh.push(bound);
+                if h3 {
+                    // HTTP/3 on the same port over UDP, advertised by Alt-Svc.
+                    let udp =
+                        doors::serve_doh3(bound, h3_tls.clone(), routes.clone(), limits, inflight.clone(), &mut tasks)
+                            .await
+                            .with_context(|| format!("DoH over HTTP/3 listener {bound}"))?;
+                    tracing::info!(doh3 = %udp, "listening");
+                }
             }
         }
         _ if wants_tls => {
@@ -444,7 +454,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     {
         let target = proto::Name::from_ascii(target).map_err(|e| anyhow::anyhow!("server.ddr_target: {e}"))?;
         let path = config.server.doh_paths.first().map_or("/dns-query", String::as_str);
-        service.add_local_records(crate::ddr::records(&target, &dot, &doh, &doq, path));
+        service.add_local_records(crate::ddr::records(&target, &dot, &doh, &doq, path, config.server.doh3));
     }
     let policy_state = config.policy.state_file.clone();
     Ok(Running { bound, dot, doh, doq, profiles, web, policy, policy_state, observer, tasks, inflight })

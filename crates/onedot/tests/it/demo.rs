@@ -228,6 +228,10 @@ fn doh_with_dig_kdig_and_curl_against_the_demo() {
     let url = format!("https://127.0.0.1:{p}/dns-query?dns={}", base64url(&q));
     let (status, body) = curl(&["--http2", &url]);
     assert_eq!(status, "200 2", "{status}");
+    // HTTP/3 is advertised on the same port (Alt-Svc).
+    let head = Command::new("curl").args(["-sk", "-o", "/dev/null", "-D", "-", &url]).output().expect("curl runs");
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    assert!(head.contains(&format!("alt-svc: h3=\":{p}\"")), "{head}");
     let m = proto::Message::parse(&body).expect("a DNS message");
     assert_eq!(m.answer[0].address().map(|a| a.to_string()), Some("192.0.2.10".into()));
     // POST over HTTP/1.1.
@@ -329,10 +333,10 @@ fn demo_profiles_block_with_extended_errors() {
     assert_eq!(v["sources"][2]["legal_basis"]["authority"], "Demo District Court");
 }
 
-/// dnspython's DoH client over HTTP/2 and its DoQ client (RFC 9250)
-/// against the demo.
+/// dnspython's DoH client over HTTP/2 and HTTP/3 and its DoQ client
+/// (RFC 9250) against the demo.
 #[test]
-fn dnspython_doh_h2_and_doq_against_the_demo() {
+fn dnspython_doh_h2_h3_and_doq_against_the_demo() {
     let d = start();
     assert!(d.doq_port > 0, "demo printed a DoQ listener:\n{}", d.summary);
     let script = r#"
@@ -344,6 +348,9 @@ r = dns.query.https(q, f"https://127.0.0.1:{doh}/dns-query", verify=False, timeo
 print("doh", r.rcode(), r.answer[0][0])
 r = dns.query.quic(q, "127.0.0.1", port=doq, verify=False, timeout=5)
 print("doq", r.rcode(), r.answer[0][0])
+r = dns.query.https(q, f"https://127.0.0.1:{doh}/dns-query", verify=False, timeout=5,
+                    http_version=dns.query.HTTPVersion.H3)
+print("h3", r.rcode(), r.answer[0][0])
 q = dns.message.make_query("nope.example.test", "A")
 r = dns.query.quic(q, "127.0.0.1", port=doq, verify=False, timeout=5)
 print("doq-nx", r.rcode())
@@ -355,7 +362,10 @@ print("doq-nx", r.rcode())
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        text.contains("doh 0 192.0.2.10") && text.contains("doq 0 192.0.2.10") && text.contains("doq-nx 3"),
+        text.contains("doh 0 192.0.2.10")
+            && text.contains("doq 0 192.0.2.10")
+            && text.contains("doq-nx 3")
+            && text.contains("h3 0 192.0.2.10"),
         "{text}"
     );
 }
