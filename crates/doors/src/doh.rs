@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tcp::{accept_each, listen};
-use crate::{Client, Door, DoorError, Fast, Handler, InFlight, TcpLimits};
+use crate::{Client, Door, DoorError, Fast, Handler, InFlight, ProxyTrust, TcpLimits};
 
 /// The media type of DNS messages over HTTP.
 pub const DNS_MESSAGE: &str = "application/dns-message";
@@ -37,6 +37,7 @@ pub async fn serve_doh(
     tls: Arc<ServerConfig>,
     routes: Vec<(String, Arc<dyn Handler>)>,
     limits: TcpLimits,
+    proxy: ProxyTrust,
     with_h3: bool,
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
@@ -47,7 +48,7 @@ pub async fn serve_doh(
         with_h3.then(|| header::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", bound.port())).ok()).flatten();
     let routes: Arc<[(String, Arc<dyn Handler>)]> = routes.into();
     let acceptor = TlsAcceptor::from(tls);
-    tasks.spawn(accept_each(listener, limits.max_connections, "doh", move |stream, peer| {
+    tasks.spawn(accept_each(listener, limits, proxy, "doh", move |stream, peer| {
         let (acceptor, routes, inflight, alt_svc) =
             (acceptor.clone(), routes.clone(), inflight.clone(), alt_svc.clone());
         let client = Client { door: Door::Doh, addr: peer.ip() };

@@ -14,6 +14,7 @@
 mod doh;
 mod doh3;
 mod doq;
+mod proxy;
 mod tcp;
 mod tls;
 mod udp;
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub use doh::{DNS_JSON, DNS_MESSAGE, base64url_decode, serve_doh};
 pub use doh3::serve_doh3;
 pub use doq::{error as doq_error, quic_server_config, serve_doq};
+pub use proxy::{ProxyError, ProxyTrust, header as proxy_v2_header, read_header as read_proxy_header};
 pub use tcp::{TcpLimits, serve_tcp};
 pub use tls::{CertStore, serve_dot, tls_config, tls_config_from_store, tls13_config_from_store};
 pub use udp::serve_udp;

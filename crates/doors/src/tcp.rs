@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::proxy::ProxyTrust;
 use crate::{Client, Door, DoorError, Fast, Handler, InFlight};
 
 /// Admission limits of a stream door.
@@ -46,12 +47,13 @@ impl Default for TcpLimits {
 pub async fn serve_tcp(
     addr: SocketAddr,
     limits: TcpLimits,
+    proxy: ProxyTrust,
     handler: Arc<dyn Handler>,
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
     let (listener, bound) = listen(addr)?;
-    tasks.spawn(accept_each(listener, limits.max_connections, "tcp", move |stream, peer| {
+    tasks.spawn(accept_each(listener, limits, proxy, "tcp", move |stream, peer| {
         let client = Client { door: Door::Tcp, addr: peer.ip() };
         connection(stream, client, limits, handler.clone(), inflight.clone())
     }));
@@ -72,12 +74,20 @@ pub(crate) fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), Door
 }
 
 /// Accepts connections for ever, at most `max_connections` at a time (more
-/// are closed at once), and runs `serve` on each in its own task.
-pub(crate) async fn accept_each<F, Fut>(listener: TcpListener, max_connections: usize, door: &'static str, serve: F)
-where
-    F: Fn(TcpStream, SocketAddr) -> Fut,
+/// are closed at once), and runs `serve` on each in its own task. A
+/// connection from a load balancer that `proxy` trusts must start with a
+/// PROXY v2 header, whose client address replaces the peer's.
+pub(crate) async fn accept_each<F, Fut>(
+    listener: TcpListener,
+    limits: TcpLimits,
+    proxy: ProxyTrust,
+    door: &'static str,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let max_connections = limits.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections));
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -93,9 +103,26 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let work = serve(stream, peer);
+        if !proxy.trusts(peer.ip()) {
+            let work = serve(stream, peer);
+            tokio::spawn(async move {
+                work.await;
+                drop(permit);
+            });
+            continue;
+        }
+        let serve = serve.clone();
         tokio::spawn(async move {
-            work.await;
+            let mut stream = stream;
+            let peer = match crate::proxy::read_header(&mut stream, limits.handshake_timeout).await {
+                Ok(Some(client)) => client,
+                Ok(None) => peer,
+                Err(e) => {
+                    tracing::debug!(door, %peer, error = ?e, "load balancer connection without a valid PROXY v2 header");
+                    return;
+                }
+            };
+            serve(stream, peer).await;
             drop(permit);
         });
     }

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::tcp::{accept_each, connection, listen};
-use crate::{Client, Door, DoorError, Handler, InFlight, TcpLimits};
+use crate::{Client, Door, DoorError, Handler, InFlight, ProxyTrust, TcpLimits};
 
 /// A certified key from PEM certificate chain and private key.
 fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, DoorError> {
@@ -126,13 +126,14 @@ pub async fn serve_dot(
     addr: SocketAddr,
     tls: Arc<ServerConfig>,
     limits: TcpLimits,
+    proxy: ProxyTrust,
     handler: Arc<dyn Handler>,
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
     let (listener, bound) = listen(addr)?;
     let acceptor = TlsAcceptor::from(tls);
-    tasks.spawn(accept_each(listener, limits.max_connections, "dot", move |stream, peer| {
+    tasks.spawn(accept_each(listener, limits, proxy, "dot", move |stream, peer| {
         let (acceptor, handler, inflight) = (acceptor.clone(), handler.clone(), inflight.clone());
         let client = Client { door: Door::Dot, addr: peer.ip() };
         async move {

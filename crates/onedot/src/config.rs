@@ -246,6 +246,10 @@ pub struct ServerConfig {
     pub doq_listen: Vec<SocketAddr>,
     /// DoH over HTTP/3 on UDP at each DoH address, advertised by Alt-Svc.
     pub doh3: bool,
+    /// Load balancers (networks, `10.0.0.0/8`, `::1/128`) whose TCP, DoT
+    /// and DoH connections start with a PROXY v2 header carrying the
+    /// client's address; required from them, never read from others.
+    pub proxy_protocol_from: Vec<String>,
     /// URL paths answered on the DoH listeners.
     pub doh_paths: Vec<String>,
     /// The name the TLS certificate is for; when set, DDR (RFC 9462)
@@ -255,6 +259,26 @@ pub struct ServerConfig {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for the TLS doors.
     pub tls_private_key: Option<PathBuf>,
+}
+
+impl ServerConfig {
+    /// `proxy_protocol_from` parsed: (network, prefix length).
+    pub fn proxy_networks(&self) -> anyhow::Result<Vec<(IpAddr, u8)>> {
+        self.proxy_protocol_from
+            .iter()
+            .map(|n| {
+                let (addr, len) = n.split_once('/').unwrap_or((n, ""));
+                let addr: IpAddr =
+                    addr.parse().map_err(|_| anyhow::anyhow!("server.proxy_protocol_from: {n:?} is not an address"))?;
+                let max = if addr.is_ipv4() { 32 } else { 128 };
+                let len = if len.is_empty() { Ok(max) } else { len.parse::<u8>() };
+                match len {
+                    Ok(l) if l <= max => Ok((addr, l)),
+                    _ => bail!("server.proxy_protocol_from: {n:?} has a bad prefix length"),
+                }
+            })
+            .collect()
+    }
 }
 
 /// `[resolver]`
@@ -415,6 +439,7 @@ impl Default for ServerConfig {
             doh_listen: DEFAULT_DOH_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doq_listen: DEFAULT_DOQ_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh3: true,
+            proxy_protocol_from: Vec::new(),
             doh_paths: vec!["/dns-query".to_string()],
             ddr_target: None,
             tls_certificate: None,
@@ -530,6 +555,7 @@ impl Config {
             }
         }
         self.local_records()?;
+        self.server.proxy_networks()?;
         self.policy()?;
         let t = &self.telemetry;
         if t.query_log_client != "truncate" && t.query_log_client != "drop" {

@@ -298,6 +298,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     };
     let handler = handler_for(&config.policy.default_profile);
     let inflight = InFlight::default();
+    let proxy = doors::ProxyTrust::new(config.server.proxy_networks()?);
     let limits = TcpLimits {
         idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
         max_connections: config.server.tcp_max_connections,
@@ -334,7 +335,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         let udp = doors::serve_udp(*addr, workers(config), handler.clone(), inflight.clone(), &mut tasks)
             .with_context(|| format!("UDP listener {addr}"))?;
         // TCP on the same port as UDP (matters when the port was 0).
-        let tcp = doors::serve_tcp(udp, limits, handler.clone(), inflight.clone(), &mut tasks)
+        let tcp = doors::serve_tcp(udp, limits, proxy.clone(), handler.clone(), inflight.clone(), &mut tasks)
             .await
             .with_context(|| format!("TCP listener {udp}"))?;
         tracing::info!(udp = %udp, tcp = %tcp, "listening");
@@ -348,7 +349,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         for addr in &p.listen {
             let udp = doors::serve_udp(*addr, workers(config), h.clone(), inflight.clone(), &mut tasks)
                 .with_context(|| format!("UDP listener {addr} (profile {})", p.name))?;
-            let tcp = doors::serve_tcp(udp, limits, h.clone(), inflight.clone(), &mut tasks)
+            let tcp = doors::serve_tcp(udp, limits, proxy.clone(), h.clone(), inflight.clone(), &mut tasks)
                 .await
                 .with_context(|| format!("TCP listener {udp} (profile {})", p.name))?;
             tracing::info!(udp = %udp, tcp = %tcp, profile = %p.name, "listening");
@@ -390,19 +391,34 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             store.watch(cert.clone(), key.clone(), Duration::from_secs(5), &mut tasks);
             let dot_tls = doors::tls_config_from_store(store.clone(), &[b"dot"])?;
             for addr in &config.server.dot_listen {
-                let bound =
-                    doors::serve_dot(*addr, dot_tls.clone(), limits, handler.clone(), inflight.clone(), &mut tasks)
-                        .await
-                        .with_context(|| format!("DoT listener {addr}"))?;
+                let bound = doors::serve_dot(
+                    *addr,
+                    dot_tls.clone(),
+                    limits,
+                    proxy.clone(),
+                    handler.clone(),
+                    inflight.clone(),
+                    &mut tasks,
+                )
+                .await
+                .with_context(|| format!("DoT listener {addr}"))?;
                 tracing::info!(dot = %bound, "listening");
                 dot.push(bound);
             }
             for (p, doors) in config.policy.profiles.iter().zip(profiles.iter_mut()) {
                 for addr in &p.dot_listen {
                     let h = handler_for(&p.name);
-                    let bound = doors::serve_dot(*addr, dot_tls.clone(), limits, h, inflight.clone(), &mut tasks)
-                        .await
-                        .with_context(|| format!("DoT listener {addr} (profile {})", p.name))?;
+                    let bound = doors::serve_dot(
+                        *addr,
+                        dot_tls.clone(),
+                        limits,
+                        proxy.clone(),
+                        h,
+                        inflight.clone(),
+                        &mut tasks,
+                    )
+                    .await
+                    .with_context(|| format!("DoT listener {addr} (profile {})", p.name))?;
                     tracing::info!(dot = %bound, profile = %p.name, "listening");
                     doors.dot.push(bound);
                 }
@@ -426,10 +442,18 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             let h3_tls = doors::tls13_config_from_store(store.clone(), &[b"h3"])?;
             let h3 = config.server.doh3;
             for addr in &config.server.doh_listen {
-                let bound =
-                    doors::serve_doh(*addr, doh_tls.clone(), routes.clone(), limits, h3, inflight.clone(), &mut tasks)
-                        .await
-                        .with_context(|| format!("DoH listener {addr}"))?;
+                let bound = doors::serve_doh(
+                    *addr,
+                    doh_tls.clone(),
+                    routes.clone(),
+                    limits,
+                    proxy.clone(),
+                    h3,
+                    inflight.clone(),
+                    &mut tasks,
+                )
+                .await
+                .with_context(|| format!("DoH listener {addr}"))?;
                 tracing::info!(doh = %bound, "listening");
                 doh.push(bound);
                 if h3 {

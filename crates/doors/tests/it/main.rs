@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use doors::{BoxFuture, Client, Door, Fast, Handler, InFlight, TcpLimits};
+use doors::{BoxFuture, Client, Door, Fast, Handler, InFlight, ProxyTrust, TcpLimits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::task::JoinSet;
@@ -48,7 +48,8 @@ async fn start(limits: TcpLimits) -> (SocketAddr, JoinSet<()>) {
     let h: Arc<dyn Handler> = Arc::new(Echo);
     let udp = doors::serve_udp("127.0.0.1:0".parse().expect("addr"), 2, h.clone(), InFlight::default(), &mut tasks)
         .expect("udp");
-    let tcp = doors::serve_tcp(udp, limits, h, InFlight::default(), &mut tasks).await.expect("tcp");
+    let tcp =
+        doors::serve_tcp(udp, limits, ProxyTrust::default(), h, InFlight::default(), &mut tasks).await.expect("tcp");
     assert_eq!(udp, tcp);
     (udp, tasks)
 }
@@ -141,6 +142,7 @@ async fn dot_answers_pipelined_queries_over_tls() {
         "127.0.0.1:0".parse().expect("addr"),
         tls,
         TcpLimits::default(),
+        ProxyTrust::default(),
         h,
         InFlight::default(),
         &mut tasks,
@@ -190,6 +192,7 @@ async fn dot_rejects_bad_pem_and_times_out_silent_handshakes() {
         "127.0.0.1:0".parse().expect("addr"),
         tls,
         limits,
+        ProxyTrust::default(),
         Arc::new(Echo),
         InFlight::default(),
         &mut tasks,
@@ -218,6 +221,7 @@ async fn dot_certificates_reload_without_dropping_connections() {
         "127.0.0.1:0".parse().expect("addr"),
         tls,
         TcpLimits::default(),
+        ProxyTrust::default(),
         Arc::new(Echo),
         InFlight::default(),
         &mut tasks,
@@ -317,4 +321,67 @@ async fn doq_answers_streams_and_refuses_non_zero_ids() {
         }
         other => panic!("expected DOQ_PROTOCOL_ERROR, got {other:?}"),
     }
+}
+
+/// Remembers the client address of the last query.
+struct Recorder(std::sync::Mutex<Option<std::net::IpAddr>>);
+
+impl Handler for Recorder {
+    fn try_fast(&self, query: &[u8], client: Client, out: &mut Vec<u8>) -> Fast {
+        *self.0.lock().expect("lock") = Some(client.addr);
+        out.clear();
+        out.extend_from_slice(query);
+        out[2] |= 0x80;
+        Fast::Answered(out.len())
+    }
+
+    fn answer<'a>(&'a self, _: &'a [u8], _: Client, _: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
+        Box::pin(async { None })
+    }
+}
+
+/// PROXY v2: from a trusted load balancer the header's address is the
+/// client; without a header such a connection is closed; from anyone else
+/// no header is read.
+#[tokio::test]
+async fn proxy_v2_carries_the_client_address_from_trusted_balancers_only() {
+    let serve = async |trust: &str| {
+        let rec = Arc::new(Recorder(std::sync::Mutex::new(None)));
+        let mut tasks = JoinSet::new();
+        let proxy = ProxyTrust::new(vec![(trust.parse().expect("ip"), 32)]);
+        let addr = doors::serve_tcp(
+            "127.0.0.1:0".parse().expect("addr"),
+            TcpLimits::default(),
+            proxy,
+            rec.clone(),
+            InFlight::default(),
+            &mut tasks,
+        )
+        .await
+        .expect("tcp");
+        (addr, rec, tasks)
+    };
+    let framed = |q: &[u8]| {
+        let mut f = (q.len() as u16).to_be_bytes().to_vec();
+        f.extend_from_slice(q);
+        f
+    };
+    // Trusted: the header's address is the client.
+    let (addr, rec, _tasks) = serve("127.0.0.1").await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&doors::proxy_v2_header("192.0.2.99:5555".parse().expect("addr"), addr)).await.expect("header");
+    s.write_all(&framed(&query(4))).await.expect("query");
+    let m = read_msg(&mut s).await.expect("answer");
+    assert_eq!(m[..2], [0, 4]);
+    assert_eq!(*rec.0.lock().expect("lock"), Some("192.0.2.99".parse().expect("ip")));
+    // Trusted but no header: closed without an answer.
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&framed(&query(6))).await.expect("query");
+    assert!(tokio::time::timeout(Duration::from_secs(3), read_msg(&mut s)).await.expect("closed").is_none());
+    // Untrusted: the peer's own address, no header read.
+    let (addr, rec, _tasks2) = serve("127.0.0.2").await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(&framed(&query(8))).await.expect("query");
+    assert!(read_msg(&mut s).await.is_some());
+    assert_eq!(*rec.0.lock().expect("lock"), Some("127.0.0.1".parse().expect("ip")));
 }
