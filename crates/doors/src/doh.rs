@@ -32,6 +32,7 @@ pub(crate) const MAX_MESSAGE: usize = 65535;
 /// Listens for DoH on `addr` (TLS with ALPN h2 and http/1.1) and answers
 /// each URL path of `routes` with its handler (one per filtering profile).
 /// Returns the bound address.
+#[allow(clippy::too_many_arguments)] // the listener's whole configuration, each part distinct
 pub async fn serve_doh(
     addr: SocketAddr,
     tls: Arc<ServerConfig>,
