@@ -24,7 +24,8 @@ pub async fn serve_doh3(
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
-    let config = crate::doq::quic_server_config(tls, &limits)?;
+    // Control, QPACK encoder and decoder, and room for a grease stream.
+    let config = crate::doq::quic_server_config(tls, &limits, 4)?;
     let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
     let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let routes: Arc<[(String, Arc<dyn Handler>)]> = routes.into();

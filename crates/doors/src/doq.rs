@@ -27,14 +27,20 @@ pub mod error {
 }
 
 /// The QUIC server configuration for `tls` (TLS 1.3 only, ALPN set by the
-/// caller) with the door's limits: streams per connection and idle time.
-pub fn quic_server_config(tls: Arc<ServerConfig>, limits: &TcpLimits) -> Result<quinn::ServerConfig, DoorError> {
+/// caller) with the door's limits: request streams per connection, idle
+/// time, and `uni_streams` unidirectional streams the client may open
+/// (none for DoQ; HTTP/3 needs its control and QPACK streams).
+pub fn quic_server_config(
+    tls: Arc<ServerConfig>,
+    limits: &TcpLimits,
+    uni_streams: u32,
+) -> Result<quinn::ServerConfig, DoorError> {
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| DoorError::Tls(format!("QUIC: {e}")))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_in_flight.max(1) as u32));
-    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(uni_streams));
     let idle = quinn::IdleTimeout::try_from(limits.idle_timeout).map_err(|e| DoorError::Tls(e.to_string()))?;
     transport.max_idle_timeout(Some(idle));
     config.transport_config(Arc::new(transport));
@@ -51,7 +57,7 @@ pub async fn serve_doq(
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
-    let config = quic_server_config(tls, &limits)?;
+    let config = quic_server_config(tls, &limits, 0)?;
     let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
     let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let connections = Arc::new(Semaphore::new(limits.max_connections));

@@ -11,6 +11,7 @@
 //! Invariant: no client address is stored beyond the lifetime of the query
 //! that carried it.
 
+pub mod client;
 mod doh;
 mod doh3;
 mod doq;

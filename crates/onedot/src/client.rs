@@ -1,4 +1,6 @@
-//! `onedot query`: a small dig-like client (UDP with TCP fallback, or TCP).
+//! `onedot query`: a small dig-like client: UDP with TCP fallback, TCP,
+//! DNS over TLS, over HTTPS (HTTP/2 and HTTP/3), over QUIC, and the DoH
+//! JSON API.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -96,17 +98,69 @@ pub async fn ask(a: &Ask) -> anyhow::Result<(Vec<u8>, bool)> {
     Ok((buf, true))
 }
 
+/// An encrypted transport for `onedot query`.
+#[derive(Debug, Clone)]
+pub struct Secure {
+    /// Which one.
+    pub how: Option<doors::client::Encrypted>,
+    /// Use the DoH JSON API (`?name=&type=`) instead of DNS messages.
+    pub json: bool,
+    /// The name to check in the certificate (default: the address).
+    pub tls_name: Option<String>,
+    /// The DoH path.
+    pub path: String,
+    /// How to check the certificate.
+    pub verify: doors::client::Verify,
+}
+
+/// Runs `onedot query` over an encrypted transport (or the JSON API).
+pub async fn run_secure(a: Ask, s: Secure) -> anyhow::Result<()> {
+    let client = doors::client::EncryptedClient::new(&s.verify)?;
+    let target = doors::client::Target {
+        addr: a.server,
+        name: s.tls_name.clone().unwrap_or_else(|| a.server.ip().to_string()),
+        path: s.path.clone(),
+    };
+    if s.json {
+        let t = rtype::name(a.qtype).map_or_else(|| a.qtype.to_string(), str::to_string);
+        let mut q = format!("name={}&type={t}", a.name);
+        if a.dnssec {
+            q.push_str("&do=1");
+        }
+        let body = client.get_json(&target, &q, a.timeout).await?;
+        println!("{body}");
+        return Ok(());
+    }
+    let how = s.how.context("no transport")?;
+    let id: u16 = rand::random();
+    let mut q = Vec::new();
+    build_query(&mut q, id, a.name.as_wire(), a.qtype, a.recurse, Some(1232), a.dnssec);
+    let started = Instant::now();
+    let resp = client.exchange(how, &target, &q, a.timeout).await?;
+    let label = match how {
+        doors::client::Encrypted::Tls => "TLS",
+        doors::client::Encrypted::Https => "HTTPS",
+        doors::client::Encrypted::H3 => "HTTP/3",
+        doors::client::Encrypted::Quic => "QUIC",
+    };
+    print_answer(&a, &resp, started.elapsed(), label)
+}
+
 /// Runs `onedot query` and prints the answer dig-style.
 pub async fn run(a: Ask) -> anyhow::Result<()> {
     let started = Instant::now();
     let (resp, tcp) = ask(&a).await?;
-    let elapsed = started.elapsed();
+    print_answer(&a, &resp, started.elapsed(), if tcp { "TCP" } else { "UDP" })
+}
+
+fn print_answer(a: &Ask, resp: &[u8], elapsed: std::time::Duration, via: &str) -> anyhow::Result<()> {
+    let resp = resp.to_vec();
     match domain::base::Message::from_octets(resp.clone()) {
         Ok(msg) => print!("{}", msg.display_dig_style()),
         Err(e) => bail!("unparseable response ({} bytes): {e}", resp.len()),
     }
     println!(";; Query time: {} msec", elapsed.as_millis());
-    println!(";; SERVER: {}#{}({})", a.server.ip(), a.server.port(), if tcp { "TCP" } else { "UDP" });
+    println!(";; SERVER: {}#{}({via})", a.server.ip(), a.server.port());
     println!(";; MSG SIZE  rcvd: {}", resp.len());
     Ok(())
 }

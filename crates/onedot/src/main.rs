@@ -104,6 +104,36 @@ enum Command {
         /// Timeout in milliseconds.
         #[arg(long, default_value_t = 5000)]
         timeout_ms: u64,
+        /// DNS over TLS (default port 8853).
+        #[arg(long, group = "transport")]
+        tls: bool,
+        /// DNS over HTTPS, HTTP/2 (default port 8443).
+        #[arg(long, group = "transport")]
+        https: bool,
+        /// DNS over HTTPS, HTTP/3 (default port 8443, UDP).
+        #[arg(long, group = "transport")]
+        h3: bool,
+        /// DNS over QUIC (default port 8853, UDP).
+        #[arg(long, group = "transport")]
+        quic: bool,
+        /// The DoH JSON API over HTTP/2 (default port 8443).
+        #[arg(long, group = "transport")]
+        json: bool,
+        /// The DoH path.
+        #[arg(long, default_value = "/dns-query")]
+        path: String,
+        /// The name the server's certificate must carry (default: the address).
+        #[arg(long)]
+        tls_name: Option<String>,
+        /// PEM file of trusted roots (default: /etc/ssl/certs/ca-certificates.crt).
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        /// Accept only this SubjectPublicKeyInfo SHA-256 (base64, as in HPKP).
+        #[arg(long)]
+        pin: Vec<String>,
+        /// Accept any certificate (testing only).
+        #[arg(long)]
+        insecure: bool,
     },
     /// Serve the lab internet alone (for tests against other resolvers).
     Lab {
@@ -164,8 +194,31 @@ fn main() -> anyhow::Result<()> {
             };
             runtime(0)?.block_on(demo::run(opts))
         }
-        Command::Query { args, tcp, dnssec, norec, timeout_ms } => {
-            let default: SocketAddr = "127.0.0.1:5353".parse()?;
+        Command::Query {
+            args,
+            tcp,
+            dnssec,
+            norec,
+            timeout_ms,
+            tls,
+            https,
+            h3,
+            quic,
+            json,
+            path,
+            tls_name,
+            ca,
+            pin,
+            insecure,
+        } => {
+            let port = if tls || quic {
+                8853
+            } else if https || h3 || json {
+                8443
+            } else {
+                5353
+            };
+            let default = SocketAddr::from(([127, 0, 0, 1], port));
             let (name, qtype, server) = client::parse_args(&args, default)?;
             let ask = client::Ask {
                 name,
@@ -176,7 +229,16 @@ fn main() -> anyhow::Result<()> {
                 recurse: !norec,
                 timeout: Duration::from_millis(timeout_ms),
             };
-            runtime(1)?.block_on(client::run(ask))
+            use doors::client::Encrypted;
+            let how = [(tls, Encrypted::Tls), (https, Encrypted::Https), (h3, Encrypted::H3), (quic, Encrypted::Quic)]
+                .into_iter()
+                .find_map(|(on, how)| on.then_some(how));
+            if how.is_none() && !json {
+                return runtime(1)?.block_on(client::run(ask));
+            }
+            let verify = client_verify(ca, &pin, insecure)?;
+            let secure = client::Secure { how, json, tls_name, path, verify };
+            runtime(1)?.block_on(client::run_secure(ask, secure))
         }
         Command::Lab { port, export, trust_anchor_out } => {
             let data = lab::LabData::builtin().context("loading the lab")?;
@@ -225,6 +287,27 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Certificate checks for the encrypted clients: roots from `ca` (or the
+/// system bundle), SPKI pins (base64 SHA-256), or none at all.
+pub fn client_verify(ca: Option<PathBuf>, pins: &[String], insecure: bool) -> anyhow::Result<doors::client::Verify> {
+    let pins = pins
+        .iter()
+        .map(|p| {
+            let raw = domain::utils::base64::decode::<Vec<u8>>(p).map_err(|e| anyhow::anyhow!("pin {p:?}: {e}"))?;
+            <[u8; 32]>::try_from(raw.as_slice()).map_err(|_| anyhow::anyhow!("pin {p:?} is not a SHA-256 digest"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let system = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    let ca_pem = match ca {
+        Some(f) => Some(std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?),
+        None if pins.is_empty() && !insecure => {
+            Some(std::fs::read(&system).with_context(|| format!("reading {}", system.display()))?)
+        }
+        None => None,
+    };
+    Ok(doors::client::Verify { ca_pem, spki_sha256: pins, insecure })
 }
 
 /// `onedot audit`: the inventory, then every check; fails on any broken

@@ -369,3 +369,50 @@ print("doq-nx", r.rcode())
         "{text}"
     );
 }
+
+/// `onedot query` over every transport, checking the demo's certificate by
+/// CA and name, or by SPKI pin; a wrong name or pin is refused.
+#[test]
+fn onedot_query_speaks_every_transport() {
+    use rustls_pki_types::pem::PemObject;
+    let d = start();
+    let cert = d
+        .summary
+        .lines()
+        .find_map(|l| l.split("self-signed certificate ").nth(1))
+        .map(|s| s.trim_end_matches(')').to_string())
+        .expect("certificate path");
+    let q = |args: &[&str]| {
+        let out =
+            Command::new(crate::onedot()).arg("query").args(args).env("RUST_BACKTRACE", "0").output().expect("runs");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (dot, doh, doq) = (
+        format!("@127.0.0.1:{}", d.dot_port),
+        format!("@127.0.0.1:{}", d.doh_port),
+        format!("@127.0.0.1:{}", d.doq_port),
+    );
+    for (flag, server, via) in
+        [("--tls", &dot, "(TLS)"), ("--https", &doh, "(HTTPS)"), ("--h3", &doh, "(HTTP/3)"), ("--quic", &doq, "(QUIC)")]
+    {
+        let (ok, out) = q(&["www.example.test", flag, server, "--ca", &cert, "--tls-name", "localhost"]);
+        assert!(ok && out.contains("192.0.2.10") && out.contains(via), "{flag}: {out}");
+    }
+    let (ok, out) = q(&["www.example.test", "--json", &doh, "--ca", &cert, "--tls-name", "localhost"]);
+    assert!(ok && out.contains("\"Status\":0") && out.contains("192.0.2.10"), "{out}");
+    // The wrong name is refused.
+    let (ok, out) = q(&["www.example.test", "--tls", &dot, "--ca", &cert, "--tls-name", "wrong.example"]);
+    assert!(!ok, "{out}");
+    // SPKI pinning alone: the right pin passes, another fails.
+    let der = rustls_pki_types::CertificateDer::from_pem_file(&cert).expect("certificate");
+    let spki = doors::client::spki_of(&der).expect("spki");
+    let pin = domain::utils::base64::encode_string(&ring::digest::digest(&ring::digest::SHA256, spki));
+    let (ok, out) = q(&["www.example.test", "--quic", &doq, "--pin", &pin, "--tls-name", "localhost"]);
+    assert!(ok && out.contains("192.0.2.10"), "{out}");
+    let other = domain::utils::base64::encode_string(&[7u8; 32]);
+    let (ok, out) = q(&["www.example.test", "--tls", &dot, "--pin", &other, "--tls-name", "localhost"]);
+    assert!(!ok, "{out}");
+}
