@@ -404,8 +404,41 @@ pub const IANA_ROOT_ANCHORS: &[&str] = &[
 pub struct ZoneServers {
     /// The zone.
     pub name: String,
-    /// Servers, `address:port`.
+    /// Servers, `address:port`, tried in order (the next when one fails).
     pub servers: Vec<SocketAddr>,
+    /// Forward zones: `udp` (Do53, the default), `tls`, `https`, `h3` or
+    /// `quic`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<String>,
+    /// The name the servers' certificates must carry (default: their
+    /// address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_name: Option<String>,
+    /// The DoH path for `https` and `h3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Trusted roots in PEM (default: the system bundle, unless pins are
+    /// given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 digests of the servers' SubjectPublicKeyInfo, base64.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spki_pins: Vec<String>,
+}
+
+impl ZoneServers {
+    /// The encrypted transport of a forward zone, if any.
+    pub fn encrypted(&self) -> anyhow::Result<Option<doors::client::Encrypted>> {
+        use doors::client::Encrypted;
+        Ok(match self.transport.as_deref() {
+            None | Some("udp") => None,
+            Some("tls") => Some(Encrypted::Tls),
+            Some("https") => Some(Encrypted::Https),
+            Some("h3") => Some(Encrypted::H3),
+            Some("quic") => Some(Encrypted::Quic),
+            Some(other) => bail!("zone {:?}: transport {other:?} is not udp, tls, https, h3 or quic", self.name),
+        })
+    }
 }
 
 impl Default for Config {
@@ -547,6 +580,15 @@ impl Config {
         }
         if !self.resolver.ipv4 && !self.resolver.ipv6 {
             bail!("resolver.ipv4 and resolver.ipv6 are both off");
+        }
+        for z in &self.forward_zones {
+            z.encrypted()?;
+        }
+        if let Some(z) = self.stub_zones.iter().find(|z| z.transport.is_some()) {
+            bail!(
+                "stub zone {:?}: authorities are asked over Do53; encrypted transports are for forward zones",
+                z.name
+            );
         }
         for z in self.forward_zones.iter().chain(&self.stub_zones) {
             proto::Name::from_ascii(&z.name).map_err(|e| anyhow::anyhow!("zone name {:?}: {e}", z.name))?;

@@ -29,21 +29,78 @@ fn ecs_network(addr: std::net::IpAddr) -> (std::net::IpAddr, u8) {
     (net, if net.is_ipv4() { 24 } else { 56 })
 }
 
-/// The recursor's transport, timed for the upstream latency histogram.
+/// A forwarder reached over an encrypted transport.
+struct EncryptedUpstream {
+    client: Arc<doors::client::EncryptedClient>,
+    how: doors::client::Encrypted,
+    target: doors::client::Target,
+}
+
+/// The recursor's transport: Do53, or the encrypted transport of a forward
+/// zone's server; timed for the upstream latency histogram.
 struct TimedTransport {
     inner: NetTransport,
+    encrypted: std::collections::HashMap<SocketAddr, EncryptedUpstream>,
     observer: Arc<Observer>,
+}
+
+impl TimedTransport {
+    async fn encrypted(
+        &self,
+        e: &EncryptedUpstream,
+        q: &recursor::UpstreamQuery,
+    ) -> Result<proto::Message, recursor::TransportError> {
+        use recursor::TransportError;
+        let id: u16 = rand::random();
+        let mut wire = Vec::with_capacity(64);
+        proto::build::build_query(&mut wire, id, q.qname.as_wire(), q.qtype, q.recursion_desired, q.edns, q.dnssec_ok);
+        let resp = e.client.exchange(e.how, &e.target, &wire, q.timeout).await.map_err(|err| match err {
+            doors::client::ClientError::Timeout => TransportError::Timeout,
+            other => TransportError::Network(other.to_string()),
+        })?;
+        let msg = proto::Message::parse(&resp).map_err(|_| TransportError::Malformed)?;
+        let same_question = msg.question.as_ref().is_some_and(|x| x.name == q.qname && x.qtype == q.qtype);
+        if msg.id != id || !same_question {
+            return Err(TransportError::Malformed);
+        }
+        Ok(msg)
+    }
 }
 
 impl recursor::Transport for TimedTransport {
     fn query(&self, q: recursor::UpstreamQuery) -> BoxFuture<'_, Result<proto::Message, recursor::TransportError>> {
         Box::pin(async move {
             let start = std::time::Instant::now();
-            let r = self.inner.query(q).await;
+            let r = match self.encrypted.get(&q.server) {
+                Some(e) => self.encrypted(e, &q).await,
+                None => self.inner.query(q).await,
+            };
             self.observer.metrics.upstream(start.elapsed().as_micros() as u64);
             r
         })
     }
+}
+
+/// The encrypted forwarders of `config`, by address.
+fn encrypted_upstreams(config: &Config) -> anyhow::Result<std::collections::HashMap<SocketAddr, EncryptedUpstream>> {
+    let mut out = std::collections::HashMap::new();
+    for z in &config.forward_zones {
+        let Some(how) = z.encrypted()? else { continue };
+        let verify = crate::client_verify(z.ca_file.clone(), &z.spki_pins, false)
+            .with_context(|| format!("forward zone {:?}", z.name))?;
+        let client = Arc::new(
+            doors::client::EncryptedClient::new(&verify).with_context(|| format!("forward zone {:?}", z.name))?,
+        );
+        for server in &z.servers {
+            let target = doors::client::Target {
+                addr: *server,
+                name: z.tls_name.clone().unwrap_or_else(|| server.ip().to_string()),
+                path: z.path.clone().unwrap_or_else(|| "/dns-query".to_string()),
+            };
+            out.insert(*server, EncryptedUpstream { client: client.clone(), how, target });
+        }
+    }
+    Ok(out)
 }
 
 fn kind(f: Framing) -> TransportKind {
@@ -267,6 +324,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     observer.spawn_ticker(&mut tasks);
     let transport = TimedTransport {
         inner: NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 },
+        encrypted: encrypted_upstreams(config)?,
         observer: observer.clone(),
     };
     let clock = Arc::new(SystemClock);

@@ -416,3 +416,73 @@ fn onedot_query_speaks_every_transport() {
     let (ok, out) = q(&["www.example.test", "--tls", &dot, "--pin", &other, "--tls-name", "localhost"]);
     assert!(!ok, "{out}");
 }
+
+/// Forward zones over DoT (with a dead first server: failover), DoH on
+/// HTTP/2 and HTTP/3, and DoQ with an SPKI pin alone, to the demo as a
+/// second onedot; the demo's metrics show the queries arriving through
+/// those doors.
+#[test]
+fn forward_zones_over_encrypted_transports_with_failover() {
+    use rustls_pki_types::pem::PemObject;
+    let d = start();
+    let cert = d
+        .summary
+        .lines()
+        .find_map(|l| l.split("self-signed certificate ").nth(1))
+        .map(|s| s.trim_end_matches(')').to_string())
+        .expect("certificate path");
+    let der = rustls_pki_types::CertificateDer::from_pem_file(&cert).expect("certificate");
+    let spki = doors::client::spki_of(&der).expect("spki");
+    let pin = domain::utils::base64::encode_string(&ring::digest::digest(&ring::digest::SHA256, spki));
+    let zones = format!(
+        r#"
+[[forward_zone]]
+name = "example.test."
+servers = ["127.0.0.1:1", "127.0.0.1:{dot}"]
+transport = "tls"
+tls_name = "localhost"
+ca_file = "{cert}"
+[[forward_zone]]
+name = "z001.test."
+servers = ["127.0.0.1:{doh}"]
+transport = "https"
+tls_name = "localhost"
+ca_file = "{cert}"
+[[forward_zone]]
+name = "z003.test."
+servers = ["127.0.0.1:{doh}"]
+transport = "h3"
+tls_name = "localhost"
+ca_file = "{cert}"
+[[forward_zone]]
+name = "z002.test."
+servers = ["127.0.0.1:{doq}"]
+transport = "quic"
+spki_pins = ["{pin}"]
+"#,
+        dot = d.dot_port,
+        doh = d.doh_port,
+        doq = d.doq_port,
+    );
+    let f = crate::filtering::Fixture::start("forward", &[], &zones);
+    let door = f.door("unfiltered");
+    for (name, want) in [
+        ("www.example.test", "192.0.2.10"),
+        ("www.z001.test", "203.0.113.1"),
+        ("www.z003.test", "203.0.113.3"),
+        ("www.z002.test", "203.0.113.2"),
+    ] {
+        let m =
+            crate::filtering::ask(door, name, proto::rtype::A, false).unwrap_or_else(|| panic!("{name}: no answer"));
+        let got: Vec<String> = m.answer.iter().filter_map(|r| r.address()).map(|a| a.to_string()).collect();
+        assert_eq!(got, [want], "{name}");
+    }
+    let (_, body) = curl(&[&format!("http://127.0.0.1:{}/metrics", d.web_port)]);
+    let metrics = String::from_utf8_lossy(&body);
+    for door in ["dot", "doh", "doq"] {
+        assert!(
+            metrics.contains(&format!("onedot_queries_total{{door=\"{door}\",profile=\"unfiltered\",qtype=\"A\"")),
+            "{door}:\n{metrics}"
+        );
+    }
+}
