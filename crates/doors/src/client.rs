@@ -223,6 +223,8 @@ pub struct EncryptedClient {
     quic_doq: quinn::ClientConfig,
     quic_h3: quinn::ClientConfig,
     endpoint: quinn::Endpoint,
+    /// Local address to connect from (any when unset).
+    source: Option<std::net::IpAddr>,
     dot_idle: Mutex<HashMap<SocketAddr, Vec<TlsStream<TcpStream>>>>,
     h2_senders: Mutex<HashMap<SocketAddr, H2Sender>>,
     quic_conns: Mutex<HashMap<(SocketAddr, Encrypted), quinn::Connection>>,
@@ -253,15 +255,26 @@ impl EncryptedClient {
     /// A client checking servers as `verify` says. Must run in a tokio
     /// runtime (it opens a QUIC endpoint).
     pub fn new(verify: &Verify) -> Result<EncryptedClient, ClientError> {
-        let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-        let any4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
-        let endpoint = quinn::Endpoint::client(any6).or_else(|_| quinn::Endpoint::client(any4)).map_err(io)?;
+        EncryptedClient::from_source(verify, None)
+    }
+
+    /// As [`EncryptedClient::new`], connecting from `source` when given.
+    pub fn from_source(verify: &Verify, source: Option<std::net::IpAddr>) -> Result<EncryptedClient, ClientError> {
+        let endpoint = match source {
+            Some(ip) => quinn::Endpoint::client(SocketAddr::new(ip, 0)).map_err(io)?,
+            None => {
+                let any6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+                let any4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0));
+                quinn::Endpoint::client(any6).or_else(|_| quinn::Endpoint::client(any4)).map_err(io)?
+            }
+        };
         Ok(EncryptedClient {
             dot: client_config(verify, b"dot", false)?,
             h2: client_config(verify, b"h2", false)?,
             quic_doq: quic_client(verify, b"doq")?,
             quic_h3: quic_client(verify, b"h3")?,
             endpoint,
+            source,
             dot_idle: Mutex::new(HashMap::new()),
             h2_senders: Mutex::new(HashMap::new()),
             quic_conns: Mutex::new(HashMap::new()),
@@ -297,7 +310,15 @@ impl EncryptedClient {
         config: &Arc<ClientConfig>,
         target: &Target,
     ) -> Result<TlsStream<TcpStream>, ClientError> {
-        let tcp = TcpStream::connect(target.addr).await.map_err(io)?;
+        let tcp = match self.source {
+            Some(ip) => {
+                let sock = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }
+                    .map_err(io)?;
+                sock.bind(SocketAddr::new(ip, 0)).map_err(io)?;
+                sock.connect(target.addr).await.map_err(io)?
+            }
+            None => TcpStream::connect(target.addr).await.map_err(io)?,
+        };
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(target.name.clone()).map_err(|e| ClientError::Config(e.to_string()))?;
         TlsConnector::from(config.clone()).connect(name, tcp).await.map_err(io)
@@ -361,26 +382,64 @@ impl EncryptedClient {
         Ok(body.to_bytes().to_vec())
     }
 
-    /// A DoH JSON API GET (`?name=&type=`) over HTTP/2: the body.
-    pub async fn get_json(&self, target: &Target, query: &str, timeout: Duration) -> Result<String, ClientError> {
+    /// A GET of `path_and_query` over HTTP/2: the status and the body.
+    pub async fn get(
+        &self,
+        target: &Target,
+        path_and_query: &str,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let req = http::Request::builder()
+            .uri(format!("https://{}{path_and_query}", target.name))
+            .header(http::header::ACCEPT, "*/*")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        self.h2_call(target, req, timeout).await
+    }
+
+    /// A POST of `body` as `content_type` to the target's path over HTTP/2:
+    /// the status and the body.
+    pub async fn post(
+        &self,
+        target: &Target,
+        content_type: &str,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let req = http::Request::builder()
+            .method(http::Method::POST)
+            .uri(format!("https://{}{}", target.name, target.path))
+            .header(http::header::CONTENT_TYPE, content_type)
+            .header(http::header::ACCEPT, content_type)
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|e| ClientError::Config(e.to_string()))?;
+        self.h2_call(target, req, timeout).await
+    }
+
+    async fn h2_call(
+        &self,
+        target: &Target,
+        req: http::Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let work = async {
             let mut sender = self.h2_sender(target).await?;
             sender.ready().await.map_err(io)?;
-            let req = http::Request::builder()
-                .uri(format!("https://{}{}?{query}", target.name, target.path))
-                .header(http::header::ACCEPT, crate::DNS_JSON)
-                .body(Full::new(Bytes::new()))
-                .map_err(|e| ClientError::Config(e.to_string()))?;
             let resp = sender.send_request(req).await.map_err(io)?;
-            let status = resp.status();
+            let status = resp.status().as_u16();
             let body = Limited::new(resp.into_body(), 1 << 20).collect().await.map_err(io)?;
-            let text = String::from_utf8_lossy(&body.to_bytes()).into_owned();
-            if status != http::StatusCode::OK {
-                return Err(ClientError::BadAnswer(format!("HTTP {status}")));
-            }
-            Ok(text)
+            Ok((status, body.to_bytes().to_vec()))
         };
         tokio::time::timeout(timeout, work).await.map_err(|_| ClientError::Timeout)?
+    }
+
+    /// A DoH JSON API GET (`?name=&type=`) over HTTP/2: the body.
+    pub async fn get_json(&self, target: &Target, query: &str, timeout: Duration) -> Result<String, ClientError> {
+        let (status, body) = self.get(target, &format!("{}?{query}", target.path), timeout).await?;
+        if status != 200 {
+            return Err(ClientError::BadAnswer(format!("HTTP {status}")));
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     async fn quic_conn(&self, target: &Target, how: Encrypted) -> Result<quinn::Connection, ClientError> {

@@ -19,6 +19,7 @@ use rustls::ServerConfig;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::odoh::{self, Oblivious};
 use crate::tcp::{accept_each, listen};
 use crate::{Client, Door, DoorError, Fast, Handler, InFlight, ProxyTrust, TcpLimits};
 
@@ -36,7 +37,7 @@ pub(crate) const MAX_MESSAGE: usize = 65535;
 pub async fn serve_doh(
     addr: SocketAddr,
     tls: Arc<ServerConfig>,
-    routes: Vec<(String, Arc<dyn Handler>)>,
+    site: DohSite,
     limits: TcpLimits,
     proxy: ProxyTrust,
     with_h3: bool,
@@ -47,7 +48,7 @@ pub async fn serve_doh(
     // HTTP/3 answers on the same port over UDP (RFC 9114 §3.1.1).
     let alt_svc =
         with_h3.then(|| header::HeaderValue::from_str(&format!("h3=\":{}\"; ma=86400", bound.port())).ok()).flatten();
-    let routes: Arc<[(String, Arc<dyn Handler>)]> = routes.into();
+    let routes = Arc::new(site);
     let acceptor = TlsAcceptor::from(tls);
     tasks.spawn(accept_each(listener, limits, proxy, "doh", move |stream, peer| {
         let (acceptor, routes, inflight, alt_svc) =
@@ -114,7 +115,7 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
 pub(crate) async fn respond<F, Fut>(
     req: &http::request::Parts,
     read_body: F,
-    routes: &[(String, Arc<dyn Handler>)],
+    site: &DohSite,
     client: Client,
     inflight: InFlight,
 ) -> Response<Full<Bytes>>
@@ -122,10 +123,6 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Option<Vec<u8>>>,
 {
-    // Each path is a profile's door.
-    let Some(handler) = routes.iter().find(|(p, _)| p == req.uri.path()).map(|(_, h)| h.clone()) else {
-        return status(StatusCode::NOT_FOUND);
-    };
     let params: Vec<(String, String)> = req
         .uri
         .query()
@@ -134,6 +131,36 @@ where
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect();
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|t| t.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if let Some(o) = &site.odoh {
+        let path = req.uri.path();
+        if path == odoh::CONFIGS_PATH && req.method == Method::GET {
+            return match o.configs() {
+                Some(c) => with_type(Response::new(Full::new(c)), "application/octet-stream"),
+                None => status(StatusCode::NOT_FOUND),
+            };
+        }
+        if path == odoh::PROXY_PATH && o.relays() {
+            return relay(req, read_body, o, &params, &content_type).await;
+        }
+    }
+    // Each path is a profile's door.
+    let Some(handler) = site.routes.iter().find(|(p, _)| p == req.uri.path()).map(|(_, h)| h.clone()) else {
+        return status(StatusCode::NOT_FOUND);
+    };
+    if req.method == Method::POST
+        && content_type == odoh::ODOH_MESSAGE
+        && let Some(o) = site.odoh.as_ref().filter(|o| o.configs().is_some())
+    {
+        let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
+        return oblivious(o, &body, handler, client, inflight).await;
+    }
     if req.method == Method::GET && params.iter().any(|(k, _)| k == "name") {
         return json_api(&params, handler, client, inflight).await;
     }
@@ -146,11 +173,7 @@ where
             }
         }
         Method::POST => {
-            let ok_type = req
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(DNS_MESSAGE)));
+            let ok_type = content_type == DNS_MESSAGE;
             // The (bounded) body is read before answering even a refusal, so
             // the client is not cut off mid-upload.
             let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
@@ -177,6 +200,88 @@ where
         h.insert(header::CACHE_CONTROL, v);
     }
     r
+}
+
+fn with_type(mut r: Response<Full<Bytes>>, content_type: &'static str) -> Response<Full<Bytes>> {
+    r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    r
+}
+
+/// ODoH target: opens the sealed query, answers it (the client is whoever
+/// posted it: the relay), and seals the answer.
+async fn oblivious(
+    o: &Oblivious,
+    body: &[u8],
+    handler: Arc<dyn Handler>,
+    client: Client,
+    inflight: InFlight,
+) -> Response<Full<Bytes>> {
+    let Ok((query, sealer)) = o.open(body) else { return status(StatusCode::BAD_REQUEST) };
+    let mut out = Vec::with_capacity(1232);
+    let Some(len) = ask(&*handler, client, &inflight, &query, &mut out).await else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    match sealer.seal(&out[..len]) {
+        Ok(sealed) => {
+            let mut r = with_type(Response::new(Full::new(Bytes::from(sealed))), odoh::ODOH_MESSAGE);
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// ODoH relay: forwards the sealed body to an allowed target, unopened.
+async fn relay<F, Fut>(
+    req: &http::request::Parts,
+    read_body: F,
+    o: &Oblivious,
+    params: &[(String, String)],
+    content_type: &str,
+) -> Response<Full<Bytes>>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<u8>>>,
+{
+    if req.method != Method::POST {
+        let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
+        r.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return r;
+    }
+    let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
+    if content_type != odoh::ODOH_MESSAGE {
+        return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    let (Some(host), Some(path)) = (get("targethost"), get("targetpath")) else {
+        return status(StatusCode::BAD_REQUEST);
+    };
+    if !path.starts_with('/') {
+        return status(StatusCode::BAD_REQUEST);
+    }
+    match o.relay(host, path, &body, std::time::Duration::from_secs(5)).await {
+        None => status(StatusCode::FORBIDDEN),
+        Some(Err(e)) => {
+            tracing::debug!(target = host, error = %e, "odoh relay failed");
+            status(StatusCode::BAD_GATEWAY)
+        }
+        Some(Ok((code, body))) => {
+            let mut r = with_type(Response::new(Full::new(Bytes::from(body))), odoh::ODOH_MESSAGE);
+            *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY);
+            r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+            r
+        }
+    }
+}
+
+/// What a DoH door serves: one path per filtering profile, and its ODoH
+/// roles.
+#[derive(Clone, Default)]
+pub struct DohSite {
+    /// Path → the handler of its profile.
+    pub routes: Vec<(String, Arc<dyn Handler>)>,
+    /// ODoH target and relay, when configured.
+    pub odoh: Option<Arc<Oblivious>>,
 }
 
 /// The JSON API (`?name=&type=&do=&cd=`), field-compatible with the JSON

@@ -10,8 +10,8 @@ use rustls::ServerConfig;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::doh::{MAX_MESSAGE, respond};
-use crate::{Client, Door, DoorError, Handler, InFlight, TcpLimits};
+use crate::doh::{DohSite, MAX_MESSAGE, respond};
+use crate::{Client, Door, DoorError, InFlight, TcpLimits};
 
 /// Listens for DoH over HTTP/3 on UDP `addr` (`tls`: TLS 1.3, ALPN `h3`)
 /// and answers each path of `routes` with its handler. Returns the bound
@@ -19,7 +19,7 @@ use crate::{Client, Door, DoorError, Handler, InFlight, TcpLimits};
 pub async fn serve_doh3(
     addr: SocketAddr,
     tls: Arc<ServerConfig>,
-    routes: Vec<(String, Arc<dyn Handler>)>,
+    site: DohSite,
     limits: TcpLimits,
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
@@ -28,7 +28,7 @@ pub async fn serve_doh3(
     let config = crate::doq::quic_server_config(tls, &limits, 4)?;
     let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
     let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
-    let routes: Arc<[(String, Arc<dyn Handler>)]> = routes.into();
+    let routes = Arc::new(site);
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     tasks.spawn(async move {
         while let Some(incoming) = endpoint.accept().await {

@@ -15,6 +15,7 @@ pub mod client;
 mod doh;
 mod doh3;
 mod doq;
+pub mod odoh;
 mod proxy;
 mod tcp;
 mod tls;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-pub use doh::{DNS_JSON, DNS_MESSAGE, base64url_decode, serve_doh};
+pub use doh::{DNS_JSON, DNS_MESSAGE, DohSite, base64url_decode, serve_doh};
 pub use doh3::serve_doh3;
 pub use doq::{error as doq_error, quic_server_config, serve_doq};
 pub use proxy::{ProxyError, ProxyTrust, header as proxy_v2_header, read_header as read_proxy_header};

@@ -111,11 +111,16 @@ pub struct Secure {
     pub path: String,
     /// How to check the certificate.
     pub verify: doors::client::Verify,
+    /// Oblivious DoH: the target (`host:port`) to reach through the relay
+    /// named by the server address.
+    pub odoh_target: Option<String>,
+    /// Local address to connect from.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Runs `onedot query` over an encrypted transport (or the JSON API).
 pub async fn run_secure(a: Ask, s: Secure) -> anyhow::Result<()> {
-    let client = doors::client::EncryptedClient::new(&s.verify)?;
+    let client = doors::client::EncryptedClient::from_source(&s.verify, s.source)?;
     let target = doors::client::Target {
         addr: a.server,
         name: s.tls_name.clone().unwrap_or_else(|| a.server.ip().to_string()),
@@ -131,6 +136,9 @@ pub async fn run_secure(a: Ask, s: Secure) -> anyhow::Result<()> {
         println!("{body}");
         return Ok(());
     }
+    if let Some(host) = &s.odoh_target {
+        return run_odoh(&a, &s, &client, target, host).await;
+    }
     let how = s.how.context("no transport")?;
     let id: u16 = rand::random();
     let mut q = Vec::new();
@@ -144,6 +152,43 @@ pub async fn run_secure(a: Ask, s: Secure) -> anyhow::Result<()> {
         doors::client::Encrypted::Quic => "QUIC",
     };
     print_answer(&a, &resp, started.elapsed(), label)
+}
+
+/// Oblivious DoH: the target's configurations (fetched from it once, like
+/// a key directory), then the sealed query through the relay, which sees
+/// neither the question nor the answer.
+async fn run_odoh(
+    a: &Ask,
+    s: &Secure,
+    client: &doors::client::EncryptedClient,
+    relay: doors::client::Target,
+    target_host: &str,
+) -> anyhow::Result<()> {
+    use std::net::ToSocketAddrs;
+    let (name, port) = target_host.rsplit_once(':').context("--odoh-target wants host:port")?;
+    let addrs: Vec<SocketAddr> = (name, port.parse::<u16>()?).to_socket_addrs()?.collect();
+    let addr = addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().context("target address")?;
+    let keys = doors::client::EncryptedClient::from_source(&s.verify, None)?;
+    let directory = doors::client::Target { addr, name: name.to_string(), path: String::new() };
+    let (status, configs) = keys.get(&directory, doors::odoh::CONFIGS_PATH, a.timeout).await?;
+    if status != 200 {
+        bail!("{target_host}{}: HTTP {status}", doors::odoh::CONFIGS_PATH);
+    }
+    let id: u16 = rand::random();
+    let mut q = Vec::new();
+    build_query(&mut q, id, a.name.as_wire(), a.qtype, a.recurse, Some(1232), a.dnssec);
+    let (sealed, opener) = doors::odoh::seal_query(&configs, &q)?;
+    let relay = doors::client::Target {
+        path: format!("{}?targethost={target_host}&targetpath={}", doors::odoh::PROXY_PATH, s.path),
+        ..relay
+    };
+    let started = Instant::now();
+    let (status, body) = client.post(&relay, doors::odoh::ODOH_MESSAGE, &sealed, a.timeout).await?;
+    if status != 200 {
+        bail!("relay answered HTTP {status}");
+    }
+    let resp = opener.open(&body)?;
+    print_answer(a, &resp, started.elapsed(), "ODoH")
 }
 
 /// Runs `onedot query` and prints the answer dig-style.

@@ -246,6 +246,14 @@ pub struct ServerConfig {
     pub doq_listen: Vec<SocketAddr>,
     /// DoH over HTTP/3 on UDP at each DoH address, advertised by Alt-Svc.
     pub doh3: bool,
+    /// Be an Oblivious DoH target (RFC 9230) on the DoH doors: publish
+    /// `/.well-known/odohconfigs`, answer sealed queries.
+    pub odoh_target: bool,
+    /// Be an ODoH relay to these targets (and only these), on `/proxy`.
+    pub odoh_relay_targets: Vec<OdohRelayTarget>,
+    /// Trusted roots for the relay's connections to targets (default: the
+    /// system bundle).
+    pub odoh_relay_ca_file: Option<PathBuf>,
     /// Load balancers (networks, `10.0.0.0/8`, `::1/128`) whose TCP, DoT
     /// and DoH connections start with a PROXY v2 header carrying the
     /// client's address; required from them, never read from others.
@@ -259,6 +267,19 @@ pub struct ServerConfig {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for the TLS doors.
     pub tls_private_key: Option<PathBuf>,
+}
+
+/// `[[server.odoh_relay_targets]]`: a target the relay may forward to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OdohRelayTarget {
+    /// The `targethost` clients name (`odoh.example.net`, or `host:port`).
+    pub host: String,
+    /// Where it is.
+    pub address: SocketAddr,
+    /// The name its certificate must carry (default: `host` without port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_name: Option<String>,
 }
 
 impl ServerConfig {
@@ -473,6 +494,9 @@ impl Default for ServerConfig {
             doq_listen: DEFAULT_DOQ_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh3: true,
             proxy_protocol_from: Vec::new(),
+            odoh_target: true,
+            odoh_relay_targets: Vec::new(),
+            odoh_relay_ca_file: None,
             doh_paths: vec!["/dns-query".to_string()],
             ddr_target: None,
             tls_certificate: None,

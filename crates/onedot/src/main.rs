@@ -119,6 +119,13 @@ enum Command {
         /// The DoH JSON API over HTTP/2 (default port 8443).
         #[arg(long, group = "transport")]
         json: bool,
+        /// Oblivious DoH (RFC 9230) through the relay named by @SERVER to
+        /// this target (`host:port`).
+        #[arg(long, group = "transport", value_name = "HOST:PORT")]
+        odoh: Option<String>,
+        /// Local address to connect from.
+        #[arg(long)]
+        source: Option<std::net::IpAddr>,
         /// The DoH path.
         #[arg(long, default_value = "/dns-query")]
         path: String,
@@ -205,6 +212,8 @@ fn main() -> anyhow::Result<()> {
             h3,
             quic,
             json,
+            odoh,
+            source,
             path,
             tls_name,
             ca,
@@ -213,7 +222,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let port = if tls || quic {
                 8853
-            } else if https || h3 || json {
+            } else if https || h3 || json || odoh.is_some() {
                 8443
             } else {
                 5353
@@ -233,11 +242,11 @@ fn main() -> anyhow::Result<()> {
             let how = [(tls, Encrypted::Tls), (https, Encrypted::Https), (h3, Encrypted::H3), (quic, Encrypted::Quic)]
                 .into_iter()
                 .find_map(|(on, how)| on.then_some(how));
-            if how.is_none() && !json {
+            if how.is_none() && !json && odoh.is_none() {
                 return runtime(1)?.block_on(client::run(ask));
             }
             let verify = client_verify(ca, &pin, insecure)?;
-            let secure = client::Secure { how, json, tls_name, path, verify };
+            let secure = client::Secure { how, json, tls_name, path, verify, odoh_target: odoh, source };
             runtime(1)?.block_on(client::run_secure(ask, secure))
         }
         Command::Lab { port, export, trust_anchor_out } => {

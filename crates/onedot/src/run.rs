@@ -81,6 +81,32 @@ impl recursor::Transport for TimedTransport {
     }
 }
 
+/// The ODoH roles of the DoH doors, if any.
+fn oblivious(config: &Config) -> anyhow::Result<Option<Arc<doors::odoh::Oblivious>>> {
+    let s = &config.server;
+    if !s.odoh_target && s.odoh_relay_targets.is_empty() {
+        return Ok(None);
+    }
+    let targets = s
+        .odoh_relay_targets
+        .iter()
+        .map(|t| doors::odoh::RelayTarget {
+            host: t.host.clone(),
+            addr: t.address,
+            tls_name: t
+                .tls_name
+                .clone()
+                .unwrap_or_else(|| t.host.rsplit_once(':').map_or(&*t.host, |(h, _)| h).to_string()),
+        })
+        .collect::<Vec<_>>();
+    let verify = if targets.is_empty() {
+        doors::client::Verify::default()
+    } else {
+        crate::client_verify(s.odoh_relay_ca_file.clone(), &[], false).context("ODoH relay")?
+    };
+    Ok(Some(Arc::new(doors::odoh::Oblivious::new(s.odoh_target, targets, &verify).context("ODoH")?)))
+}
+
 /// The encrypted forwarders of `config`, by address.
 fn encrypted_upstreams(config: &Config) -> anyhow::Result<std::collections::HashMap<SocketAddr, EncryptedUpstream>> {
     let mut out = std::collections::HashMap::new();
@@ -422,20 +448,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         config.policy.state_file.clone(),
         &mut tasks,
     );
-    let web = match config.web.listen {
-        Some(addr) => {
-            let state = Arc::new(crate::web::WebState {
-                policy: policy.clone(),
-                observer: observer.clone(),
-                service: service.clone(),
-                commitments: config.telemetry.commitments(),
-            });
-            let bound = crate::web::serve(addr, state, &mut tasks).await?;
-            tracing::info!(web = %bound, "listening");
-            Some(bound)
-        }
-        None => None,
-    };
     let (mut dot, mut doh, mut doq) = (Vec::new(), Vec::new(), Vec::new());
     let wants_tls = !config.server.dot_listen.is_empty()
         || !config.server.doh_listen.is_empty()
@@ -497,6 +509,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             for p in &config.policy.profiles {
                 routes.extend(p.doh_paths.iter().map(|path| (path.clone(), handler_for(&p.name))));
             }
+            let routes = doors::DohSite { routes, odoh: oblivious(config)? };
             let h3_tls = doors::tls13_config_from_store(store.clone(), &[b"h3"])?;
             let h3 = config.server.doh3;
             for addr in &config.server.doh_listen {
@@ -531,6 +544,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         _ => {}
     }
+    // Last, so that a ready web listener means every door is up.
+    let web = match config.web.listen {
+        Some(addr) => {
+            let state = Arc::new(crate::web::WebState {
+                policy: policy.clone(),
+                observer: observer.clone(),
+                service: service.clone(),
+                commitments: config.telemetry.commitments(),
+            });
+            let bound = crate::web::serve(addr, state, &mut tasks).await?;
+            tracing::info!(web = %bound, "listening");
+            Some(bound)
+        }
+        None => None,
+    };
     if let Some(target) = &config.server.ddr_target
         && (!dot.is_empty() || !doh.is_empty() || !doq.is_empty())
     {

@@ -23,6 +23,8 @@ pub(crate) struct Fixture {
     /// `unfiltered`).
     doors: HashMap<String, SocketAddr>,
     pub(crate) web: SocketAddr,
+    /// The first DoH listener, if any.
+    pub(crate) doh: Option<SocketAddr>,
     pub(crate) log: Arc<Mutex<String>>,
 }
 
@@ -45,6 +47,11 @@ impl Fixture {
     /// Writes `files` into a fresh directory and serves `policy` (TOML for
     /// the `[policy]` tables; paths relative to that directory).
     pub(crate) fn start(tag: &str, files: &[(&str, &str)], policy: &str) -> Fixture {
+        Fixture::start_with(tag, files, "", policy)
+    }
+
+    /// As [`Fixture::start`], with `server` added to the `[server]` table.
+    pub(crate) fn start_with(tag: &str, files: &[(&str, &str)], server: &str, policy: &str) -> Fixture {
         let dir = unique_dir(tag);
         std::fs::create_dir_all(&dir).expect("dir");
         for (name, text) in files {
@@ -52,7 +59,7 @@ impl Fixture {
         }
         let (lab, port) = crate::start_lab(None);
         let config = format!(
-            "version = 1\n[web]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n[resolver]\n\
+            "version = 1\n[web]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n{server}\n[resolver]\n\
              root_hints = [\"127.53.0.1\"]\nupstream_port = {port}\ndo_not_query_localhost = false\n\
              answer_special_use_locally = false\n[dnssec]\nvalidate = false\n{policy}"
         );
@@ -78,6 +85,7 @@ impl Fixture {
         });
         let mut doors = HashMap::new();
         let mut web = None;
+        let mut doh = None;
         let deadline = Instant::now() + Duration::from_secs(30);
         while web.is_none() && Instant::now() < deadline {
             let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else { continue };
@@ -85,12 +93,15 @@ impl Fixture {
             if let Some(w) = field("web=") {
                 web = w.parse().ok();
             }
+            if let Some(d) = field("doh=") {
+                doh = doh.or(d.parse().ok());
+            }
             if let Some(udp) = field("udp=").and_then(|u| u.parse().ok()) {
                 doors.entry(field("profile=").unwrap_or_else(|| "unfiltered".into())).or_insert(udp);
             }
         }
         let web = web.unwrap_or_else(|| panic!("serve did not start:\n{}", log.lock().expect("log")));
-        Fixture { lab, serve, dir, doors, web, log }
+        Fixture { lab, serve, dir, doors, web, doh, log }
     }
 
     pub(crate) fn door(&self, profile: &str) -> SocketAddr {

@@ -299,3 +299,75 @@ fn ecs_is_off_by_default_and_truncated_and_allow_listed_when_on() {
     let log = on.log.lock().expect("log").clone();
     assert!(log.contains("EDNS Client Subnet is on"), "{log}");
 }
+
+/// Oblivious DoH through onedot-as-relay to onedot-as-target: the answer
+/// arrives; the relay's DNS pipeline never sees a question (its query log
+/// and sample stay empty); the target's sees only the relay's address,
+/// never the client's; the relay refuses targets not on its list.
+#[test]
+fn odoh_relay_and_target_each_see_only_their_half() {
+    let certs = unique_dir("odoh-certs");
+    std::fs::create_dir_all(&certs).expect("dir");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("cert");
+    let (cert_path, key_path) = (certs.join("cert.pem"), certs.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("key");
+    let tls = format!(
+        "tls_certificate = {:?}\ntls_private_key = {:?}\ndoh_listen = [\"127.0.0.1:0\"]\ndot_listen = []\ndoq_listen = []\ndoh3 = false\n",
+        cert_path.display().to_string(),
+        key_path.display().to_string()
+    );
+    let telemetry = "[telemetry]\ndata_dir = \"data\"\nquery_log = true\nsample_rate = 1.0\n";
+    let mut target = Fixture::start_with("odoh-target", &[], &format!("{tls}odoh_target = true\n"), telemetry);
+    let tport = target.doh.expect("target DoH").port();
+    let relay_server = format!(
+        "{tls}odoh_target = false\nodoh_relay_ca_file = {:?}\nodoh_relay_targets = [{{ host = \"localhost:{tport}\", address = \"127.0.0.1:{tport}\" }}]\n",
+        cert_path.display().to_string()
+    );
+    let mut relay = Fixture::start_with("odoh-relay", &[], &relay_server, telemetry);
+    let rport = relay.doh.expect("relay DoH").port();
+    let query = |target_host: &str| {
+        Command::new(onedot())
+            .args(["query", "www.example.test", "--odoh", target_host, &format!("@127.0.0.1:{rport}")])
+            .args(["--ca", &cert_path.display().to_string(), "--tls-name", "localhost", "--source", "127.0.0.88"])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("query runs")
+    };
+    let out = query(&format!("localhost:{tport}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("192.0.2.10") && text.contains("(ODoH)"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same target under a name the relay does not list.
+    let refused = query(&format!("127.0.0.1:{tport}"));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("HTTP 403"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    target.stop();
+    relay.stop();
+    let rows = |dir: &Path, file: &str, table: &str| -> Vec<String> {
+        let c = rusqlite::Connection::open(dir.join("data").join(file)).expect("open");
+        let mut st = c.prepare(&format!("SELECT COALESCE(client, '') FROM {table}")).expect("prepare");
+        st.query_map([], |r| r.get::<_, String>(0)).expect("rows").map(|r| r.expect("row")).collect()
+    };
+    // The relay's pipeline saw nothing.
+    assert!(rows(&relay.dir, "query-log.sqlite", "query_log").is_empty(), "the relay logged a question");
+    assert!(rows(&relay.dir, "sample.sqlite", "sample").is_empty(), "the relay sampled a question");
+    // The target's saw the question, from the relay's address only.
+    let seen = rows(&target.dir, "sample.sqlite", "sample");
+    assert!(!seen.is_empty(), "the target answered nothing");
+    assert!(seen.iter().all(|c| c == "127.0.0.1"), "{seen:?}");
+    for file in files(&target.dir.join("data")) {
+        let bytes = std::fs::read(&file).expect("read");
+        assert!(!String::from_utf8_lossy(&bytes).contains("127.0.0.88"), "client address in {}", file.display());
+    }
+    let _ = std::fs::remove_dir_all(&certs);
+}
