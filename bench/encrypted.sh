@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# DoT and DoH load, onedot against dnsdist in front of Unbound, loopback only.
+#
+#   bench/encrypted.sh [SECONDS]   (default 20)
+#
+# Starts the lab on port 53 (Unbound cannot reach authorities elsewhere),
+# onedot (one worker, DoT 5402, DoH 5403) and Unbound (one thread, 5410)
+# behind dnsdist (DoT 5412, DoH 5413, packet cache on), all pinned to CPU 0,
+# with one self-signed certificate; warms each with every lab question,
+# then, pinned to CPU 1, for SECONDS each: DoT with dnsperf -m dot (the lab
+# question mix, 4 connections, 100 queries outstanding), and DoH with
+# h2load (HTTP/2 POSTs of one cached question, 4 connections x 25 streams)
+# — dnsperf 2.10's DoH mode loses queries against every server tried here
+# (DNS-OARC/dnsperf issues 240 and 272), so it is not used. Server CPU per
+# query is the user+sys time of the server processes (onedot; dnsdist plus
+# Unbound) over the run. Writes bench/results/encrypted.json. Needs
+# dnsperf and unbound (`scripts/test.sh` installs them); installs dnsdist
+# and h2load (nghttp2-client) with daemons kept from starting; root for
+# port 53.
+SECONDS_RUN="${1:-20}"
+LAB_PORT=53
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+if ! command -v dnsdist >/dev/null || ! command -v h2load >/dev/null; then
+    [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dnsdist nghttp2-client >/dev/null
+fi
+command -v unbound >/dev/null || { echo "unbound is missing: run scripts/test.sh first" >&2; exit 1; }
+
+python3 - "$WORK" <<'PY'
+import sys, datetime
+from pathlib import Path
+wd = Path(sys.argv[1])
+# A self-signed certificate for 127.0.0.1 with the system's openssl-free path:
+# rcgen is not reachable from here, so use Python's cryptography (installed
+# with dnspython's DoQ extra).
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+import ipaddress
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256()))
+(wd / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+(wd / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+sys.path.insert(0, "tests/peers")
+from differential_unbound import unbound_config, unbound_root_hints
+(wd / "root.hints").write_text(unbound_root_hints())
+(wd / "unbound.conf").write_text(unbound_config(wd, 5410, wd / "root.hints", wd / "lab-root.key"))
+import dns.message
+q = dns.message.make_query("www.example.test", "A")
+q.id = 0
+(wd / "doh-body.bin").write_bytes(q.to_wire())
+PY
+
+cat > "$WORK/onedot.toml" <<TOML
+version = 1
+[web]
+listen = "127.0.0.1:0"
+[server]
+listen = ["127.0.0.1:5401"]
+workers = 1
+dot_listen = ["127.0.0.1:5402"]
+doh_listen = ["127.0.0.1:5403"]
+doq_listen = []
+doh3 = false
+tls_certificate = "$WORK/cert.pem"
+tls_private_key = "$WORK/key.pem"
+$(lab_config)
+TOML
+
+cat > "$WORK/dnsdist.conf" <<LUA
+setSecurityPollSuffix("")
+addLocal("127.0.0.1:5411")
+addTLSLocal("127.0.0.1:5412", "$WORK/cert.pem", "$WORK/key.pem", { provider = "openssl" })
+addDOHLocal("127.0.0.1:5413", "$WORK/cert.pem", "$WORK/key.pem", "/dns-query")
+newServer({ address = "127.0.0.1:5410", name = "unbound" })
+pc = newPacketCache(100000, {})
+getPool(""):setCache(pc)
+LUA
+
+start_lab
+start_onedot "$WORK/onedot.toml" 5401
+ONEDOT=$SERVER
+taskset -c 0 unbound -d -c "$WORK/unbound.conf" > "$WORK/unbound.log" 2>&1 &
+UNBOUND=$!
+PIDS+=($UNBOUND)
+taskset -c 0 dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf" > "$WORK/dnsdist.log" 2>&1 &
+DNSDIST=$!
+PIDS+=($DNSDIST)
+for _ in $(seq 100); do
+    dig +tries=1 +time=1 @127.0.0.1 -p 5411 . NS > /dev/null 2>&1 && break
+    sleep 0.2
+done
+
+ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+TICK=$(getconf CLK_TCK)
+
+# run NAME MODE PORT PIDS...: warm, then the timed run; prints a row.
+rows=()
+run() {
+    local name=$1 mode=$2 port=$3; shift 3
+    local f="$WORK/run-$name-$mode.txt" before after completed lost qps mean
+    if [ "$mode" = dot ]; then
+        local opts=(-m dot -s 127.0.0.1 -p "$port" -c 4)
+        dnsperf "${opts[@]}" -d "$WORK/queries.txt" -n 1 -q 20 -t 5 > "$WORK/warm-$name.txt" 2>&1 || true
+        before=$(ticks "$@")
+        taskset -c 1 dnsperf "${opts[@]}" -d "$WORK/queries.txt" -l "$SECONDS_RUN" -q 100 -t 3 > "$f" 2>&1 || true
+        after=$(ticks "$@")
+        completed=$(awk '/Queries completed:/ {print $3; exit}' "$f")
+        lost=$(awk '/Queries lost:/ {print $3; exit}' "$f")
+        qps=$(awk '/Queries per second:/ {print $4; exit}' "$f")
+        mean=$(awk '/Average Latency/ {gsub("s","",$4); print $4 * 1000; exit}' "$f")
+    else
+        local h2=(-c 4 -m 25 -d "$WORK/doh-body.bin" -H "content-type: application/dns-message" "https://127.0.0.1:$port/dns-query")
+        h2load -n 2000 "${h2[@]}" > "$WORK/warm-$name-doh.txt" 2>&1 || true
+        before=$(ticks "$@")
+        taskset -c 1 h2load -D "$SECONDS_RUN" "${h2[@]}" > "$f" 2>&1 || true
+        after=$(ticks "$@")
+        completed=$(awk '/^requests:/ {print $8; exit}' "$f")
+        lost=$(awk '/^requests:/ {print $10 + $12 + $14; exit}' "$f")
+        qps=$(awk '/^finished in/ {print $4; exit}' "$f")
+        mean=$(awk '/^time for request:/ {v=$6; if (v ~ /ms$/) {sub("ms","",v); print v} else if (v ~ /us$/) {sub("us","",v); print v/1000} else {sub("s","",v); print v*1000}; exit}' "$f")
+    fi
+    local cpu
+    cpu=$(awk -v a="$after" -v b="$before" -v t="$TICK" -v n="${completed:-0}" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / t * 1e6 / n; else print "null" }')
+    printf '%-24s %-4s %12s %10s %8s %14s\n' "$name" "$mode" "${qps:-0}" "${mean:-0}" "${lost:-0}" "$cpu"
+    rows+=("{\"resolver\": \"$name\", \"mode\": \"$mode\", \"seconds\": $SECONDS_RUN, \"qps\": ${qps:-0}, \"lost\": ${lost:-0}, \"mean_ms\": ${mean:-0}, \"cpu_us_per_query\": $cpu}")
+}
+
+printf '%-24s %-4s %12s %10s %8s %14s\n' resolver mode qps mean_ms lost cpu_us_per_q
+run onedot dot 5402 "$ONEDOT"
+run onedot doh 5403 "$ONEDOT"
+run dnsdist+unbound dot 5412 "$DNSDIST" "$UNBOUND"
+run dnsdist+unbound doh 5413 "$DNSDIST" "$UNBOUND"
+echo "(DoT: dnsperf, $NQ distinct questions, 4 connections, 100 outstanding; DoH: h2load, one cached question, 4 connections x 25 streams; ${SECONDS_RUN}s each; servers on CPU 0, load on CPU 1; dnsdist $(dnsdist --version 2>/dev/null | head -1 | awk '{print $2}') with its packet cache, Unbound $(unbound -V 2>/dev/null | awk '/Version/ {print $2}'))"
+mkdir -p bench/results
+{
+    echo "{\"machine\": $(machine_json),"
+    echo " \"results\": [$(IFS=,; echo "${rows[*]}")]}"
+} > bench/results/encrypted.json
