@@ -486,3 +486,19 @@ spki_pins = ["{pin}"]
         );
     }
 }
+
+/// curl resolving a name through the demo with `--doh-url` (the name is a
+/// lab server on 127.53/16, so the connection curl then makes stays on
+/// loopback).
+#[test]
+fn curl_resolves_names_through_doh_url() {
+    let d = start();
+    let out = Command::new("curl")
+        .args(["-sv", "--max-time", "5", "--doh-insecure", "--doh-url"])
+        .arg(format!("https://127.0.0.1:{}/dns-query", d.doh_port))
+        .arg("http://ns1.example.test:9/")
+        .output()
+        .expect("curl runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("DoH A: 127.53.2.1"), "{log}");
+}
