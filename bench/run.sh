@@ -1,0 +1,260 @@
+#!/usr/bin/env bash
+# Side by side: onedot, Unbound, Knot Resolver and PowerDNS Recursor on the
+# same lab hierarchy, loopback only, one worker thread each.
+#
+#   bench/run.sh [SECONDS]   (default 20; the whole run takes about 7 minutes
+#                             at 20 and stays under 15 minutes up to 40)
+#
+# The lab (onedot's built-in authoritative servers, signed, on port 53:
+# Unbound, Knot Resolver and PowerDNS Recursor cannot reach authorities on
+# another port) serves the hierarchy; every resolver validates from the
+# lab's root key. Each resolver in turn, started fresh, pinned to CPU 0,
+# with dnsperf (or h2load) pinned to CPU 1:
+#   cold  time to resolve every lab question once on a fresh start (20 outstanding)
+#   warm  dnsperf over the question mix (about 5 % NXDOMAIN) for SECONDS, 100 outstanding
+#   p99   the same mix at a fixed 20,000 QPS for 10 s: mean and 99th percentile latency
+#   tcp   dnsperf -m tcp, 4 connections, 100 outstanding, SECONDS
+# then DoT (dnsperf -m dot) and DoH (h2load; dnsperf 2.10's DoH mode loses
+# queries, DNS-OARC/dnsperf 240 and 272) for onedot and for dnsdist in front
+# of Unbound, and the machine's ceiling: `limit`, a canned UDP responder with
+# onedot's socket strategy (crates/doors/examples/limit_responder.rs).
+# Server CPU per query is the servers' own user+sys time from /proc over the
+# run; RSS is read after it. Prints one table and writes
+# bench/results/latest.json. Installs what it needs (knot-resolver,
+# pdns-recursor, dnsdist, nghttp2-client) with daemons kept from starting.
+# Needs root (port 53).
+SECONDS_RUN="${1:-20}"
+LAB_PORT=53
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+need=()
+for c in unbound:unbound kresd:knot-resolver pdns_recursor:pdns-recursor dnsdist:dnsdist h2load:nghttp2-client; do
+    command -v "${c%%:*}" >/dev/null || need+=("${c##*:}")
+done
+if [ "${#need[@]}" -gt 0 ]; then
+    [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
+fi
+cargo build --release -p doors --example limit_responder --locked -q
+LIMIT="$ROOT/target/release/examples/limit_responder"
+
+start_lab
+python3 - "$WORK" <<'PY'
+import sys, datetime, ipaddress
+from pathlib import Path
+wd = Path(sys.argv[1])
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=7))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256()))
+(wd / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+(wd / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+sys.path.insert(0, "tests/peers")
+from differential_unbound import unbound_config, unbound_root_hints
+(wd / "root.hints").write_text(unbound_root_hints())
+(wd / "unbound.conf").write_text(unbound_config(wd, 5410, wd / "root.hints", wd / "lab-root.key")
+                                 .replace("    verbosity: 1\n", "    verbosity: 0\n"))
+import dns.message
+q = dns.message.make_query("www.example.test", "A")
+q.id = 0
+(wd / "doh-body.bin").write_bytes(q.to_wire())
+PY
+
+cat > "$WORK/onedot.toml" <<TOML
+version = 1
+[web]
+listen = "127.0.0.1:0"
+[server]
+listen = ["127.0.0.1:5401"]
+workers = 1
+dot_listen = ["127.0.0.1:5402"]
+doh_listen = ["127.0.0.1:5403"]
+doq_listen = []
+doh3 = false
+tls_certificate = "$WORK/cert.pem"
+tls_private_key = "$WORK/key.pem"
+$(lab_config)
+TOML
+mkdir -p "$WORK/kresd"
+cat > "$WORK/kresd.conf" <<LUA
+-- The lab lives on 127.53/16 and serves .test: allow both.
+policy.add(policy.all(policy.FLAGS({'ALLOW_LOCAL'})))
+policy.special_names = {}
+net.listen('127.0.0.1', 5420, { kind = 'dns' })
+modules.unload('ta_signal_query')
+modules.unload('priming')
+modules.unload('detect_time_skew')
+trust_anchors.remove('.')
+trust_anchors.add_file('$WORK/lab-root.key', true)
+modules.load('hints > iterate')
+hints.root_file('$WORK/root.hints')
+cache.open(32 * MB, 'lmdb://$WORK/kresd/cache')
+LUA
+mkdir -p "$WORK/pdns"
+cat > "$WORK/pdns/recursor.conf" <<CONF
+local-address=127.0.0.1
+local-port=5430
+threads=1
+pdns-distributes-queries=no
+daemon=no
+write-pid=no
+disable-syslog=yes
+loglevel=3
+socket-dir=$WORK/pdns
+hint-file=$WORK/root.hints
+dont-query=
+allow-from=127.0.0.0/8
+security-poll-suffix=
+dnssec=validate
+qname-minimization=yes
+lua-config-file=$WORK/pdns/recursor.lua
+CONF
+cat > "$WORK/pdns/recursor.lua" <<LUA
+clearTA()
+readTrustAnchorsFromFile("$WORK/lab-root.key", 0)
+LUA
+cat > "$WORK/dnsdist.conf" <<LUA
+setSecurityPollSuffix("")
+addLocal("127.0.0.1:5411")
+addTLSLocal("127.0.0.1:5412", "$WORK/cert.pem", "$WORK/key.pem", { provider = "openssl" })
+addDOHLocal("127.0.0.1:5413", "$WORK/cert.pem", "$WORK/key.pem", "/dns-query")
+newServer({ address = "127.0.0.1:5410", name = "unbound" })
+pc = newPacketCache(100000, {})
+getPool(""):setCache(pc)
+LUA
+
+TICK=$(getconf CLK_TCK)
+ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+rss_of() { local t=0; for p in "$@"; do t=$((t + $(awk '/VmRSS/ {print $2}' "/proc/$p/status"))); done; awk -v k="$t" 'BEGIN { printf "%.1f", k / 1024 }'; }
+cpu_per() { awk -v a="$2" -v b="$1" -v t="$TICK" -v n="$3" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / t * 1e6 / n; else print "null" }'; }
+field() { awk -v k="$2" 'index($0, k) { s = substr($0, index($0, k) + length(k)); gsub(/^[ \t]+/, "", s); split(s, a, /[ (]/); print a[1]; exit }' "$1"; }
+
+# start NAME: starts a resolver pinned to CPU 0; sets PIDS_NOW and PORT_NOW.
+start() {
+    case $1 in
+        onedot) taskset -c 0 "$BIN" serve --config "$WORK/onedot.toml" > "$WORK/onedot.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5401 ;;
+        unbound) taskset -c 0 unbound -d -c "$WORK/unbound.conf" > "$WORK/unbound.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5410 ;;
+        kresd) rm -rf "$WORK/kresd/cache"; taskset -c 0 kresd -n -q -c "$WORK/kresd.conf" "$WORK/kresd" > "$WORK/kresd.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5420 ;;
+        pdns-recursor) taskset -c 0 pdns_recursor --config-dir="$WORK/pdns" > "$WORK/pdns.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5430 ;;
+        limit) taskset -c 0 "$LIMIT" 127.0.0.1:5499 1 > "$WORK/limit.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5499 ;;
+    esac
+    PIDS+=("${PIDS_NOW[@]}")
+    for _ in $(seq 100); do
+        dig +tries=1 +time=1 @127.0.0.1 -p "$PORT_NOW" . NS > /dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "$1 did not start" >&2
+    return 1
+}
+stop() { for p in "${PIDS_NOW[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+
+rows=()
+row() { # resolver mode qps cpu mean p99 lost rss [seconds]
+    printf '%-16s %-5s %12s %8s %9s %9s %8s %8s %s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "${9:-}"
+    local extra=""
+    [ -n "${9:-}" ] && extra=", \"seconds\": $9"
+    rows+=("{\"resolver\": \"$1\", \"mode\": \"$2\", \"qps\": ${3:-null}, \"cpu_us_per_query\": ${4:-null}, \"mean_ms\": ${5:-null}, \"p99_ms\": ${6:-null}, \"lost\": ${7:-null}, \"rss_mib\": ${8:-null}$extra}")
+}
+
+# dnsperf_run FILE MODE PORT SECONDS OUTSTANDING [extra...]
+dnsperf_run() {
+    local f=$1 mode=$2 port=$3 secs=$4 q=$5; shift 5
+    local conns=()
+    [ "$mode" != udp ] && conns=(-c 4)
+    taskset -c 1 dnsperf -m "$mode" "${conns[@]}" -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -l "$secs" -q "$q" -t 3 "$@" > "$f" 2>&1 || true
+}
+
+measure() { # NAME: cold, warm, p99, tcp for a freshly started resolver
+    local name=$1 f before after done
+    start "$name" || { row "$name" cold null null null null null null; return; }
+    f="$WORK/$name-cold.txt"
+    taskset -c 1 dnsperf -s 127.0.0.1 -p "$PORT_NOW" -d "$WORK/queries.txt" -n 1 -q 20 -t 5 > "$f" 2>&1 || true
+    row "$name" cold null null "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" null "$(field "$f" 'Queries lost:')" "$(rss_of "${PIDS_NOW[@]}")" "$(field "$f" 'Run time (s):')"
+    for mode in warm tcp; do
+        f="$WORK/$name-$mode.txt"
+        before=$(ticks "${PIDS_NOW[@]}")
+        dnsperf_run "$f" "$([ $mode = warm ] && echo udp || echo tcp)" "$PORT_NOW" "$SECONDS_RUN" 100
+        after=$(ticks "${PIDS_NOW[@]}")
+        done=$(field "$f" 'Queries completed:')
+        row "$name" "$mode" "$(field "$f" 'Queries per second:')" "$(cpu_per "$before" "$after" "${done:-0}")" \
+            "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" null "$(field "$f" 'Queries lost:')" "$(rss_of "${PIDS_NOW[@]}")"
+    done
+    # p99 at a fixed, moderate rate.
+    f="$WORK/$name-p99.txt"
+    taskset -c 1 dnsperf -s 127.0.0.1 -p "$PORT_NOW" -d "$WORK/queries.txt" -l 10 -Q 20000 -q 200 -t 3 -v > "$f" 2>&1 || true
+    local p99 mean
+    p99=$(awk '$1 == ">" {print $NF}' "$f" | sort -g | awk '{a[NR] = $1} END { if (NR) printf "%.3f", a[int(NR * 0.99)] * 1000; else print "null" }')
+    mean=$(awk '$1 == ">" {s += $NF; n++} END { if (n) printf "%.3f", s / n * 1000; else print "null" }' "$f")
+    row "$name" p99 "$(field "$f" 'Queries per second:')" null "$mean" "$p99" "$(field "$f" 'Queries lost:')" "$(rss_of "${PIDS_NOW[@]}")"
+    stop
+}
+
+printf '%-16s %-5s %12s %8s %9s %9s %8s %8s %s\n' resolver mode qps cpu_us mean_ms p99_ms lost rss_mib seconds
+for r in onedot unbound kresd pdns-recursor; do
+    measure "$r"
+done
+
+# The encrypted doors: onedot, and dnsdist in front of Unbound.
+encrypted() { # NAME DOT_PORT DOH_PORT PIDS...
+    local name=$1 dot=$2 doh=$3 f before after done; shift 3
+    f="$WORK/$name-dot.txt"
+    taskset -c 1 dnsperf -m dot -c 4 -s 127.0.0.1 -p "$dot" -d "$WORK/queries.txt" -n 1 -q 20 -t 5 > /dev/null 2>&1 || true
+    before=$(ticks "$@")
+    dnsperf_run "$f" dot "$dot" "$SECONDS_RUN" 100
+    after=$(ticks "$@")
+    done=$(field "$f" 'Queries completed:')
+    row "$name" dot "$(field "$f" 'Queries per second:')" "$(cpu_per "$before" "$after" "${done:-0}")" \
+        "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" null "$(field "$f" 'Queries lost:')" "$(rss_of "$@")"
+    f="$WORK/$name-doh.txt"
+    local h2=(-c 4 -m 25 -d "$WORK/doh-body.bin" -H "content-type: application/dns-message" "https://127.0.0.1:$doh/dns-query")
+    h2load -n 2000 "${h2[@]}" > /dev/null 2>&1 || true
+    before=$(ticks "$@")
+    taskset -c 1 h2load -D "$SECONDS_RUN" "${h2[@]}" > "$f" 2>&1 || true
+    after=$(ticks "$@")
+    done=$(awk '/^requests:/ {print $8; exit}' "$f")
+    row "$name" doh "$(awk '/^finished in/ {print $4; exit}' "$f")" "$(cpu_per "$before" "$after" "${done:-0}")" \
+        "$(awk '/^time for request:/ {v=$6; if (v ~ /ms$/) {sub("ms","",v); print v} else if (v ~ /us$/) {sub("us","",v); print v/1000} else {sub("s","",v); print v*1000}; exit}' "$f")" \
+        null "$(awk '/^requests:/ {print $10 + $12 + $14; exit}' "$f")" "$(rss_of "$@")"
+}
+start onedot && { encrypted onedot 5402 5403 "${PIDS_NOW[@]}"; stop; }
+if start unbound; then
+    UNBOUND=("${PIDS_NOW[@]}")
+    taskset -c 0 dnsdist --supervised --disable-syslog -C "$WORK/dnsdist.conf" > "$WORK/dnsdist.log" 2>&1 &
+    DNSDIST=$!
+    PIDS+=($DNSDIST)
+    for _ in $(seq 50); do dig +tries=1 +time=1 @127.0.0.1 -p 5411 . NS > /dev/null 2>&1 && break; sleep 0.2; done
+    encrypted dnsdist+unbound 5412 5413 "$DNSDIST" "${UNBOUND[@]}"
+    kill "$DNSDIST" 2>/dev/null; wait "$DNSDIST" 2>/dev/null || true
+    stop
+fi
+
+# The ceiling: a canned responder with onedot's socket strategy.
+if start limit; then
+    f="$WORK/limit-warm.txt"
+    before=$(ticks "${PIDS_NOW[@]}")
+    dnsperf_run "$f" udp 5499 "$SECONDS_RUN" 100
+    after=$(ticks "${PIDS_NOW[@]}")
+    done=$(field "$f" 'Queries completed:')
+    row limit warm "$(field "$f" 'Queries per second:')" "$(cpu_per "$before" "$after" "${done:-0}")" \
+        "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" null "$(field "$f" 'Queries lost:')" "$(rss_of "${PIDS_NOW[@]}")"
+    stop
+fi
+
+echo "($NQ lab questions; one worker thread per resolver on CPU 0, the load generator on CPU 1; ${SECONDS_RUN}s runs;"
+echo " $(unbound -V 2>/dev/null | awk '/^Version/ {print "Unbound " $2}'), $(kresd --version 2>/dev/null | head -1), $(pdns_recursor --version 2>&1 | awk '/PowerDNS Recursor/ {print "PowerDNS Recursor " $6; exit}'), dnsdist $(dnsdist --version 2>/dev/null | head -1 | awk '{print $2}') with its packet cache)"
+mkdir -p bench/results
+{
+    echo "{\"machine\": $(machine_json), \"seconds\": $SECONDS_RUN, \"questions\": $NQ,"
+    echo " \"results\": [$(IFS=,; echo "${rows[*]}")]}"
+} > bench/results/latest.json
+echo "wrote bench/results/latest.json"
