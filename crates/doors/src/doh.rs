@@ -147,7 +147,9 @@ where
             };
         }
         if path == odoh::PROXY_PATH && o.relays() {
-            return relay(req, read_body, o, &params, &content_type).await;
+            // Boxed: the relay's client future is large, and every DoH
+            // request would otherwise carry (and move) its space.
+            return Box::pin(relay(req, read_body, o, &params, &content_type)).await;
         }
     }
     // Each path is a profile's door.
@@ -159,10 +161,10 @@ where
         && let Some(o) = site.odoh.as_ref().filter(|o| o.configs().is_some())
     {
         let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
-        return oblivious(o, &body, handler, client, inflight).await;
+        return Box::pin(oblivious(o, &body, handler, client, inflight)).await;
     }
     if req.method == Method::GET && params.iter().any(|(k, _)| k == "name") {
-        return json_api(&params, handler, client, inflight).await;
+        return Box::pin(json_api(&params, handler, client, inflight)).await;
     }
     let query = match req.method {
         Method::GET => {
@@ -431,5 +433,20 @@ mod tests {
         assert_eq!(&q[12..17], b"\x03www\x07");
         assert!(super::base64url_decode("a").is_none());
         assert!(super::base64url_decode("AA*A").is_none());
+    }
+}
+
+#[cfg(test)]
+mod size {
+    /// The request future hyper spawns per HTTP/2 stream stays small (it
+    /// is moved on every spawn; the ODoH relay once made it kilobytes).
+    #[test]
+    fn the_respond_future_is_small() {
+        let routes = super::DohSite::default();
+        let (parts, ()) = http::Request::new(()).into_parts();
+        let client = crate::Client { door: crate::Door::Doh, addr: std::net::Ipv4Addr::LOCALHOST.into() };
+        let fut = super::respond(&parts, async || None, &routes, client, crate::InFlight::default());
+        let size = std::mem::size_of_val(&fut);
+        assert!(size < 1024, "{size} bytes");
     }
 }
