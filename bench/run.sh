@@ -39,36 +39,7 @@ cargo build --release -p doors --example limit_responder --locked -q
 LIMIT="$ROOT/target/release/examples/limit_responder"
 
 start_lab
-python3 - "$WORK" <<'PY'
-import sys, datetime, ipaddress
-from pathlib import Path
-wd = Path(sys.argv[1])
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-key = ec.generate_private_key(ec.SECP256R1())
-name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-now = datetime.datetime.now(datetime.timezone.utc)
-cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                       x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .sign(key, hashes.SHA256()))
-(wd / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-(wd / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-sys.path.insert(0, "tests/peers")
-from differential_unbound import unbound_config, unbound_root_hints
-(wd / "root.hints").write_text(unbound_root_hints())
-(wd / "unbound.conf").write_text(unbound_config(wd, 5410, wd / "root.hints", wd / "lab-root.key")
-                                 .replace("    verbosity: 1\n", "    verbosity: 0\n"))
-import dns.message
-q = dns.message.make_query("www.example.test", "A")
-q.id = 0
-(wd / "doh-body.bin").write_bytes(q.to_wire())
-PY
+peer_files
 
 cat > "$WORK/onedot.toml" <<TOML
 version = 1

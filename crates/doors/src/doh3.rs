@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::{Buf, Bytes};
 use http_body_util::BodyExt;
 use rustls::ServerConfig;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::doh::{DohSite, MAX_MESSAGE, respond};
@@ -26,64 +25,52 @@ pub async fn serve_doh3(
 ) -> Result<SocketAddr, DoorError> {
     // Control, QPACK encoder and decoder, and room for a grease stream.
     let config = crate::doq::quic_server_config(tls, &limits, 4)?;
-    let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
-    let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let routes = Arc::new(site);
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
-    tasks.spawn(async move {
-        while let Some(incoming) = endpoint.accept().await {
-            let Ok(permit) = connections.clone().try_acquire_owned() else {
-                incoming.refuse();
-                continue;
+    crate::doq::quic_accept_each(addr, config, limits, tasks, move |conn| {
+        let (routes, inflight) = (routes.clone(), inflight.clone());
+        async move {
+            let client = Client { door: Door::Doh, addr: conn.remote_address().ip() };
+            let Ok(mut h3) = h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await else {
+                return;
             };
-            let (routes, inflight) = (routes.clone(), inflight.clone());
-            tokio::spawn(async move {
-                let Ok(Ok(conn)) = tokio::time::timeout(limits.handshake_timeout, incoming).await else { return };
-                let client = Client { door: Door::Doh, addr: conn.remote_address().ip() };
-                let Ok(mut h3) = h3::server::Connection::<_, Bytes>::new(h3_quinn::Connection::new(conn)).await else {
-                    return;
+            loop {
+                let resolver = match h3.accept().await {
+                    Ok(Some(r)) => r,
+                    Ok(None) | Err(_) => break,
                 };
-                loop {
-                    let resolver = match h3.accept().await {
-                        Ok(Some(r)) => r,
-                        Ok(None) | Err(_) => break,
-                    };
-                    let (routes, inflight) = (routes.clone(), inflight.clone());
-                    tokio::spawn(async move {
-                        let Ok((req, mut stream)) = resolver.resolve_request().await else { return };
-                        let (parts, ()) = req.into_parts();
-                        let read = async || {
-                            let mut body = Vec::new();
-                            loop {
-                                match tokio::time::timeout(limits.read_timeout, stream.recv_data()).await {
-                                    Ok(Ok(Some(mut chunk))) => {
-                                        if body.len() + chunk.remaining() > MAX_MESSAGE {
-                                            return None;
-                                        }
-                                        while chunk.has_remaining() {
-                                            let c = chunk.chunk();
-                                            body.extend_from_slice(c);
-                                            let n = c.len();
-                                            chunk.advance(n);
-                                        }
+                let (routes, inflight) = (routes.clone(), inflight.clone());
+                tokio::spawn(async move {
+                    let Ok((req, mut stream)) = resolver.resolve_request().await else { return };
+                    let (parts, ()) = req.into_parts();
+                    let read = async || {
+                        let mut body = Vec::new();
+                        loop {
+                            match tokio::time::timeout(limits.read_timeout, stream.recv_data()).await {
+                                Ok(Ok(Some(mut chunk))) => {
+                                    if body.len() + chunk.remaining() > MAX_MESSAGE {
+                                        return None;
                                     }
-                                    Ok(Ok(None)) => return Some(body),
-                                    _ => return None,
+                                    while chunk.has_remaining() {
+                                        let c = chunk.chunk();
+                                        body.extend_from_slice(c);
+                                        let n = c.len();
+                                        chunk.advance(n);
+                                    }
                                 }
+                                Ok(Ok(None)) => return Some(body),
+                                _ => return None,
                             }
-                        };
-                        let response = respond(&parts, read, &routes, client, inflight).await;
-                        let (head, body) = response.into_parts();
-                        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                        if stream.send_response(http::Response::from_parts(head, ())).await.is_ok() {
-                            let _ = stream.send_data(body).await;
-                            let _ = stream.finish().await;
                         }
-                    });
-                }
-                drop(permit);
-            });
+                    };
+                    let response = respond(&parts, read, &routes, client, inflight).await;
+                    let (head, body) = response.into_parts();
+                    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                    if stream.send_response(http::Response::from_parts(head, ())).await.is_ok() {
+                        let _ = stream.send_data(body).await;
+                        let _ = stream.finish().await;
+                    }
+                });
+            }
         }
-    });
-    Ok(bound)
+    })
 }

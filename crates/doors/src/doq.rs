@@ -58,6 +58,30 @@ pub async fn serve_doq(
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
     let config = quic_server_config(tls, &limits, 0)?;
+    quic_accept_each(addr, config, limits, tasks, move |conn| {
+        let (handler, inflight) = (handler.clone(), inflight.clone());
+        async move {
+            let client = Client { door: Door::Doq, addr: conn.remote_address().ip() };
+            serve_connection(conn, client, limits, handler, inflight).await;
+        }
+    })
+}
+
+/// Binds a QUIC endpoint on `addr` and, on `tasks`, accepts connections
+/// for ever: at most `max_connections` at a time (more are refused), each
+/// handshake within its timeout, then `serve` in a task of its own.
+/// Returns the bound address.
+pub(crate) fn quic_accept_each<F, Fut>(
+    addr: SocketAddr,
+    config: quinn::ServerConfig,
+    limits: TcpLimits,
+    tasks: &mut JoinSet<()>,
+    serve: F,
+) -> Result<SocketAddr, DoorError>
+where
+    F: Fn(quinn::Connection) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
     let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -67,14 +91,12 @@ pub async fn serve_doq(
                 incoming.refuse();
                 continue;
             };
-            let (handler, inflight) = (handler.clone(), inflight.clone());
+            // The handshake runs in the connection's task, so a slow one
+            // never holds up the others.
+            let serve = serve.clone();
             tokio::spawn(async move {
-                let conn = match tokio::time::timeout(limits.handshake_timeout, incoming).await {
-                    Ok(Ok(c)) => c,
-                    _ => return,
-                };
-                let client = Client { door: Door::Doq, addr: conn.remote_address().ip() };
-                serve_connection(conn, client, limits, handler, inflight).await;
+                let Ok(Ok(conn)) = tokio::time::timeout(limits.handshake_timeout, incoming).await else { return };
+                serve(conn).await;
                 drop(permit);
             });
         }
