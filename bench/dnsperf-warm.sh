@@ -18,15 +18,7 @@ FILL_SECONDS="${2:-0}"
 PORT=5400
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-cat > "$WORK/onedot.toml" <<TOML
-version = 1
-[web]
-listen = "127.0.0.1:0"
-[server]
-listen = ["127.0.0.1:$PORT"]
-workers = 1
-$(lab_config)
-TOML
+warm_config "$PORT"
 
 start_lab
 start_onedot "$WORK/onedot.toml" "$PORT"

@@ -29,31 +29,7 @@ command -v unbound >/dev/null || { echo "unbound is missing: run scripts/test.sh
 
 peer_files
 
-cat > "$WORK/onedot.toml" <<TOML
-version = 1
-[web]
-listen = "127.0.0.1:0"
-[server]
-listen = ["127.0.0.1:5401"]
-workers = 1
-dot_listen = ["127.0.0.1:5402"]
-doh_listen = ["127.0.0.1:5403"]
-doq_listen = []
-doh3 = false
-tls_certificate = "$WORK/cert.pem"
-tls_private_key = "$WORK/key.pem"
-$(lab_config)
-TOML
 
-cat > "$WORK/dnsdist.conf" <<LUA
-setSecurityPollSuffix("")
-addLocal("127.0.0.1:5411")
-addTLSLocal("127.0.0.1:5412", "$WORK/cert.pem", "$WORK/key.pem", { provider = "openssl" })
-addDOHLocal("127.0.0.1:5413", "$WORK/cert.pem", "$WORK/key.pem", "/dns-query")
-newServer({ address = "127.0.0.1:5410", name = "unbound" })
-pc = newPacketCache(100000, {})
-getPool(""):setCache(pc)
-LUA
 
 start_lab
 start_onedot "$WORK/onedot.toml" 5401

@@ -85,7 +85,10 @@ machine_json() {
 # Writes into $WORK what the peer runs need: a self-signed certificate for
 # localhost and 127.0.0.1 (cert.pem, key.pem, with Python's cryptography,
 # which dnspython's DoQ extra brings), Unbound's config for port 5410 on the
-# lab (unbound.conf, root.hints), and a DoH request body (doh-body.bin).
+# lab (unbound.conf, root.hints), a DoH request body (doh-body.bin),
+# onedot's config (onedot.toml: Do53 5401, DoT 5402, DoH 5403) and
+# dnsdist's (dnsdist.conf: DoT 5412, DoH 5413, packet cache, in front of
+# Unbound).
 peer_files() {
     python3 - "$WORK" <<'PY'
 import sys, datetime, ipaddress
@@ -117,4 +120,42 @@ q = dns.message.make_query("www.example.test", "A")
 q.id = 0
 (wd / "doh-body.bin").write_bytes(q.to_wire())
 PY
+cat > "$WORK/onedot.toml" <<TOML
+version = 1
+[web]
+listen = "127.0.0.1:0"
+[server]
+listen = ["127.0.0.1:5401"]
+workers = 1
+dot_listen = ["127.0.0.1:5402"]
+doh_listen = ["127.0.0.1:5403"]
+doq_listen = []
+doh3 = false
+tls_certificate = "$WORK/cert.pem"
+tls_private_key = "$WORK/key.pem"
+$(lab_config)
+TOML
+cat > "$WORK/dnsdist.conf" <<LUA
+setSecurityPollSuffix("")
+addLocal("127.0.0.1:5411")
+addTLSLocal("127.0.0.1:5412", "$WORK/cert.pem", "$WORK/key.pem", { provider = "openssl" })
+addDOHLocal("127.0.0.1:5413", "$WORK/cert.pem", "$WORK/key.pem", "/dns-query")
+newServer({ address = "127.0.0.1:5410", name = "unbound" })
+pc = newPacketCache(100000, {})
+getPool(""):setCache(pc)
+LUA
+}
+
+# warm_config PORT: onedot's config for the single-resolver runs (one
+# worker on 127.0.0.1:PORT, on the lab).
+warm_config() {
+cat > "$WORK/onedot.toml" <<TOML
+version = 1
+[web]
+listen = "127.0.0.1:0"
+[server]
+listen = ["127.0.0.1:$1"]
+workers = 1
+$(lab_config)
+TOML
 }

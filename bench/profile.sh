@@ -13,15 +13,7 @@ PORT=5400
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-perf)" >&2; exit 1; }
 
-cat > "$WORK/onedot.toml" <<TOML
-version = 1
-[web]
-listen = "127.0.0.1:0"
-[server]
-listen = ["127.0.0.1:$PORT"]
-workers = 1
-$(lab_config)
-TOML
+warm_config "$PORT"
 start_lab
 start_onedot "$WORK/onedot.toml" "$PORT"
 dnsperf -s 127.0.0.1 -p "$PORT" -d "$WORK/queries.txt" -n 1 -q 20 -t 5 > /dev/null 2>&1 || true
