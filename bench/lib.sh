@@ -86,7 +86,7 @@ machine_json() {
 # localhost and 127.0.0.1 (cert.pem, key.pem, with Python's cryptography,
 # which dnspython's DoQ extra brings), Unbound's config for port 5410 on the
 # lab (unbound.conf, root.hints), a DoH request body (doh-body.bin),
-# onedot's config (onedot.toml: Do53 5401, DoT 5402, DoH 5403) and
+# onedot's config (onedot.toml: Do53 5401, DoT 5402, DoH 5403, web 5409) and
 # dnsdist's (dnsdist.conf: DoT 5412, DoH 5413, packet cache, in front of
 # Unbound).
 peer_files() {
@@ -123,7 +123,7 @@ PY
 cat > "$WORK/onedot.toml" <<TOML
 version = 1
 [web]
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:5409"
 [server]
 listen = ["127.0.0.1:5401"]
 workers = 1

@@ -136,6 +136,14 @@ measure() { # NAME: cold, warm, p99, tcp for a freshly started resolver
         row "$name" "$mode" "$(field "$f" 'Queries per second:')" "$(cpu_per "$before" "$after" "${done:-0}")" \
             "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" null "$(field "$f" 'Queries lost:')" "$(rss_of "${PIDS_NOW[@]}")"
     done
+    if [ "$name" = onedot ]; then
+        # What the RRset cache is charged per entry after the warm run.
+        curl -s http://127.0.0.1:5409/metrics > "$WORK/metrics.txt" || true
+        RRSETS=$(awk -F' ' '/^onedot_cache_entries\{cache="rrset"\}/ {print $2}' "$WORK/metrics.txt")
+        RRSET_BYTES=$(awk -F' ' '/^onedot_cache_bytes\{cache="rrset"\}/ {print $2}' "$WORK/metrics.txt")
+        BYTES_PER_RRSET=$(awk -v b="${RRSET_BYTES:-0}" -v n="${RRSETS:-0}" 'BEGIN { if (n > 0) printf "%.0f", b / n; else print "null" }')
+        echo "onedot RRset cache: ${RRSETS:-?} entries, ${RRSET_BYTES:-?} bytes charged, ${BYTES_PER_RRSET} bytes per entry"
+    fi
     # p99 at a fixed, moderate rate.
     f="$WORK/$name-p99.txt"
     taskset -c 1 dnsperf -s 127.0.0.1 -p "$PORT_NOW" -d "$WORK/queries.txt" -l 10 -Q 20000 -q 200 -t 3 -v > "$f" 2>&1 || true
@@ -201,7 +209,7 @@ echo "($NQ lab questions; one worker thread per resolver on CPU 0, the load gene
 echo " $(unbound -V 2>/dev/null | awk '/^Version/ {print "Unbound " $2}'), $(kresd --version 2>/dev/null | head -1), $(pdns_recursor --version 2>&1 | awk '/PowerDNS Recursor/ {print "PowerDNS Recursor " $6; exit}'), dnsdist $(dnsdist --version 2>/dev/null | head -1 | awk '{print $2}') with its packet cache)"
 mkdir -p bench/results
 {
-    echo "{\"machine\": $(machine_json), \"seconds\": $SECONDS_RUN, \"questions\": $NQ,"
+    echo "{\"machine\": $(machine_json), \"seconds\": $SECONDS_RUN, \"questions\": $NQ, \"onedot_rrset_cache\": {\"entries\": ${RRSETS:-null}, \"bytes\": ${RRSET_BYTES:-null}, \"bytes_per_rrset\": ${BYTES_PER_RRSET:-null}},"
     echo " \"results\": [$(IFS=,; echo "${rows[*]}")]}"
 } > bench/results/latest.json
 echo "wrote bench/results/latest.json"

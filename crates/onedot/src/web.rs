@@ -78,6 +78,8 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
         "/metrics" => {
             let m = &state.observer.metrics;
             m.set_validation(state.service.validation_counts());
+            let (rrsets, answers) = (state.service.recursor().cache(), state.service.answers());
+            m.set_caches(rrsets.len() as u64, rrsets.weight(), answers.len() as u64, answers.weight());
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", m.render())
         }
         "/privacy.json" => {

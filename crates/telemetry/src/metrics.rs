@@ -71,6 +71,8 @@ pub struct Metrics {
     /// [profile] blocked answers decided (misses; hits count in the
     /// transparency log).
     dropped_records: AtomicU64,
+    /// Cache sizes: RRset entries and bytes, answer entries and bytes.
+    caches: [AtomicU64; 4],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,6 +95,7 @@ impl Metrics {
             validation: Default::default(),
             ede: Default::default(),
             dropped_records: AtomicU64::new(0),
+            caches: Default::default(),
         }
     }
 
@@ -128,6 +131,14 @@ impl Metrics {
     /// Sets the validation totals (kept by the answer service).
     pub fn set_validation(&self, counts: [u64; 3]) {
         for (c, v) in self.validation.iter().zip(counts) {
+            c.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the cache gauges: RRset entries and the bytes they are charged,
+    /// whole-answer entries and theirs.
+    pub fn set_caches(&self, rrsets: u64, rrset_bytes: u64, answers: u64, answer_bytes: u64) {
+        for (c, v) in self.caches.iter().zip([rrsets, rrset_bytes, answers, answer_bytes]) {
             c.store(v, Ordering::Relaxed);
         }
     }
@@ -215,6 +226,15 @@ impl Metrics {
                 let _ = writeln!(o, "onedot_ede_total{{code=\"{code}\"}} {v}");
             }
         }
+        o.push_str("# HELP onedot_cache_entries Entries in the caches, by cache.\n");
+        o.push_str("# TYPE onedot_cache_entries gauge\n");
+        let c = |i: usize| self.caches[i].load(Ordering::Relaxed);
+        let _ = writeln!(o, "onedot_cache_entries{{cache=\"rrset\"}} {}", c(0));
+        let _ = writeln!(o, "onedot_cache_entries{{cache=\"answer\"}} {}", c(2));
+        o.push_str("# HELP onedot_cache_bytes Bytes the caches are charged (every allocation at malloc's size, plus the table slot).\n");
+        o.push_str("# TYPE onedot_cache_bytes gauge\n");
+        let _ = writeln!(o, "onedot_cache_bytes{{cache=\"rrset\"}} {}", c(1));
+        let _ = writeln!(o, "onedot_cache_bytes{{cache=\"answer\"}} {}", c(3));
         o.push_str("# HELP onedot_telemetry_dropped_total Query-log and sample records dropped because the writer was behind.\n");
         o.push_str("# TYPE onedot_telemetry_dropped_total counter\n");
         let _ = writeln!(o, "onedot_telemetry_dropped_total {}", self.dropped_records.load(Ordering::Relaxed));

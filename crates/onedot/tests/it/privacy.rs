@@ -90,6 +90,10 @@ fn client_addresses_stay_in_the_sample_and_the_audit_passes() {
     assert!(metrics.contains("onedot_cache_hits_total{door=\"udp\"}"));
     assert!(metrics.contains("onedot_upstream_duration_seconds_count"));
     assert!(metrics.contains("onedot_validation_total{outcome=\"insecure\"}"));
+    assert!(
+        metrics.contains("onedot_cache_entries{cache=\"rrset\"}")
+            && metrics.contains("onedot_cache_bytes{cache=\"answer\"}")
+    );
     assert!(!metrics.contains("127.77."), "a client address in /metrics");
     let privacy = f.get("/privacy.json");
     assert!(privacy.contains("\"sample_rate\": 0.0005") && privacy.contains("troubleshooting-sample"), "{privacy}");
