@@ -30,11 +30,7 @@ struct KeyRef<'a> {
 
 fn hash_parts<H: Hasher>(qname: &[u8], qtype: u16, qclass: u16, variant: u8, state: &mut H) {
     let mut lower = [0u8; MAX_NAME_LEN];
-    let n = qname.len().min(MAX_NAME_LEN);
-    for (d, s) in lower.iter_mut().zip(&qname[..n]) {
-        *d = s.to_ascii_lowercase();
-    }
-    state.write(&lower[..n]);
+    state.write(proto::name::lower_into(qname, &mut lower));
     state.write_u16(qtype);
     state.write_u16(qclass);
     state.write_u8(variant);

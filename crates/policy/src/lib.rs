@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 
-pub use names::{Scope, lower_wire};
+pub use names::Scope;
 pub use profile::{Block, BlockAnswer, Profile, ProfileSpec, Response, Verdict};
 pub use source::{
     Action, EdeKind, Format, Kind, Legal, LoadedSource, LocalRecord, SourceError, SourceSpec, fingerprint, load,

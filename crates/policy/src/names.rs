@@ -258,26 +258,12 @@ pub(crate) fn parse_host(text: &str, out: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-/// Lower-cases a wire-format name into `buf` (at most 255 octets).
-pub fn lower_wire<'a>(name: &[u8], buf: &'a mut [u8; 255]) -> &'a [u8] {
-    let n = name.len().min(255);
-    for (d, s) in buf.iter_mut().zip(&name[..n]) {
-        *d = s.to_ascii_lowercase();
-    }
-    &buf[..n]
-}
-
-/// A wire-format name in presentation format (no trailing dot).
+/// A wire-format name in presentation format, without the trailing dot.
 pub(crate) fn wire_to_text(name: &[u8]) -> String {
     let mut s = String::new();
-    let mut pos = 0;
-    while pos < name.len() && name[pos] != 0 {
-        let n = name[pos] as usize;
-        if !s.is_empty() {
-            s.push('.');
-        }
-        s.push_str(&String::from_utf8_lossy(&name[pos + 1..(pos + 1 + n).min(name.len())]));
-        pos += 1 + n;
+    let _ = proto::name::write_wire_text(name, &mut s);
+    if s.len() > 1 {
+        s.pop();
     }
     s
 }

@@ -234,6 +234,16 @@ impl<'a> Iterator for Labels<'a> {
     }
 }
 
+/// Lower-cases a wire-format name into `buf` (at most 255 octets) without
+/// allocating: how the hot path keys caches and lists by a client's name.
+pub fn lower_into<'a>(name: &[u8], buf: &'a mut [u8; MAX_NAME_LEN]) -> &'a [u8] {
+    let n = name.len().min(MAX_NAME_LEN);
+    for (d, s) in buf.iter_mut().zip(&name[..n]) {
+        *d = s.to_ascii_lowercase();
+    }
+    &buf[..n]
+}
+
 /// Writes wire-format labels in presentation format, escaping as RFC 4343.
 pub fn write_wire_text(wire: &[u8], f: &mut impl fmt::Write) -> fmt::Result {
     let mut pos = 0;

@@ -226,7 +226,7 @@ impl Service {
         let generation = self.policy.generation(profile);
         let rules = self.policy.profile(profile);
         let mut lower = [0u8; 255];
-        let verdict = rules.check_name(policy::lower_wire(view.qname, &mut lower));
+        let verdict = rules.check_name(proto::name::lower_into(view.qname, &mut lower));
         if let policy::Verdict::Block(block) = &verdict
             && !(block.response == policy::Response::TcpOnly && kind != TransportKind::Datagram)
         {
@@ -474,7 +474,7 @@ fn answer_block(rules: &policy::Profile, answer: &[Record]) -> Option<policy::Bl
     let check_ips = rules.has_address_rules();
     for r in answer {
         match r.rtype {
-            rtype::CNAME | rtype::DNAME => match rules.check_name(policy::lower_wire(&r.rdata, &mut [0; 255])) {
+            rtype::CNAME | rtype::DNAME => match rules.check_name(proto::name::lower_into(&r.rdata, &mut [0; 255])) {
                 policy::Verdict::Block(b) => return Some(b),
                 policy::Verdict::Allowed => return None,
                 policy::Verdict::Pass => {}

@@ -73,7 +73,7 @@ impl Research {
         let finished = self.roll(&mut d, now_s);
         let net = d.salt.hash_one(truncate(client));
         let mut buf = [0u8; 255];
-        let key = lower(qname, &mut buf);
+        let key = proto::name::lower_into(qname, &mut buf);
         let k = self.k;
         let tracked = d.names.len();
         match d.names.get_mut(key) {
@@ -119,14 +119,6 @@ impl Research {
         rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         DayExport { day: d.day, rows }
     }
-}
-
-fn lower<'a>(name: &[u8], buf: &'a mut [u8; 255]) -> &'a [u8] {
-    let n = name.len().min(255);
-    for (d, s) in buf.iter_mut().zip(&name[..n]) {
-        *d = s.to_ascii_lowercase();
-    }
-    &buf[..n]
 }
 
 /// A wire name as text, with characters outside `[a-z0-9_-]` escaped, so
