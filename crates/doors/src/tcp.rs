@@ -53,11 +53,54 @@ pub async fn serve_tcp(
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
     let (listener, bound) = listen(addr)?;
+    spawn_listener(listener, limits, proxy, handler, inflight, tasks);
+    Ok(bound)
+}
+
+/// Serves Do53 over TCP on a bound listener.
+pub(crate) fn spawn_listener(
+    listener: TcpListener,
+    limits: TcpLimits,
+    proxy: ProxyTrust,
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+    tasks: &mut JoinSet<()>,
+) {
     tasks.spawn(accept_each(listener, limits, proxy, "tcp", move |stream, peer| {
         let client = Client { door: Door::Tcp, addr: peer.ip() };
         connection(stream, client, limits, handler.clone(), inflight.clone())
     }));
-    Ok(bound)
+}
+
+/// Do53 over UDP and TCP on one port: binds both before serving either,
+/// and with port 0 picks again when the UDP port's TCP twin is taken (on
+/// a busy machine it often is). Returns the bound address.
+pub async fn serve_do53(
+    addr: SocketAddr,
+    workers: usize,
+    limits: TcpLimits,
+    proxy: ProxyTrust,
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+    tasks: &mut JoinSet<()>,
+) -> Result<SocketAddr, DoorError> {
+    let mut attempts = 0;
+    loop {
+        let (sockets, bound) = crate::udp::bind_sockets(addr, workers)?;
+        match listen(bound) {
+            Ok((listener, _)) => {
+                crate::udp::spawn_sockets(sockets, handler.clone(), inflight.clone(), tasks);
+                spawn_listener(listener, limits, proxy, handler, inflight, tasks);
+                return Ok(bound);
+            }
+            Err(DoorError::Bind { source, .. })
+                if addr.port() == 0 && source.kind() == std::io::ErrorKind::AddrInUse && attempts < 16 =>
+            {
+                attempts += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// A TCP listener on `addr` (address reuse on, so a restart finds the port

@@ -38,16 +38,33 @@ pub fn serve_udp(
     inflight: InFlight,
     tasks: &mut JoinSet<()>,
 ) -> Result<SocketAddr, DoorError> {
+    let (sockets, bound) = bind_sockets(addr, workers)?;
+    spawn_sockets(sockets, handler, inflight, tasks);
+    Ok(bound)
+}
+
+/// Binds `workers` SO_REUSEPORT sockets on `addr` (port 0 picks one port
+/// for all); returns them and the bound address.
+pub(crate) fn bind_sockets(addr: SocketAddr, workers: usize) -> Result<(Vec<UdpSocket>, SocketAddr), DoorError> {
     let first = bind(addr).map_err(|source| DoorError::Bind { addr, source })?;
     let bound = first.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let mut sockets = vec![first];
     for _ in 1..workers.max(1) {
         sockets.push(bind(bound).map_err(|source| DoorError::Bind { addr: bound, source })?);
     }
+    Ok((sockets, bound))
+}
+
+/// Serves bound sockets on `tasks`, one receive loop each.
+pub(crate) fn spawn_sockets(
+    sockets: Vec<UdpSocket>,
+    handler: Arc<dyn Handler>,
+    inflight: InFlight,
+    tasks: &mut JoinSet<()>,
+) {
     for sock in sockets {
         tasks.spawn(run(Arc::new(sock), handler.clone(), inflight.clone()));
     }
-    Ok(bound)
 }
 
 async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight) {

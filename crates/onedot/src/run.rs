@@ -416,14 +416,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let mut bound = Vec::new();
     for addr in &config.server.listen {
-        let udp = doors::serve_udp(*addr, workers(config), handler.clone(), inflight.clone(), &mut tasks)
-            .with_context(|| format!("UDP listener {addr}"))?;
-        // TCP on the same port as UDP (matters when the port was 0).
-        let tcp = doors::serve_tcp(udp, limits, proxy.clone(), handler.clone(), inflight.clone(), &mut tasks)
-            .await
-            .with_context(|| format!("TCP listener {udp}"))?;
-        tracing::info!(udp = %udp, tcp = %tcp, "listening");
-        bound.push((udp, tcp));
+        let port = doors::serve_do53(
+            *addr,
+            workers(config),
+            limits,
+            proxy.clone(),
+            handler.clone(),
+            inflight.clone(),
+            &mut tasks,
+        )
+        .await
+        .with_context(|| format!("Do53 listener {addr}"))?;
+        tracing::info!(udp = %port, tcp = %port, "listening");
+        bound.push((port, port));
     }
     let mut profiles = Vec::new();
     for p in &config.policy.profiles {
@@ -431,13 +436,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         let mut doors =
             ProfileDoors { name: p.name.clone(), bound: Vec::new(), dot: Vec::new(), doh_paths: p.doh_paths.clone() };
         for addr in &p.listen {
-            let udp = doors::serve_udp(*addr, workers(config), h.clone(), inflight.clone(), &mut tasks)
-                .with_context(|| format!("UDP listener {addr} (profile {})", p.name))?;
-            let tcp = doors::serve_tcp(udp, limits, proxy.clone(), h.clone(), inflight.clone(), &mut tasks)
-                .await
-                .with_context(|| format!("TCP listener {udp} (profile {})", p.name))?;
-            tracing::info!(udp = %udp, tcp = %tcp, profile = %p.name, "listening");
-            doors.bound.push((udp, tcp));
+            let port = doors::serve_do53(
+                *addr,
+                workers(config),
+                limits,
+                proxy.clone(),
+                h.clone(),
+                inflight.clone(),
+                &mut tasks,
+            )
+            .await
+            .with_context(|| format!("Do53 listener {addr} (profile {})", p.name))?;
+            tracing::info!(udp = %port, tcp = %port, profile = %p.name, "listening");
+            doors.bound.push((port, port));
         }
         profiles.push(doors);
     }
