@@ -100,7 +100,14 @@ impl Fixture {
                 doors.entry(field("profile=").unwrap_or_else(|| "unfiltered".into())).or_insert(udp);
             }
         }
-        let web = web.unwrap_or_else(|| panic!("serve did not start:\n{}", log.lock().expect("log")));
+        let Some(web) = web else {
+            // Stop what was started before failing, so nothing outlives the test.
+            for mut c in [serve, lab] {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            panic!("serve did not start:\n{}", log.lock().expect("log"));
+        };
         Fixture { lab, serve, dir, doors, web, doh, log }
     }
 
