@@ -18,7 +18,7 @@ mod answer;
 mod rrset;
 
 pub use answer::{AnswerCache, CachedAnswer, Freshness, RESPONSE_PAD_BLOCK, WriteOptions, variant};
-pub use rrset::{BOGUS_TTL, Negative, Rank, RrsetCache, RrsetEntry, RrsetValue, Security};
+pub use rrset::{BOGUS_TTL, Negative, Rank, RrsetCache, RrsetEntry, Security};
 
 /// TTL policy shared by both caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use cache::{Negative, Rank, RrsetCache, RrsetValue};
+use cache::{Negative, Rank, RrsetCache};
 use proto::wire::{Rcode, flags, rtype};
 use proto::{Message, Name, Record, class};
 use tokio::sync::watch;
@@ -281,34 +281,28 @@ impl Recursor {
         let cache = &self.inner.cache;
         let describe = || format!("{name} {}", rtype::name(qtype).unwrap_or("?"));
         if let Some(e) = cache.get_fresh(name, qtype, now) {
-            let sec = Security::from_cache(e.security, describe);
-            let left = e.remaining(now);
-            let dnssec: Vec<Record> = e.dnssec.iter().map(|r| Record { ttl: left.min(r.ttl), ..r.clone() }).collect();
-            return Some(CacheHit::Step(match &e.value {
-                RrsetValue::Positive(_) if e.rank < Rank::NonAuthAnswer => return None,
-                RrsetValue::Positive(_) => {
+            let sec = Security::from_cache(e.security(), describe);
+            let dnssec = e.dnssec_at(now);
+            return Some(CacheHit::Step(match e.negative() {
+                None if e.rank() < Rank::NonAuthAnswer => return None,
+                None => {
                     let mut recs = e.records_at(now);
                     recs.extend(dnssec);
                     Step::Answer(recs, Vec::new(), sec)
                 }
-                RrsetValue::Negative(kind, soa) => {
-                    let soa = soa.clone().map(|s| Record { ttl: left.min(s.ttl), ..s });
-                    match kind {
-                        Negative::NxDomain => Step::NxDomain(soa, dnssec, sec),
-                        Negative::NoData => Step::NoData(soa, dnssec, sec),
-                    }
-                }
+                Some(Negative::NxDomain) => Step::NxDomain(e.soa_at(now), dnssec, sec),
+                Some(Negative::NoData) => Step::NoData(e.soa_at(now), dnssec, sec),
             }));
         }
         if qtype != rtype::CNAME
             && let Some(e) = cache.get_fresh(name, rtype::CNAME, now)
-            && let (RrsetValue::Positive(_), true) = (&e.value, e.rank >= Rank::NonAuthAnswer)
+            && e.negative().is_none()
+            && e.rank() >= Rank::NonAuthAnswer
         {
             let mut recs = e.records_at(now);
             let target = recs.first()?.target_name()?;
-            let left = e.remaining(now);
-            recs.extend(e.dnssec.iter().map(|r| Record { ttl: left.min(r.ttl), ..r.clone() }));
-            return Some(CacheHit::Cname(recs, target, Security::from_cache(e.security, describe)));
+            recs.extend(e.dnssec_at(now));
+            return Some(CacheHit::Cname(recs, target, Security::from_cache(e.security(), describe)));
         }
         None
     }
@@ -691,10 +685,10 @@ impl Recursor {
             }
             if !z.is_root()
                 && let Some(e) = self.inner.cache.get(&z, rtype::NS, now)
-                && let RrsetValue::Positive(ns) = &e.value
+                && e.negative().is_none()
                 && let Some(trust) = trust_of(&z)
             {
-                let ns_names: Vec<Name> = ns.iter().filter_map(Record::target_name).collect();
+                let ns_names: Vec<Name> = e.rdatas().filter_map(|r| Name::from_wire(r).ok()).collect();
                 let addrs = self.cached_addresses(&ns_names, now);
                 let resolvable = ns_names.iter().any(|n| !n.is_subdomain_of(&z));
                 if !addrs.is_empty() || resolvable {
@@ -720,9 +714,9 @@ impl Recursor {
         for ns in ns_names {
             for t in [rtype::A, rtype::AAAA] {
                 if let Some(e) = self.inner.cache.get(ns, t, now)
-                    && let RrsetValue::Positive(rs) = &e.value
+                    && e.negative().is_none()
                 {
-                    out.extend(rs.iter().filter_map(Record::address).map(|a| SocketAddr::new(a, port)));
+                    out.extend(e.records_at(now).iter().filter_map(Record::address).map(|a| SocketAddr::new(a, port)));
                 }
             }
         }

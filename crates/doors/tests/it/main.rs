@@ -78,6 +78,41 @@ async fn udp_fast_and_slow_paths_answer() {
 }
 
 #[tokio::test]
+async fn udp_bursts_are_answered_in_batches_to_each_sender() {
+    // More queries than one batch queue up before the door runs: each is
+    // answered once, to the socket that asked, with its own ID.
+    let (addr, _tasks) = start(TcpLimits::default()).await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    for round in 0..25u16 {
+        for (c, sock) in clients.iter().enumerate() {
+            // Even IDs are fast; every fifth round one slow query joins in.
+            let id = (round * 8 + c as u16 * 2) | u16::from(round % 5 == 0 && c == 0);
+            sock.send_to(&query(id), addr).await.expect("send");
+        }
+    }
+    for (c, sock) in clients.iter().enumerate() {
+        let mut ids = Vec::new();
+        let mut buf = [0u8; 512];
+        while ids.len() < 25 {
+            let (n, _) = tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf))
+                .await
+                .expect("every query answered")
+                .expect("recv");
+            assert!(n == 17 && buf[2] & 0x80 != 0);
+            ids.push(u16::from_be_bytes([buf[0], buf[1]]));
+        }
+        ids.sort_unstable();
+        let want: Vec<u16> = (0..25u16).map(|r| (r * 8 + c as u16 * 2) | u16::from(r % 5 == 0 && c == 0)).collect();
+        let mut want = want;
+        want.sort_unstable();
+        assert_eq!(ids, want, "client {c}");
+    }
+}
+
+#[tokio::test]
 async fn tcp_answers_pipelined_queries_out_of_order() {
     let (addr, _tasks) = start(TcpLimits::default()).await;
     let mut s = TcpStream::connect(addr).await.expect("connect");
