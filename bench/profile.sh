@@ -25,6 +25,9 @@ mkdir -p bench/results
 {
     echo "# onedot on a warm cache: self time per symbol (perf record -g, ${SECONDS_RUN}s of dnsperf, 100 outstanding)"
     grep -E "Queries per second" "$WORK/run.txt" || true
+    echo "# where the samples fall, by object (the onedot binary is our code and the crates it links):"
+    perf report -i "$WORK/perf.data" --stdio --no-children --sort dso 2>/dev/null | grep -E "^ +[0-9]" | sed -E "s/ +- +- *$//" | head -6
+    echo "# by symbol, 1 % and above:"
     perf report -i "$WORK/perf.data" --stdio --no-children --sort symbol --percent-limit 1 2>/dev/null | grep -E "^ +[0-9]" | sed -E "s/ +- +- *$//" | head -40
 } > bench/results/profile.txt
 cat bench/results/profile.txt
