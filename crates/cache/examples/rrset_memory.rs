@@ -27,9 +27,11 @@ fn main() {
             let a =
                 Record { name: name.clone(), rtype: rtype::A, class: 1, ttl: 3600, rdata: Box::new([127, 0, 0, 1]) };
             let sigs = if signed {
-                // An ECDSA P-256 RRSIG: 18 fixed bytes, the signer, 64 bytes.
+                // An ECDSA P-256 RRSIG: 18 fixed bytes, the signer (the
+                // name's zone, as in the lab), 64 bytes.
                 let mut rdata = vec![0u8; 18];
-                rdata.extend_from_slice(&[5, b'z', b'0', b'0', b'1', 4, b't', b'e', b's', b't', 0]);
+                rdata[..2].copy_from_slice(&rtype::A.to_be_bytes());
+                rdata.extend_from_slice(&name.as_wire()[4..]);
                 rdata.extend_from_slice(&[7; 64]);
                 vec![Record { name, rtype: rtype::RRSIG, class: 1, ttl: 3600, rdata: rdata.into() }]
             } else {
