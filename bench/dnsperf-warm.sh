@@ -12,7 +12,7 @@
 # by PID. With FILL_SECONDS > 0 it then asks unique names under a lab
 # wildcard (every one a cache miss and a resolution) for that long, to show
 # that memory stays within the cache bound while entries are evicted.
-# Needs dnsperf (scripts/test.sh installs it).
+# Installs dnsperf if it is missing.
 SECONDS_RUN="${1:-60}"
 FILL_SECONDS="${2:-0}"
 PORT=5400

@@ -13,19 +13,14 @@
 # — dnsperf 2.10's DoH mode loses queries against every server tried here
 # (DNS-OARC/dnsperf issues 240 and 272), so it is not used. Server CPU per
 # query is the user+sys time of the server processes (onedot; dnsdist plus
-# Unbound) over the run. Writes bench/results/encrypted.json. Needs
-# dnsperf and unbound (`scripts/test.sh` installs them); installs dnsdist
-# and h2load (nghttp2-client) with daemons kept from starting; root for
-# port 53.
+# Unbound) over the run. Writes bench/results/encrypted.json. Installs
+# what is missing of dnsperf, unbound, dnsdist and h2load (nghttp2-client)
+# with daemons kept from starting, and dnspython; root for port 53.
 SECONDS_RUN="${1:-20}"
 LAB_PORT=53
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-if ! command -v dnsdist >/dev/null || ! command -v h2load >/dev/null; then
-    [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q dnsdist nghttp2-client >/dev/null
-fi
-command -v unbound >/dev/null || { echo "unbound is missing: run scripts/test.sh first" >&2; exit 1; }
+install_packages unbound:unbound dnsdist:dnsdist h2load:nghttp2-client
 
 peer_files
 

@@ -13,7 +13,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
-command -v dnsperf >/dev/null || { echo "dnsperf is missing: run scripts/test.sh first (it installs it)" >&2; exit 1; }
+# install_packages COMMAND:PACKAGE...: installs the Debian packages whose
+# command is missing, with a policy-rc.d that keeps their daemons from
+# starting (removed again if it was ours), refreshing the package lists
+# when they are too old or empty to install from.
+install_packages() {
+    local need=() c ours=""
+    for c in "$@"; do command -v "${c%%:*}" >/dev/null || need+=("${c##*:}"); done
+    [ "${#need[@]}" -eq 0 ] && return 0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        ours=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q "${need[@]}" > /dev/null 2>&1 ||
+        { apt-get update -q > /dev/null && apt-get install -y -q "${need[@]}" > /dev/null; }
+    [ -z "$ours" ] || rm -f /usr/sbin/policy-rc.d
+}
+install_packages dnsperf:dnsperf dig:dnsutils curl:curl
+# dnspython (the DoH request body) and cryptography (the certificate).
+python3 -c 'import dns.message, cryptography' 2> /dev/null ||
+    python3 -m pip install --quiet 'dnspython[doh,doq]>=2.6' 2> /dev/null ||
+    python3 -m pip install --quiet --break-system-packages 'dnspython[doh,doq]>=2.6'
 cargo build --release -p onedot --locked -q
 BIN="$ROOT/target/release/onedot"
 
@@ -39,11 +61,22 @@ trust_anchor_files = ["$WORK/lab-root.key"]
 TOML
 }
 
-# Starts the lab; waits for its trust anchor.
+# Starts the lab; waits for its trust anchor and its root to answer, and
+# stops the run if it cannot (a port already taken, say): every figure
+# after that would measure SERVFAILs.
 start_lab() {
     "$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" > "$WORK/lab.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 50); do [ -s "$WORK/lab-root.key" ] && break; sleep 0.1; done
+    local lab=$!
+    PIDS+=($lab)
+    for _ in $(seq 100); do
+        [ -s "$WORK/lab-root.key" ] && dig +norec +tries=1 +time=1 @127.53.0.1 -p "$LAB_PORT" . SOA 2> /dev/null |
+            grep -q "status: NOERROR" && return 0
+        kill -0 "$lab" 2> /dev/null || break
+        sleep 0.1
+    done
+    echo "the lab did not start on port $LAB_PORT:" >&2
+    grep -v '^ ' "$WORK/lab.log" | head -5 >&2
+    exit 1
 }
 
 # start_onedot CONFIG PORT: serve pinned to CPU 0; sets SERVER to its PID.

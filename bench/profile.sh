@@ -7,11 +7,11 @@
 # bench/dnsperf-warm.sh does, warms the cache, then samples onedot with
 # `perf record -g` while dnsperf (CPU 1) sends the warm question mix for
 # SECONDS, and writes the flat profile (self time per symbol) to
-# bench/results/profile.txt. Needs perf (linux-perf) and dnsperf.
+# bench/results/profile.txt. Installs perf (linux-perf) and dnsperf if missing.
 SECONDS_RUN="${1:-10}"
 PORT=5400
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-command -v perf >/dev/null || { echo "perf is missing (apt-get install linux-perf)" >&2; exit 1; }
+install_packages perf:linux-perf
 
 warm_config "$PORT"
 start_lab

@@ -20,21 +20,15 @@
 # onedot's socket strategy (crates/doors/examples/limit_responder.rs).
 # Server CPU per query is the servers' own user+sys time from /proc over the
 # run; RSS is read after it. Prints one table and writes
-# bench/results/latest.json. Installs what it needs (knot-resolver,
-# pdns-recursor, dnsdist, nghttp2-client) with daemons kept from starting.
-# Needs root (port 53).
+# bench/results/latest.json. Installs what is missing (dnsperf,
+# dnsutils, unbound, knot-resolver, pdns-recursor, dnsdist, nghttp2-client)
+# with daemons kept from starting, and dnspython. Needs root (port 53).
+# `python3 bench/readme.py` then writes the README's tables from the JSON.
 SECONDS_RUN="${1:-20}"
 LAB_PORT=53
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-need=()
-for c in unbound:unbound kresd:knot-resolver pdns_recursor:pdns-recursor dnsdist:dnsdist h2load:nghttp2-client; do
-    command -v "${c%%:*}" >/dev/null || need+=("${c##*:}")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-    [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >/dev/null
-fi
+install_packages unbound:unbound kresd:knot-resolver pdns_recursor:pdns-recursor dnsdist:dnsdist h2load:nghttp2-client
 cargo build --release -p doors --example limit_responder --locked -q
 LIMIT="$ROOT/target/release/examples/limit_responder"
 
@@ -232,11 +226,16 @@ if start limit; then
     stop
 fi
 
+V_UNBOUND="Unbound $(unbound -V 2>/dev/null | awk '/^Version/ {print $2}')"
+V_KRESD="Knot Resolver $(kresd --version 2>/dev/null | head -1 | awk '{print $NF}')"
+V_PDNS="PowerDNS Recursor $(pdns_recursor --version 2>&1 | awk '/PowerDNS Recursor/ {print $6; exit}')"
+V_DNSDIST="dnsdist $(dnsdist --version 2>/dev/null | head -1 | awk '{print $2}')"
 echo "($NQ lab questions; one worker thread per resolver on CPU 0, the load generator on CPU 1; ${SECONDS_RUN}s runs;"
-echo " $(unbound -V 2>/dev/null | awk '/^Version/ {print "Unbound " $2}'), $(kresd --version 2>/dev/null | head -1), $(pdns_recursor --version 2>&1 | awk '/PowerDNS Recursor/ {print "PowerDNS Recursor " $6; exit}'), dnsdist $(dnsdist --version 2>/dev/null | head -1 | awk '{print $2}') with its packet cache)"
+echo " $V_UNBOUND, $V_KRESD, $V_PDNS, $V_DNSDIST with its packet cache)"
 mkdir -p bench/results
 {
-    echo "{\"machine\": $(machine_json), \"seconds\": $SECONDS_RUN, \"questions\": $NQ, \"onedot_rrset_cache\": {\"entries\": ${RRSETS:-null}, \"bytes\": ${RRSET_BYTES:-null}, \"bytes_per_rrset\": ${BYTES_PER_RRSET:-null}}, \"unbound_rrset_cache\": {\"entries\": ${U_RRSETS:-null}, \"bytes\": ${U_RRSET_BYTES:-null}, \"bytes_per_rrset\": ${U_BYTES_PER_RRSET:-null}},"
+    echo "{\"machine\": $(machine_json), \"date\": \"$(date -u +%F)\", \"seconds\": $SECONDS_RUN, \"questions\": $NQ, "
+    echo " \"versions\": {\"unbound\": \"$V_UNBOUND\", \"kresd\": \"$V_KRESD\", \"pdns-recursor\": \"$V_PDNS\", \"dnsdist\": \"$V_DNSDIST\"}, \"onedot_rrset_cache\": {\"entries\": ${RRSETS:-null}, \"bytes\": ${RRSET_BYTES:-null}, \"bytes_per_rrset\": ${BYTES_PER_RRSET:-null}}, \"unbound_rrset_cache\": {\"entries\": ${U_RRSETS:-null}, \"bytes\": ${U_RRSET_BYTES:-null}, \"bytes_per_rrset\": ${U_BYTES_PER_RRSET:-null}},"
     echo " \"results\": [$(IFS=,; echo "${rows[*]}")]}"
 } > bench/results/latest.json
 echo "wrote bench/results/latest.json"
