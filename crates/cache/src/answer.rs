@@ -4,7 +4,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use proto::wire::{HEADER_LEN, OPT_EDE, flags, rtype};
+use proto::wire::{HEADER_LEN, OPT_EDE, Rcode, flags, rtype};
 use proto::{QueryView, name::MAX_NAME_LEN};
 use quick_cache::{Equivalent, Weighter, sync::Cache};
 
@@ -148,14 +148,29 @@ impl CachedAnswer {
         self.ttl
     }
 
-    /// Freshness at `now` under `policy`.
+    /// Unix time the answer was stored.
+    pub fn stored_at(&self) -> u64 {
+        self.stored_at
+    }
+
+    /// Freshness at `now` under `policy`. A cached resolution failure is
+    /// never stale: once its time is up it is gone (RFC 9520).
+    #[inline]
     pub fn freshness(&self, now: u64, policy: &TtlPolicy) -> Freshness {
-        crate::freshness(self.stored_at, self.ttl, now, policy)
+        match crate::freshness(self.stored_at, self.ttl, now, policy) {
+            Freshness::Stale if self.is_failure() => Freshness::Expired,
+            f => f,
+        }
     }
 
     /// The stored response's RCODE.
     pub fn rcode(&self) -> u8 {
         self.wire[3] & 0x0f
+    }
+
+    /// Whether this is a cached resolution failure (SERVFAIL).
+    pub fn is_failure(&self) -> bool {
+        self.rcode() == Rcode::ServFail as u8
     }
 
     /// Writes the answer for `query` into `out` (cleared first). Allocation

@@ -32,11 +32,19 @@ pub struct TtlPolicy {
     /// How long past expiry an entry may still be served stale (RFC 8767
     /// recommends one to three days); 0 disables serve-stale.
     pub stale_window: u32,
+    /// How long a resolution failure (SERVFAIL) is cached the first time
+    /// (RFC 9520); doubled for each failure that follows, up to
+    /// [`MAX_FAILURE_TTL`]. 0 disables failure caching.
+    pub failure_ttl: u32,
 }
+
+/// The longest a resolution failure may be cached (RFC 9520 §3.2: five
+/// minutes).
+pub const MAX_FAILURE_TTL: u32 = 300;
 
 impl Default for TtlPolicy {
     fn default() -> Self {
-        TtlPolicy { min_ttl: 0, max_ttl: 86_400, max_negative_ttl: 3_600, stale_window: 86_400 }
+        TtlPolicy { min_ttl: 0, max_ttl: 86_400, max_negative_ttl: 3_600, stale_window: 86_400, failure_ttl: 5 }
     }
 }
 
@@ -44,6 +52,30 @@ impl TtlPolicy {
     /// Clamps a positive TTL.
     pub fn clamp(&self, ttl: u32) -> u32 {
         ttl.clamp(self.min_ttl.min(self.max_ttl), self.max_ttl)
+    }
+
+    /// How long to cache a resolution failure at `now`, given the failure
+    /// cached before it for the same question (stored at, TTL), if any:
+    /// `failure_ttl`, doubled when that one expired less than
+    /// [`MAX_FAILURE_TTL`] seconds ago (a failure that persists across
+    /// retries, RFC 9520 §3.2's backoff), never more than
+    /// [`MAX_FAILURE_TTL`]; 0 when failures are not cached.
+    pub fn failure_ttl(&self, previous: Option<(u64, u32)>, now: u64) -> u32 {
+        if self.failure_ttl == 0 {
+            return 0;
+        }
+        let base = self.failure_ttl.min(MAX_FAILURE_TTL);
+        match previous {
+            Some((stored_at, ttl)) => {
+                let expired = stored_at + u64::from(ttl);
+                if now >= expired && now < expired + u64::from(MAX_FAILURE_TTL) {
+                    ttl.saturating_mul(2).clamp(base, MAX_FAILURE_TTL)
+                } else {
+                    base
+                }
+            }
+            None => base,
+        }
     }
 
     /// Clamps a negative TTL.
@@ -85,3 +117,30 @@ pub(crate) const SLOT_COST: usize = 112;
 
 /// The TTL a stale answer is served with (RFC 8767 §4 recommends 30 s).
 pub const STALE_TTL: u32 = 30;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_to_five_minutes_and_start_over() {
+        let p = TtlPolicy::default();
+        assert_eq!(p.failure_ttl(None, 1000), 5);
+        // Each failure right after the previous one expired doubles the time.
+        let (mut at, mut ttl) = (1000u64, 5u32);
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            at += u64::from(ttl);
+            ttl = p.failure_ttl(Some((at - u64::from(ttl), ttl)), at);
+            seen.push(ttl);
+        }
+        assert_eq!(seen, [10, 20, 40, 80, 160, 300, 300, 300]);
+        // A failure long after the last one expired starts from the base.
+        assert_eq!(p.failure_ttl(Some((1000, 300)), 1000 + 300 + 300), 5);
+        // A failure asked again before the cached one expired (coalesced
+        // waiters) does not double it.
+        assert_eq!(p.failure_ttl(Some((1000, 20)), 1010), 5);
+        assert_eq!(TtlPolicy { failure_ttl: 0, ..p }.failure_ttl(None, 1000), 0);
+        assert_eq!(TtlPolicy { failure_ttl: 9999, ..p }.failure_ttl(None, 1000), MAX_FAILURE_TTL);
+    }
+}

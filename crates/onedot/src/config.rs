@@ -360,6 +360,10 @@ pub struct CacheConfig {
     pub serve_stale: bool,
     /// How long past expiry stale answers may be served, seconds.
     pub stale_window: u32,
+    /// How long a resolution failure (SERVFAIL) is cached the first time,
+    /// seconds (RFC 9520); doubled while it persists, at most 300; 0 turns
+    /// failure caching off.
+    pub failure_ttl: u32,
 }
 
 /// `[local]`
@@ -541,6 +545,7 @@ impl Default for CacheConfig {
             max_negative_ttl: t.max_negative_ttl,
             serve_stale: true,
             stale_window: t.stale_window,
+            failure_ttl: t.failure_ttl,
         }
     }
 }
@@ -601,6 +606,13 @@ impl Config {
         }
         if self.cache.min_ttl > self.cache.max_ttl {
             bail!("cache.min_ttl ({}) is above cache.max_ttl ({})", self.cache.min_ttl, self.cache.max_ttl);
+        }
+        if self.cache.failure_ttl > cache::MAX_FAILURE_TTL {
+            bail!(
+                "cache.failure_ttl = {} is above {}: RFC 9520 caps caching a resolution failure at five minutes",
+                self.cache.failure_ttl,
+                cache::MAX_FAILURE_TTL
+            );
         }
         if !self.resolver.ipv4 && !self.resolver.ipv6 {
             bail!("resolver.ipv4 and resolver.ipv6 are both off");
@@ -779,6 +791,7 @@ impl Config {
             max_ttl: c.max_ttl,
             max_negative_ttl: c.max_negative_ttl,
             stale_window: if c.serve_stale { c.stale_window } else { 0 },
+            failure_ttl: c.failure_ttl,
         }
     }
 
@@ -827,6 +840,9 @@ mod tests {
         assert!(format!("{e:#}").contains("local.records[0]"));
         let e = Config::parse("[cache]\nmin_ttl = 10\nmax_ttl = 5").expect_err("ttl");
         assert!(format!("{e:#}").contains("min_ttl"));
+        let e = Config::parse("[cache]\nfailure_ttl = 301").expect_err("failure ttl");
+        assert!(format!("{e:#}").contains("RFC 9520"));
+        assert_eq!(Config::parse("[cache]\nfailure_ttl = 0").expect("off").ttl_policy().failure_ttl, 0);
     }
 
     #[test]

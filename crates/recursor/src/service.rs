@@ -8,7 +8,7 @@ use proto::wire::{Rcode, flags, rtype};
 use proto::{Ede, MessageWriter, Name, QueryError, QueryView, Record, class};
 
 use crate::local::LocalData;
-use crate::{Clock, Outcome, Recursor, ResolveError};
+use crate::{Clock, Outcome, Recursor};
 
 /// Whether the response goes over a datagram or a stream transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -267,7 +267,8 @@ impl Service {
         match resolved {
             Ok(crate::Resolution { security: crate::Security::Bogus(b), .. }) if !view.checking_disabled() => {
                 tracing::debug!(qtype = view.qtype, reason = %b, "bogus");
-                Some(self.error(&view, kind, Rcode::ServFail, Some(Ede::new(b.ede_code(), b.to_string())), out))
+                let failure = Failure { profile, generation, previous: cached.as_deref(), shared: ecs.is_none() };
+                Some(self.fail(&view, kind, failure, Ede::new(b.ede_code(), b.to_string()), out))
             }
             Ok(res) => {
                 if !matches!(verdict, policy::Verdict::Allowed)
@@ -287,14 +288,40 @@ impl Service {
                 Some(ans.write(&view, &self.write_options(&view, kind, false), out))
             }
             Err(e) => {
-                let stale = cached.filter(|h| h.freshness(now, self.answers.policy()) == Freshness::Stale);
+                let stale = cached.as_ref().filter(|h| h.freshness(now, self.answers.policy()) == Freshness::Stale);
                 if let Some(hit) = stale {
                     tracing::debug!(error = %e, "serving stale");
                     return Some(hit.write(&view, &self.write_options(&view, kind, true), out));
                 }
-                Some(self.servfail(&view, kind, &e, out))
+                let qname = Name::from_wire(view.qname).map(|n| n.to_string()).unwrap_or_default();
+                tracing::debug!(%qname, qtype = view.qtype, error = %e, "SERVFAIL");
+                let failure = Failure { profile, generation, previous: cached.as_deref(), shared: ecs.is_none() };
+                Some(self.fail(&view, kind, failure, Ede::new(e.ede_code(), e.to_string()), out))
             }
         }
+    }
+
+    /// Answers SERVFAIL with `ede` for a resolution that failed, and caches
+    /// the failure for the question (RFC 9520): for
+    /// [`cache::TtlPolicy::failure_ttl`] seconds, doubled while it
+    /// persists, at most five minutes; never served stale. Until then the
+    /// same question is answered from the cache on the fast path, so a
+    /// broken zone costs its authorities nothing and its askers no wait.
+    fn fail(&self, view: &QueryView<'_>, kind: TransportKind, f: Failure<'_>, ede: Ede, out: &mut Vec<u8>) -> usize {
+        let now = self.clock.now_unix();
+        let previous = f.previous.filter(|p| p.is_failure()).map(|p| (p.stored_at(), p.ttl()));
+        let ttl = self.answers.policy().failure_ttl(previous, now);
+        if ttl == 0 || !f.shared {
+            return self.error(view, kind, Rcode::ServFail, Some(ede), out);
+        }
+        let mut wire = Vec::with_capacity(proto::wire::HEADER_LEN + view.qname.len() + 4);
+        let mut w = MessageWriter::new(&mut wire, 0, flags::QR | flags::RA | Rcode::ServFail as u16);
+        w.question(view.qname, view.qtype, view.qclass);
+        w.finish();
+        let ans = CachedAnswer::new(wire.into(), Box::new([]), now, ttl, Some((ede.code, ede.text.into_boxed_str())));
+        let ans = Arc::new(ans.with_policy(f.generation, None));
+        self.cache(view, f.profile, ans.clone());
+        ans.write(view, &self.write_options(view, kind, false), out)
     }
 
     fn cache(&self, view: &QueryView<'_>, profile: u8, ans: Arc<CachedAnswer>) {
@@ -442,12 +469,6 @@ impl Service {
         (CachedAnswer::new(wire.into(), offsets.into(), now, ttl, ede), ttl > 0)
     }
 
-    fn servfail(&self, view: &QueryView<'_>, kind: TransportKind, e: &ResolveError, out: &mut Vec<u8>) -> usize {
-        let qname = Name::from_wire(view.qname).map(|n| n.to_string()).unwrap_or_default();
-        tracing::debug!(%qname, qtype = view.qtype, error = %e, "SERVFAIL");
-        self.error(view, kind, Rcode::ServFail, Some(Ede::new(e.ede_code(), e.to_string())), out)
-    }
-
     fn error(
         &self,
         view: &QueryView<'_>,
@@ -466,6 +487,20 @@ impl Service {
         }
         w.finish()
     }
+}
+
+/// Where a failed resolution's SERVFAIL is cached.
+struct Failure<'a> {
+    /// The filtering profile asked through.
+    profile: u8,
+    /// The profile's generation when the question arrived.
+    generation: u32,
+    /// What the answer cache held for the question before (a failure there
+    /// makes this one's time longer).
+    previous: Option<&'a CachedAnswer>,
+    /// Whether any client may be given it (not when the resolution carried
+    /// the client's network, EDNS Client Subnet).
+    shared: bool,
 }
 
 /// The first block among the names a CNAME or DNAME chain leads to and the

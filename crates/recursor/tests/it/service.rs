@@ -18,6 +18,13 @@ async fn service() -> (lab::Lab, Service) {
     (lab, Service::new(r, cfg, Arc::new(SystemClock)))
 }
 
+/// The service on the lab with time under the test's control.
+async fn service_at(clock: Arc<recursor::ManualClock>) -> (lab::Lab, Service) {
+    let (lab, r) = crate::setup_full(|_| {}, clock.clone()).await;
+    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
+    (lab, Service::new(r, cfg, clock))
+}
+
 #[tokio::test]
 async fn miss_then_fast_hit() {
     let (_lab, s) = service().await;
@@ -92,9 +99,7 @@ async fn answer(s: &Service, name: &str, qtype: u16) -> proto::Message {
 #[tokio::test]
 async fn ttls_count_down_and_stale_answers_carry_ede_3() {
     let clock = Arc::new(recursor::ManualClock::new(1_000_000));
-    let (lab, r) = crate::setup_full(|_| {}, clock.clone()).await;
-    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
-    let s = Service::new(r, cfg, clock.clone());
+    let (lab, s) = service_at(clock.clone()).await;
     let m = answer(&s, "www.example.test", rtype::A).await;
     assert_eq!(m.answer[0].ttl, 3600);
     clock.advance(100);
@@ -117,9 +122,7 @@ async fn ttls_count_down_and_stale_answers_carry_ede_3() {
 #[tokio::test]
 async fn negative_answers_are_cached_for_the_soa_minimum() {
     let clock = Arc::new(recursor::ManualClock::new(1_000_000));
-    let (lab, r) = crate::setup_full(|_| {}, clock.clone()).await;
-    let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
-    let s = Service::new(r, cfg, clock.clone());
+    let (lab, s) = service_at(clock.clone()).await;
     let m = answer(&s, "nope.example.test", rtype::A).await;
     assert_eq!(m.rcode(), 3);
     assert_eq!(m.authority[0].ttl, 300, "SOA minimum");
@@ -127,6 +130,38 @@ async fn negative_answers_are_cached_for_the_soa_minimum() {
     clock.advance(200);
     let m = answer(&s, "nope.example.test", rtype::A).await;
     assert_eq!((m.rcode(), m.authority[0].ttl), (3, 100), "served from the negative cache");
+}
+
+/// A resolution failure is cached (RFC 9520): the same question is then
+/// answered on the fast path with the same SERVFAIL and EDE, for 5 s the
+/// first time and twice as long each time the failure persists; an
+/// expired failure is never served stale.
+#[tokio::test]
+async fn resolution_failures_are_cached_with_backoff() {
+    let clock = Arc::new(recursor::ManualClock::new(1_000_000));
+    let (_lab, s) = service_at(clock.clone()).await;
+    let q = query("www.dead.test", rtype::A, true);
+    let mut out = Vec::new();
+    let fast = |out: &mut Vec<u8>| match s.try_fast(&q, TransportKind::Datagram, out) {
+        FastPath::Answered(len) => Some(Message::parse(&out[..len]).expect("valid")),
+        _ => None,
+    };
+    for ttl in [5, 10, 20] {
+        s.answer(&q, TransportKind::Datagram, &mut out).await.expect("response");
+        let first = Message::parse(&out).expect("valid");
+        assert_eq!(first.rcode(), 2);
+        assert_eq!(first.ede()[0].0, proto::ede::code::NETWORK_ERROR);
+        let cached = fast(&mut out).expect("the failure is answered from the cache");
+        assert_eq!((cached.id, cached.rcode(), cached.ede()), (0x4242, 2, first.ede()));
+        assert!(cached.has_flag(flags::RD) && cached.has_flag(flags::RA) && !cached.has_flag(flags::AA));
+        clock.advance(ttl - 1);
+        assert!(fast(&mut out).is_some(), "still cached {} s after", ttl - 1);
+        clock.advance(1);
+        assert!(fast(&mut out).is_none(), "gone after {ttl} s, and not served stale");
+    }
+    // A question that fails only once gets the base time again: a positive
+    // answer under the same name is unaffected by the failures.
+    assert_eq!(answer(&s, "www.example.test", rtype::A).await.rcode(), 0);
 }
 
 /// The cache-hit path (parse, lookup, write into a reused buffer) makes no
