@@ -1,60 +1,27 @@
 //! The answer cache: whole wire responses keyed by question.
 
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use proto::wire::{HEADER_LEN, OPT_EDE, Rcode, flags, rtype};
 use proto::{QueryView, name::MAX_NAME_LEN};
-use quick_cache::{Equivalent, Weighter, sync::Cache};
+use quick_cache::{DefaultHashBuilder, Weighter, sync::Cache};
 
 use crate::{SLOT_COST, STALE_TTL, TtlPolicy, heap_cost};
 
-/// Key: lower-cased qname, type, class and a variant byte (DO/CD bits), so
-/// answers with and without DNSSEC records never mix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Key: a keyed hash of the lower-cased qname and the class, with the type
+/// and a variant byte (DO/CD bits and the filtering profile) beside it, so
+/// answers with and without DNSSEC records never mix. The name itself is not
+/// kept in the key (a lookup follows one pointer, to the answer, and an
+/// entry carries no copy of its name): a hit checks the question inside the
+/// stored answer, so a hash collision is a miss, never a wrong answer, and
+/// the hash key is random per process, so collisions cannot be aimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
-    qname: Box<[u8]>,
+    name: u64,
     qtype: u16,
-    qclass: u16,
     variant: u8,
-}
-
-/// Borrowed form of [`Key`] built from a client packet (any case).
-struct KeyRef<'a> {
-    qname: &'a [u8],
-    qtype: u16,
-    qclass: u16,
-    variant: u8,
-}
-
-fn hash_parts<H: Hasher>(qname: &[u8], qtype: u16, qclass: u16, variant: u8, state: &mut H) {
-    let mut lower = [0u8; MAX_NAME_LEN];
-    state.write(proto::name::lower_into(qname, &mut lower));
-    state.write_u16(qtype);
-    state.write_u16(qclass);
-    state.write_u8(variant);
-}
-
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_parts(&self.qname, self.qtype, self.qclass, self.variant, state);
-    }
-}
-
-impl Hash for KeyRef<'_> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        hash_parts(self.qname, self.qtype, self.qclass, self.variant, state);
-    }
-}
-
-impl Equivalent<Key> for KeyRef<'_> {
-    fn equivalent(&self, key: &Key) -> bool {
-        self.qtype == key.qtype
-            && self.qclass == key.qclass
-            && self.variant == key.variant
-            && self.qname.eq_ignore_ascii_case(&key.qname)
-    }
 }
 
 /// A cached response.
@@ -168,6 +135,17 @@ impl CachedAnswer {
         self.wire[3] & 0x0f
     }
 
+    /// Whether this answers (`qname` in any case, `qtype`, `qclass`): the
+    /// check that makes a key's hash collision a miss.
+    #[inline]
+    fn answers(&self, qname: &[u8], qtype: u16, qclass: u16) -> bool {
+        let end = HEADER_LEN + qname.len();
+        let [t0, t1] = qtype.to_be_bytes();
+        let [c0, c1] = qclass.to_be_bytes();
+        self.wire.get(HEADER_LEN..end).is_some_and(|n| n.eq_ignore_ascii_case(qname))
+            && self.wire.get(end..end + 4) == Some(&[t0, t1, c0, c1][..])
+    }
+
     /// Whether this is a cached resolution failure (SERVFAIL).
     pub fn is_failure(&self) -> bool {
         self.rcode() == Rcode::ServFail as u8
@@ -259,11 +237,10 @@ fn truncate(out: &mut Vec<u8>, query: &QueryView<'_>) {
 struct ByteWeighter;
 
 impl Weighter<Key, Arc<CachedAnswer>> for ByteWeighter {
-    fn weight(&self, key: &Key, val: &Arc<CachedAnswer>) -> u64 {
+    fn weight(&self, _key: &Key, val: &Arc<CachedAnswer>) -> u64 {
         // Every allocation the entry owns, at what malloc charges for it.
         let ede = val.ede.as_ref().map_or(0, |(_, t)| heap_cost(t.len()));
-        (heap_cost(key.qname.len())
-            + heap_cost(16 + std::mem::size_of::<CachedAnswer>())
+        (heap_cost(16 + std::mem::size_of::<CachedAnswer>())
             + heap_cost(val.wire.len())
             + heap_cost(2 * val.ttl_offsets.len())
             + ede
@@ -274,6 +251,7 @@ impl Weighter<Key, Arc<CachedAnswer>> for ByteWeighter {
 /// Whole responses keyed by question, bounded by bytes.
 pub struct AnswerCache {
     entries: Cache<Key, Arc<CachedAnswer>, ByteWeighter>,
+    names: DefaultHashBuilder,
     policy: TtlPolicy,
 }
 
@@ -296,7 +274,11 @@ impl AnswerCache {
     /// A cache holding at most `max_bytes` of answers.
     pub fn new(max_bytes: u64, policy: TtlPolicy) -> AnswerCache {
         let items = (max_bytes / 256).max(16) as usize;
-        AnswerCache { entries: Cache::with_weighter(items, max_bytes.max(4096), ByteWeighter), policy }
+        AnswerCache {
+            entries: Cache::with_weighter(items, max_bytes.max(4096), ByteWeighter),
+            names: DefaultHashBuilder::default(),
+            policy,
+        }
     }
 
     /// The TTL policy.
@@ -304,22 +286,27 @@ impl AnswerCache {
         &self.policy
     }
 
+    fn key(&self, qname: &[u8], qtype: u16, qclass: u16, variant: u8) -> Key {
+        let mut lower = [0u8; MAX_NAME_LEN];
+        let mut h = self.names.build_hasher();
+        h.write(proto::name::lower_into(qname, &mut lower));
+        h.write_u16(qclass);
+        Key { name: h.finish(), qtype, variant }
+    }
+
     /// Looks up the answer for a client query under a filtering profile.
     pub fn get(&self, query: &QueryView<'_>, profile: u8) -> Option<Arc<CachedAnswer>> {
         let dnssec_ok = query.edns.is_some_and(|e| e.dnssec_ok);
-        let key = KeyRef {
-            qname: query.qname,
-            qtype: query.qtype,
-            qclass: query.qclass,
-            variant: variant(dnssec_ok, query.checking_disabled(), profile),
-        };
-        self.entries.get(&key)
+        let v = variant(dnssec_ok, query.checking_disabled(), profile);
+        let key = self.key(query.qname, query.qtype, query.qclass, v);
+        self.entries.get(&key).filter(|a| a.answers(query.qname, query.qtype, query.qclass))
     }
 
-    /// Stores an answer for (qname, qtype, qclass, variant).
+    /// Stores an answer for (qname, qtype, qclass, variant); its question
+    /// must be that one.
     pub fn insert(&self, qname: &[u8], qtype: u16, qclass: u16, variant: u8, answer: Arc<CachedAnswer>) {
-        let key = Key { qname: qname.to_ascii_lowercase().into(), qtype, qclass, variant };
-        self.entries.insert(key, answer);
+        debug_assert!(answer.answers(qname, qtype, qclass), "an answer cached under another question");
+        self.entries.insert(self.key(qname, qtype, qclass, variant), answer);
     }
 
     /// Number of entries.
@@ -355,9 +342,13 @@ mod tests {
     use proto::{Message, MessageWriter, Name, Record};
 
     fn response(ttl: u32) -> (Vec<u8>, Vec<u16>) {
+        response_for("www.example.test", ttl)
+    }
+
+    fn response_for(name: &str, ttl: u32) -> (Vec<u8>, Vec<u16>) {
         let mut buf = Vec::new();
         let mut w = MessageWriter::new(&mut buf, 0, flags::QR | flags::RA).track_ttls();
-        let name = Name::from_ascii("www.example.test").expect("name");
+        let name = Name::from_ascii(name).expect("name");
         w.question(name.as_wire(), rtype::A, 1);
         let rec = Record { name, rtype: rtype::A, class: 1, ttl, rdata: Box::new([192, 0, 2, 10]) };
         w.record(Section::Answer, &rec);
@@ -408,6 +399,24 @@ mod tests {
     }
 
     #[test]
+    fn a_key_collision_is_a_miss_not_a_wrong_answer() {
+        let cache = AnswerCache::new(1 << 20, TtlPolicy::default());
+        let (wire, offs) = response(300);
+        let www = Arc::new(CachedAnswer::new(wire.into(), offs.into(), 1000, 300, None));
+        // Forge a collision: another question's key holds www's answer.
+        let mut q = vec![0xbe, 0xef, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        q.extend_from_slice(b"\x04evil\x07example\x04test\x00\x00\x01\x00\x01");
+        let view = QueryView::parse(&q).expect("query");
+        cache.entries.insert(cache.key(view.qname, 1, 1, 0), www.clone());
+        assert!(cache.get(&view, 0).is_none());
+        // The same name with another type or class is not answered either.
+        assert!(!www.answers(b"\x03www\x07example\x04test\x00", rtype::AAAA, 1));
+        assert!(!www.answers(b"\x03www\x07example\x04test\x00", 1, 3));
+        assert!(www.answers(b"\x03WWW\x07example\x04TEST\x00", 1, 1));
+        assert!(!www.answers(b"\x03www\x07example\x00", 1, 1));
+    }
+
+    #[test]
     fn truncates_to_limit() {
         let cache = AnswerCache::new(1 << 20, TtlPolicy::default());
         let (wire, offs) = response(300);
@@ -433,7 +442,7 @@ mod tests {
     fn stays_within_byte_bound() {
         let cache = AnswerCache::new(64 * 1024, TtlPolicy::default());
         for i in 0..10_000u32 {
-            let (wire, offs) = response(300);
+            let (wire, offs) = response_for(&format!("n{i}.example.test"), 300);
             let name = Name::from_ascii(&format!("n{i}.example.test")).expect("name");
             cache.insert(name.as_wire(), 1, 1, 0, Arc::new(CachedAnswer::new(wire.into(), offs.into(), 0, 300, None)));
         }
