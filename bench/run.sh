@@ -2,8 +2,8 @@
 # Side by side: onedot, Unbound, Knot Resolver and PowerDNS Recursor on the
 # same lab hierarchy, loopback only, one worker thread each.
 #
-#   bench/run.sh [SECONDS]   (default 20; the whole run takes about 7 minutes
-#                             at 20 and stays under 15 minutes up to 40)
+#   bench/run.sh [SECONDS]   (default 20; the whole run takes about 6.5
+#                             minutes at 20 and stays under 15 minutes up to 40)
 #
 # The lab (onedot's built-in authoritative servers, signed, on port 53:
 # Unbound, Knot Resolver and PowerDNS Recursor cannot reach authorities on
