@@ -15,8 +15,9 @@ use crate::{SLOT_COST, STALE_TTL, TtlPolicy, heap_cost};
 /// answers with and without DNSSEC records never mix. The name itself is not
 /// kept in the key (a lookup follows one pointer, to the answer, and an
 /// entry carries no copy of its name): a hit checks the question inside the
-/// stored answer, so a hash collision is a miss, never a wrong answer, and
-/// the hash key is random per process, so collisions cannot be aimed.
+/// stored answer, so a hash collision, by chance or aimed, is a miss, never
+/// a wrong answer (the hash is seeded per process; it is fast, not
+/// collision-proof, so the worst an aimed collision can do is evict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     name: u64,

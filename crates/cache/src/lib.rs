@@ -68,7 +68,11 @@ impl TtlPolicy {
         match previous {
             Some((stored_at, ttl)) => {
                 let expired = stored_at + u64::from(ttl);
-                if now >= expired && now < expired + u64::from(MAX_FAILURE_TTL) {
+                if now < expired {
+                    // Not yet expired (it would have been served): no
+                    // shorter than it.
+                    ttl.clamp(base, MAX_FAILURE_TTL)
+                } else if now < expired + u64::from(MAX_FAILURE_TTL) {
                     ttl.saturating_mul(2).clamp(base, MAX_FAILURE_TTL)
                 } else {
                     base
@@ -137,9 +141,9 @@ mod tests {
         assert_eq!(seen, [10, 20, 40, 80, 160, 300, 300, 300]);
         // A failure long after the last one expired starts from the base.
         assert_eq!(p.failure_ttl(Some((1000, 300)), 1000 + 300 + 300), 5);
-        // A failure asked again before the cached one expired (coalesced
-        // waiters) does not double it.
-        assert_eq!(p.failure_ttl(Some((1000, 20)), 1010), 5);
+        // A failure decided before the cached one expired neither doubles
+        // nor shortens it.
+        assert_eq!(p.failure_ttl(Some((1000, 20)), 1010), 20);
         assert_eq!(TtlPolicy { failure_ttl: 0, ..p }.failure_ttl(None, 1000), 0);
         assert_eq!(TtlPolicy { failure_ttl: 9999, ..p }.failure_ttl(None, 1000), MAX_FAILURE_TTL);
     }

@@ -286,6 +286,8 @@ struct RecordReader<'a> {
     class: u16,
     /// The entry's TTL left: every record's TTL is capped by it.
     left: u32,
+    /// Seconds since the entry was stored: a record's own TTL counts down.
+    elapsed: u32,
     previous: &'a [u8],
 }
 
@@ -323,7 +325,7 @@ impl<'a> RecordReader<'a> {
         };
         let ttl = if flags & REC_TTL != 0 {
             at += 4;
-            u32_at(b, at - 4).min(self.left)
+            u32_at(b, at - 4).saturating_sub(self.elapsed).min(self.left)
         } else {
             self.left
         };
@@ -497,6 +499,7 @@ impl RrsetEntry {
             rtype: self.rtype(),
             class: self.class(),
             left: self.remaining(now),
+            elapsed: now.saturating_sub(self.stored_at()).min(u64::from(u32::MAX)) as u32,
             previous: owner,
         }
     }
@@ -856,7 +859,7 @@ mod tests {
 
         // A negative entry whose SOA is at the zone apex (a suffix of the
         // owner), an NSEC3 at another owner and its RRSIG after it, with the
-        // proof's TTL shorter than the entry's.
+        // proof's TTL shorter than the entry's: it counts down on its own.
         let nope = Name::from_ascii("a.b.nope.example.test").expect("name");
         let soa = rec("example.test", rtype::SOA, 3600, &[&[1, b'a', 0, 1, b'b', 0][..], &[0; 20]].concat());
         let soa_sig = rec("example.test", rtype::RRSIG, 3600, &rrsig_rdata(rtype::SOA, "example.test"));
@@ -885,7 +888,7 @@ mod tests {
         assert_eq!(e.soa_at(1050), Some(Record { ttl: 150, ..soa_ttl }));
         assert_eq!(
             e.dnssec_at(1050),
-            vec![Record { ttl: 150, ..soa_sig }, Record { ttl: 100, ..n3 }, Record { ttl: 100, ..n3_sig }]
+            vec![Record { ttl: 150, ..soa_sig }, Record { ttl: 50, ..n3 }, Record { ttl: 50, ..n3_sig }]
         );
     }
 

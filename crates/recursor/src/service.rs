@@ -8,7 +8,7 @@ use proto::wire::{Rcode, flags, rtype};
 use proto::{Ede, MessageWriter, Name, QueryError, QueryView, Record, class};
 
 use crate::local::LocalData;
-use crate::{Clock, Outcome, Recursor};
+use crate::{Clock, Outcome, Recursor, ResolveError};
 
 /// Whether the response goes over a datagram or a stream transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +260,9 @@ impl Service {
             let ede = Ede::new(proto::ede::code::NOT_AUTHORITATIVE, "recursion not desired and not cached");
             return Some(self.error(&view, kind, Rcode::Refused, Some(ede), out));
         }
+        // A failure may be given to every client unless the resolution
+        // could have sent this client's network somewhere.
+        let mut shared = ecs.is_none() || self.recursor.config().ecs_allow.is_empty();
         let resolved = self.recursor.resolve_for(&qname, view.qtype, ecs).await;
         if let Ok(res) = &resolved {
             self.count_validation(&res.security);
@@ -267,7 +270,7 @@ impl Service {
         match resolved {
             Ok(crate::Resolution { security: crate::Security::Bogus(b), .. }) if !view.checking_disabled() => {
                 tracing::debug!(qtype = view.qtype, reason = %b, "bogus");
-                let failure = Failure { profile, generation, previous: cached.as_deref(), shared: ecs.is_none() };
+                let failure = Failure { profile, generation, previous: cached.as_deref(), shared };
                 Some(self.fail(&view, kind, failure, Ede::new(b.ede_code(), b.to_string()), out))
             }
             Ok(res) => {
@@ -295,7 +298,10 @@ impl Service {
                 }
                 let qname = Name::from_wire(view.qname).map(|n| n.to_string()).unwrap_or_default();
                 tracing::debug!(%qname, qtype = view.qtype, error = %e, "SERVFAIL");
-                let failure = Failure { profile, generation, previous: cached.as_deref(), shared: ecs.is_none() };
+                // A resolution that died here (its task gone) says nothing
+                // about the zone's servers.
+                shared &= !matches!(e, ResolveError::Cancelled);
+                let failure = Failure { profile, generation, previous: cached.as_deref(), shared };
                 Some(self.fail(&view, kind, failure, Ede::new(e.ede_code(), e.to_string()), out))
             }
         }
@@ -498,8 +504,9 @@ struct Failure<'a> {
     /// What the answer cache held for the question before (a failure there
     /// makes this one's time longer).
     previous: Option<&'a CachedAnswer>,
-    /// Whether any client may be given it (not when the resolution carried
-    /// the client's network, EDNS Client Subnet).
+    /// Whether it may be cached for every client: not when the resolution
+    /// could have carried the client's network (EDNS Client Subnet to a
+    /// zone under `ecs_allow`), nor when it was cancelled here.
     shared: bool,
 }
 
