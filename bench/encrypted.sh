@@ -20,7 +20,7 @@ SECONDS_RUN="${1:-20}"
 LAB_PORT=53
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-install_packages unbound:unbound dnsdist:dnsdist h2load:nghttp2-client
+install_commands unbound:unbound dnsdist:dnsdist h2load:nghttp2-client
 
 peer_files
 

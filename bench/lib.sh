@@ -7,35 +7,17 @@ LAB_PORT="${LAB_PORT:-5300}"
 WORK="$(mktemp -d /tmp/onedot-bench-XXXXXX)"
 PIDS=()
 cleanup() {
+    policy_restore
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-# install_packages COMMAND:PACKAGE...: installs the Debian packages whose
-# command is missing, with a policy-rc.d that keeps their daemons from
-# starting (removed again if it was ours), refreshing the package lists
-# when they are too old or empty to install from.
-install_packages() {
-    local need=() c ours=""
-    for c in "$@"; do command -v "${c%%:*}" >/dev/null || need+=("${c##*:}"); done
-    [ "${#need[@]}" -eq 0 ] && return 0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        ours=1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q "${need[@]}" > /dev/null 2>&1 ||
-        { apt-get update -q > /dev/null && apt-get install -y -q "${need[@]}" > /dev/null; }
-    [ -z "$ours" ] || rm -f /usr/sbin/policy-rc.d
-}
-install_packages dnsperf:dnsperf dig:dnsutils curl:curl
-# dnspython (the DoH request body) and cryptography (the certificate).
-python3 -c 'import dns.message, cryptography' 2> /dev/null ||
-    python3 -m pip install --quiet 'dnspython[doh,doq]>=2.6' 2> /dev/null ||
-    python3 -m pip install --quiet --break-system-packages 'dnspython[doh,doq]>=2.6'
+die() { echo "bench: $*" >&2; exit 1; }
+source "$ROOT/scripts/packages.sh"
+install_commands dnsperf:dnsperf dig:dnsutils curl:curl
+ensure_dnspython > /dev/null
 cargo build --release -p onedot --locked -q
 BIN="$ROOT/target/release/onedot"
 

@@ -11,7 +11,7 @@
 SECONDS_RUN="${1:-10}"
 PORT=5400
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-install_packages perf:linux-perf
+install_commands perf:linux-perf
 
 warm_config "$PORT"
 start_lab

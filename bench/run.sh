@@ -28,7 +28,7 @@ SECONDS_RUN="${1:-20}"
 LAB_PORT=53
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-install_packages unbound:unbound kresd:knot-resolver pdns_recursor:pdns-recursor dnsdist:dnsdist h2load:nghttp2-client
+install_commands unbound:unbound kresd:knot-resolver pdns_recursor:pdns-recursor dnsdist:dnsdist h2load:nghttp2-client
 cargo build --release -p doors --example limit_responder --locked -q
 LIMIT="$ROOT/target/release/examples/limit_responder"
 

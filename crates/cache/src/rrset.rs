@@ -249,32 +249,37 @@ impl<'a> RecordWriter<'a> {
             flags |= REC_TTL;
             self.out.extend_from_slice(&r.ttl.to_be_bytes());
         }
-        let rdata = &r.rdata[..r.rdata.len().min(u16::MAX as usize)];
-        let (Some(rest), rtype::RRSIG) = (rdata.get(RRSIG_FIXED..), r.rtype) else {
-            put_rdata(&mut self.out, rdata);
-            self.out[flags_at] = flags;
-            return;
+        flags |= match r.rdata.get(RRSIG_FIXED..) {
+            Some(_) if r.rtype == rtype::RRSIG => self.put_rrsig_rdata(name, &r.rdata),
+            _ => {
+                put_rdata(&mut self.out, &r.rdata);
+                0
+            }
         };
-        let n = name_len(rest);
-        let signer = suffix_offset(name, &rest[..n]).filter(|_| n > 0);
-        let skip = if u16_at(rdata, 0) == self.rtype { 2 } else { 0 };
-        if skip > 0 {
-            flags |= REC_COVERED;
-        }
-        match signer {
-            Some(offset) => {
-                flags |= REC_SIGNER;
-                self.out.push(offset);
-                put_len(&mut self.out, rdata.len() - n - skip);
-                self.out.extend_from_slice(&rdata[skip..RRSIG_FIXED]);
-                self.out.extend_from_slice(&rdata[RRSIG_FIXED + n..]);
-            }
-            None => {
-                put_len(&mut self.out, rdata.len() - skip);
-                self.out.extend_from_slice(&rdata[skip..]);
-            }
-        }
         self.out[flags_at] = flags;
+    }
+
+    /// Appends an RRSIG's RDATA (at least its fixed part long) without the
+    /// type covered when it is the entry's and without the signer when it is
+    /// an ancestor of `owner` (its offset first); returns the flags saying
+    /// which.
+    fn put_rrsig_rdata(&mut self, owner: &[u8], rdata: &[u8]) -> u8 {
+        let rdata = &rdata[..rdata.len().min(u16::MAX as usize)];
+        let rest = &rdata[RRSIG_FIXED..];
+        let n = name_len(rest);
+        let signer = suffix_offset(owner, &rest[..n]).filter(|_| n > 0);
+        let (covered, skip) = if u16_at(rdata, 0) == self.rtype { (REC_COVERED, 2) } else { (0, 0) };
+        let (signer_flag, n) = match signer {
+            Some(offset) => {
+                self.out.push(offset);
+                (REC_SIGNER, n)
+            }
+            None => (0, 0),
+        };
+        put_len(&mut self.out, rdata.len() - n - skip);
+        self.out.extend_from_slice(&rdata[skip..RRSIG_FIXED]);
+        self.out.extend_from_slice(&rdata[RRSIG_FIXED + n..]);
+        covered | signer_flag
     }
 }
 

@@ -154,6 +154,12 @@ impl Recursor {
         &self.inner.config
     }
 
+    /// Whether a client's network can reach any authority (some zone is
+    /// under `ecs_allow`); when not, the network a query carries is ignored.
+    pub fn sends_ecs(&self) -> bool {
+        !self.inner.config.ecs_allow.is_empty()
+    }
+
     /// Resolves (qname, qtype) within a fresh budget. Identical questions in
     /// flight at the same time share one resolution.
     pub async fn resolve(&self, qname: &Name, qtype: u16) -> Result<Resolution, ResolveError> {
@@ -170,7 +176,7 @@ impl Recursor {
         qtype: u16,
         ecs: Option<(IpAddr, u8)>,
     ) -> Result<Resolution, ResolveError> {
-        let ecs = ecs.filter(|_| !self.inner.config.ecs_allow.is_empty());
+        let ecs = ecs.filter(|_| self.sends_ecs());
         let key = (qname.clone(), qtype, ecs);
         let leader = {
             let mut map = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());

@@ -262,7 +262,7 @@ impl Service {
         }
         // A failure may be given to every client unless the resolution
         // could have sent this client's network somewhere.
-        let mut shared = ecs.is_none() || self.recursor.config().ecs_allow.is_empty();
+        let mut shared = ecs.is_none() || !self.recursor.sends_ecs();
         let resolved = self.recursor.resolve_for(&qname, view.qtype, ecs).await;
         if let Ok(res) = &resolved {
             self.count_validation(&res.security);
