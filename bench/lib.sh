@@ -28,6 +28,7 @@ NQ=$(wc -l < "$WORK/queries.txt")
 # The [resolver]/[cache]/[dnssec] part of a config resolving through the lab.
 lab_config() {
     cat <<TOML
+$(limits_config)
 [resolver]
 root_hints = ["127.53.0.1", "127.53.0.2"]
 upstream_port = $LAB_PORT
@@ -41,6 +42,18 @@ validate = true
 builtin_root_anchor = false
 trust_anchor_files = ["$WORK/lab-root.key"]
 TOML
+}
+
+# limits_config: the [limits] section of onedot's configs. The load here
+# comes from one address, so the defences stay on (every bucket charged,
+# cookies read) with rates no load generator reaches; LIMITS=off turns the
+# rate limit off, for the defences-on-against-off comparison.
+limits_config() {
+    if [ "${LIMITS:-on}" = off ]; then
+        printf '[limits]\nrate_limit = false\ncookies = false\n'
+    else
+        printf '[limits]\nresponses_per_second = 2000000\nerrors_per_second = 2000000\nmax_resolutions_per_prefix = 10000\n'
+    fi
 }
 
 # Starts the lab; waits for its trust anchor and its root to answer, and

@@ -85,9 +85,14 @@ where
     let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
     let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_prefix = Arc::new(crate::admission::PrefixCounts::new(limits));
     tasks.spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
             let Ok(permit) = connections.clone().try_acquire_owned() else {
+                incoming.refuse();
+                continue;
+            };
+            let Some(held) = per_prefix.enter(incoming.remote_address().ip()) else {
                 incoming.refuse();
                 continue;
             };
@@ -97,7 +102,7 @@ where
             tokio::spawn(async move {
                 let Ok(Ok(conn)) = tokio::time::timeout(limits.handshake_timeout, incoming).await else { return };
                 serve(conn).await;
-                drop(permit);
+                drop((permit, held));
             });
         }
     });

@@ -11,12 +11,14 @@
 //! Invariant: no client address is stored beyond the lifetime of the query
 //! that carried it.
 
+pub mod admission;
 pub mod client;
 mod doh;
 mod doh3;
 mod doq;
 pub mod odoh;
 mod proxy;
+pub mod rrl;
 mod tcp;
 mod tls;
 mod udp;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+pub use admission::{Admission, AdmissionConfig, AdmissionStats};
 pub use doh::{DNS_JSON, DNS_MESSAGE, DohSite, base64url_decode, serve_doh};
 pub use doh3::serve_doh3;
 pub use doq::{error as doq_error, quic_server_config, serve_doq};

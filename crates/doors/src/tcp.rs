@@ -22,6 +22,13 @@ pub struct TcpLimits {
     pub idle_timeout: Duration,
     /// Most open connections; more are closed at once.
     pub max_connections: usize,
+    /// Most open connections from one client network; more are closed at
+    /// once.
+    pub connections_per_prefix: usize,
+    /// Prefix length of an IPv4 client network.
+    pub ipv4_prefix: u8,
+    /// Prefix length of an IPv6 client network.
+    pub ipv6_prefix: u8,
     /// Most queries in flight on one connection; reading pauses beyond it.
     pub max_in_flight: usize,
     /// Time allowed to read one message once its length has arrived.
@@ -35,6 +42,9 @@ impl Default for TcpLimits {
         TcpLimits {
             idle_timeout: Duration::from_secs(10),
             max_connections: 1000,
+            connections_per_prefix: 100,
+            ipv4_prefix: 24,
+            ipv6_prefix: 56,
             max_in_flight: 64,
             read_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
@@ -132,6 +142,7 @@ pub(crate) async fn accept_each<F, Fut>(
 {
     let max_connections = limits.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections));
+    let per_prefix = Arc::new(crate::admission::PrefixCounts::new(limits));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -147,14 +158,19 @@ pub(crate) async fn accept_each<F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         if !proxy.trusts(peer.ip()) {
+            let Some(held) = per_prefix.enter(peer.ip()) else {
+                tracing::debug!(door, "per-network connection limit reached; closing");
+                continue;
+            };
             let work = serve(stream, peer);
             tokio::spawn(async move {
                 work.await;
-                drop(permit);
+                drop((permit, held));
             });
             continue;
         }
         let serve = serve.clone();
+        let per_prefix = per_prefix.clone();
         tokio::spawn(async move {
             let mut stream = stream;
             let peer = match crate::proxy::read_header(&mut stream, limits.handshake_timeout).await {
@@ -165,8 +181,13 @@ pub(crate) async fn accept_each<F, Fut>(
                     return;
                 }
             };
+            // The client behind the load balancer is the one counted.
+            let Some(held) = per_prefix.enter(peer.ip()) else {
+                tracing::debug!(door, "per-network connection limit reached; closing");
+                return;
+            };
             serve(stream, peer).await;
-            drop(permit);
+            drop((permit, held));
         });
     }
 }

@@ -47,6 +47,241 @@ pub struct Config {
     pub web: WebConfig,
     /// What is kept about queries: logs, sample, exports, metrics.
     pub telemetry: TelemetryConfig,
+    /// Abuse and overload defence: rate limits, cookies, connection caps,
+    /// resolution slots, upstream limits.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what keeps onedot serving its real users under attack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Response rate limiting per client network on UDP.
+    pub rate_limit: bool,
+    /// Responses per second per client network.
+    pub responses_per_second: u32,
+    /// Error responses (NXDOMAIN, SERVFAIL, REFUSED, FORMERR, NOTIMP) per
+    /// second per client network, on top of the above.
+    pub errors_per_second: u32,
+    /// Seconds of traffic a network may save up and spend at once.
+    pub burst_seconds: u32,
+    /// Over the limit, every `slip`-th response is a minimal truncated one
+    /// (the client retries over TCP) and the rest are dropped; 0 drops all.
+    pub slip: u32,
+    /// Client networks tracked (a fixed table; a flood of new networks
+    /// replaces idle ones, it never grows).
+    pub table_size: usize,
+    /// Prefix length of an IPv4 client network.
+    pub ipv4_prefix: u8,
+    /// Prefix length of an IPv6 client network.
+    pub ipv6_prefix: u8,
+    /// Networks never rate limited (e.g. `["192.0.2.0/24"]`).
+    pub exempt: Vec<String>,
+    /// DNS Cookies (RFC 7873, RFC 9018 server cookies) on Do53.
+    pub cookies: bool,
+    /// Answer UDP queries without a valid server cookie with BADCOOKIE
+    /// (or TC when they have no cookie at all).
+    pub require_cookies: bool,
+    /// The server cookie secret, 32 hex digits, shared by a fleet; unset:
+    /// random, rotated every `cookie_rotation_s`.
+    pub cookie_secret: Option<String>,
+    /// The previous shared secret, still accepted during a rollover.
+    pub cookie_secret_previous: Option<String>,
+    /// Seconds between rotations of the random secret.
+    pub cookie_rotation_s: u64,
+    /// Most cache misses being resolved at once, over all doors.
+    pub max_resolutions: usize,
+    /// Most cache misses being resolved at once for one client network.
+    pub max_resolutions_per_prefix: usize,
+    /// Most open TCP, DoT, DoH and DoQ connections, per listener.
+    pub max_connections: usize,
+    /// Most open connections from one client network, per listener.
+    pub connections_per_prefix: usize,
+    /// Queries in flight on one stream connection; reading pauses beyond.
+    pub max_in_flight_per_connection: usize,
+    /// Close a connection with nothing in flight after this long.
+    pub idle_timeout_ms: u64,
+    /// Time allowed to read one message once its length has arrived.
+    pub read_timeout_ms: u64,
+    /// Time allowed for a TLS or QUIC handshake (and a PROXY header).
+    pub handshake_timeout_ms: u64,
+    /// Upstream queries per second to the servers of one zone below a
+    /// TLD; more are not sent (the client gets stale data or SERVFAIL
+    /// with EDE 22).
+    pub zone_queries_per_second: u32,
+    /// The same for the root and each TLD.
+    pub tld_queries_per_second: u32,
+    /// Upstream queries in flight to the servers of one zone.
+    pub zone_queries_in_flight: u32,
+    /// Upstream queries per second to one server address.
+    pub server_queries_per_second: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let rrl = doors::rrl::RateLimits::default();
+        let admission = doors::AdmissionConfig::default();
+        let tcp = doors::TcpLimits::default();
+        LimitsConfig {
+            rate_limit: true,
+            responses_per_second: rrl.responses_per_second,
+            errors_per_second: rrl.errors_per_second,
+            burst_seconds: rrl.burst_seconds,
+            slip: rrl.slip,
+            table_size: rrl.table_size,
+            ipv4_prefix: admission.ipv4_prefix,
+            ipv6_prefix: admission.ipv6_prefix,
+            exempt: Vec::new(),
+            cookies: admission.cookies,
+            require_cookies: admission.require_cookies,
+            cookie_secret: None,
+            cookie_secret_previous: None,
+            cookie_rotation_s: admission.cookie_rotation_s,
+            max_resolutions: admission.max_resolutions,
+            max_resolutions_per_prefix: admission.max_resolutions_per_prefix,
+            max_connections: tcp.max_connections,
+            connections_per_prefix: tcp.connections_per_prefix,
+            max_in_flight_per_connection: tcp.max_in_flight,
+            idle_timeout_ms: tcp.idle_timeout.as_millis() as u64,
+            read_timeout_ms: tcp.read_timeout.as_millis() as u64,
+            handshake_timeout_ms: tcp.handshake_timeout.as_millis() as u64,
+            zone_queries_per_second: recursor::UpstreamLimits::default().zone_per_second,
+            tld_queries_per_second: recursor::UpstreamLimits::default().tld_per_second,
+            zone_queries_in_flight: recursor::UpstreamLimits::default().zone_in_flight,
+            server_queries_per_second: recursor::UpstreamLimits::default().server_per_second,
+        }
+    }
+}
+
+/// Parses networks written `address/length` (a bare address is a host).
+pub fn parse_networks(what: &str, nets: &[String]) -> anyhow::Result<Vec<(IpAddr, u8)>> {
+    nets.iter()
+        .map(|n| {
+            let (addr, len) = n.split_once('/').unwrap_or((n, ""));
+            let addr: IpAddr = addr.parse().map_err(|_| anyhow::anyhow!("{what}: {n:?} is not an address"))?;
+            let max = if addr.is_ipv4() { 32 } else { 128 };
+            let len = if len.is_empty() { Ok(max) } else { len.parse::<u8>() };
+            match len {
+                Ok(l) if l <= max => Ok((addr, l)),
+                _ => bail!("{what}: {n:?} has a bad prefix length"),
+            }
+        })
+        .collect()
+}
+
+fn parse_secret(what: &str, hex: &Option<String>) -> anyhow::Result<Option<[u8; 16]>> {
+    let Some(hex) = hex else { return Ok(None) };
+    let bytes = hex.as_bytes();
+    if bytes.len() != 32 || !bytes.iter().all(u8::is_ascii_hexdigit) {
+        bail!("{what} must be 32 hexadecimal digits (16 octets)");
+    }
+    let mut out = [0u8; 16];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(Some(out))
+}
+
+impl LimitsConfig {
+    /// The doors' admission settings.
+    pub fn admission(&self, max_udp_payload: u16) -> anyhow::Result<doors::AdmissionConfig> {
+        Ok(doors::AdmissionConfig {
+            rate_limit: self.rate_limit.then_some(doors::rrl::RateLimits {
+                responses_per_second: self.responses_per_second,
+                errors_per_second: self.errors_per_second,
+                burst_seconds: self.burst_seconds,
+                slip: self.slip,
+                table_size: self.table_size,
+            }),
+            ipv4_prefix: self.ipv4_prefix,
+            ipv6_prefix: self.ipv6_prefix,
+            exempt: parse_networks("limits.exempt", &self.exempt)?,
+            cookies: self.cookies,
+            require_cookies: self.require_cookies,
+            cookie_secret: parse_secret("limits.cookie_secret", &self.cookie_secret)?,
+            cookie_secret_previous: parse_secret("limits.cookie_secret_previous", &self.cookie_secret_previous)?,
+            cookie_rotation_s: self.cookie_rotation_s,
+            max_resolutions: self.max_resolutions,
+            max_resolutions_per_prefix: self.max_resolutions_per_prefix,
+            max_udp_payload,
+        })
+    }
+
+    /// The stream doors' limits.
+    pub fn tcp(&self) -> doors::TcpLimits {
+        doors::TcpLimits {
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections: self.max_connections,
+            connections_per_prefix: self.connections_per_prefix,
+            ipv4_prefix: self.ipv4_prefix,
+            ipv6_prefix: self.ipv6_prefix,
+            max_in_flight: self.max_in_flight_per_connection,
+            read_timeout: Duration::from_millis(self.read_timeout_ms),
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+        }
+    }
+
+    /// The recursor's upstream limits.
+    pub fn upstream(&self) -> recursor::UpstreamLimits {
+        recursor::UpstreamLimits {
+            zone_per_second: self.zone_queries_per_second,
+            tld_per_second: self.tld_queries_per_second,
+            zone_in_flight: self.zone_queries_in_flight,
+            server_per_second: self.server_queries_per_second,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("responses_per_second", self.responses_per_second as u64),
+            ("errors_per_second", self.errors_per_second as u64),
+            ("burst_seconds", self.burst_seconds as u64),
+            ("table_size", self.table_size as u64),
+            ("cookie_rotation_s", self.cookie_rotation_s),
+            ("max_resolutions", self.max_resolutions as u64),
+            ("max_resolutions_per_prefix", self.max_resolutions_per_prefix as u64),
+            ("max_connections", self.max_connections as u64),
+            ("connections_per_prefix", self.connections_per_prefix as u64),
+            ("max_in_flight_per_connection", self.max_in_flight_per_connection as u64),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("read_timeout_ms", self.read_timeout_ms),
+            ("handshake_timeout_ms", self.handshake_timeout_ms),
+            ("zone_queries_per_second", self.zone_queries_per_second as u64),
+            ("tld_queries_per_second", self.tld_queries_per_second as u64),
+            ("zone_queries_in_flight", self.zone_queries_in_flight as u64),
+            ("server_queries_per_second", self.server_queries_per_second as u64),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                bail!("limits.{key} must be at least 1");
+            }
+        }
+        if self.burst_seconds > 3600 || (self.responses_per_second as u64) * (self.burst_seconds as u64) > 4_000_000 {
+            bail!(
+                "limits.responses_per_second × limits.burst_seconds must be at most 4,000,000 (burst_seconds at most 3600)"
+            );
+        }
+        if self.table_size > 16 << 20 {
+            bail!("limits.table_size = {} is above 16,777,216 networks", self.table_size);
+        }
+        if self.ipv4_prefix > 32 || self.ipv6_prefix > 128 {
+            bail!("limits.ipv4_prefix must be 0 to 32 and limits.ipv6_prefix 0 to 128");
+        }
+        if self.max_resolutions_per_prefix > self.max_resolutions {
+            bail!("limits.max_resolutions_per_prefix is above limits.max_resolutions");
+        }
+        if self.connections_per_prefix > self.max_connections {
+            bail!("limits.connections_per_prefix is above limits.max_connections");
+        }
+        if self.require_cookies && !self.cookies {
+            bail!("limits.require_cookies needs limits.cookies");
+        }
+        if self.cookie_secret_previous.is_some() && self.cookie_secret.is_none() {
+            bail!("limits.cookie_secret_previous needs limits.cookie_secret");
+        }
+        self.admission(1232)?;
+        Ok(())
+    }
 }
 
 /// `[telemetry]`
@@ -232,12 +467,6 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest UDP response sent.
     pub max_udp_payload: u16,
-    /// TCP idle timeout, milliseconds.
-    pub tcp_idle_timeout_ms: u64,
-    /// Most TCP connections.
-    pub tcp_max_connections: usize,
-    /// Most queries in flight on one TCP connection.
-    pub tcp_max_in_flight: usize,
     /// Addresses for DNS over TLS (RFC 7858); needs a certificate.
     pub dot_listen: Vec<SocketAddr>,
     /// Addresses for DNS over HTTPS (RFC 8484, HTTP/1.1 and HTTP/2).
@@ -285,20 +514,7 @@ pub struct OdohRelayTarget {
 impl ServerConfig {
     /// `proxy_protocol_from` parsed: (network, prefix length).
     pub fn proxy_networks(&self) -> anyhow::Result<Vec<(IpAddr, u8)>> {
-        self.proxy_protocol_from
-            .iter()
-            .map(|n| {
-                let (addr, len) = n.split_once('/').unwrap_or((n, ""));
-                let addr: IpAddr =
-                    addr.parse().map_err(|_| anyhow::anyhow!("server.proxy_protocol_from: {n:?} is not an address"))?;
-                let max = if addr.is_ipv4() { 32 } else { 128 };
-                let len = if len.is_empty() { Ok(max) } else { len.parse::<u8>() };
-                match len {
-                    Ok(l) if l <= max => Ok((addr, l)),
-                    _ => bail!("server.proxy_protocol_from: {n:?} has a bad prefix length"),
-                }
-            })
-            .collect()
+        parse_networks("server.proxy_protocol_from", &self.proxy_protocol_from)
     }
 }
 
@@ -480,6 +696,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             web: WebConfig::default(),
             telemetry: TelemetryConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -490,9 +707,6 @@ impl Default for ServerConfig {
             listen: DEFAULT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             workers: 0,
             max_udp_payload: 1232,
-            tcp_idle_timeout_ms: 10_000,
-            tcp_max_connections: 1000,
-            tcp_max_in_flight: 64,
             dot_listen: DEFAULT_DOT_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doh_listen: DEFAULT_DOH_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
             doq_listen: DEFAULT_DOQ_LISTEN.iter().filter_map(|s| s.parse().ok()).collect(),
@@ -634,6 +848,7 @@ impl Config {
         }
         self.local_records()?;
         self.server.proxy_networks()?;
+        self.limits.validate()?;
         self.policy()?;
         let t = &self.telemetry;
         if t.query_log_client != "truncate" && t.query_log_client != "drop" {
@@ -764,6 +979,7 @@ impl Config {
             },
             rrset_cache_bytes: self.cache.rrset_max_bytes,
             ttl: self.ttl_policy(),
+            upstream_limits: self.limits.upstream(),
             validation: if self.dnssec.validate {
                 Some(recursor::ValidationConfig {
                     trust_anchors: self.trust_anchors()?,

@@ -372,23 +372,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let service =
         Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()).with_policy(policy.clone()));
+    let admission = doors::Admission::new(config.limits.admission(config.server.max_udp_payload)?);
     let handler_for = |profile: &str| -> Arc<dyn Handler> {
-        Arc::new(Pipeline {
+        admission.wrap(Arc::new(Pipeline {
             service: service.clone(),
             profile: policy.profile_id(profile).unwrap_or(0),
             observer: observer.clone(),
             ecs: config.telemetry.ecs,
-        })
+        }))
     };
     let handler = handler_for(&config.policy.default_profile);
     let inflight = InFlight::default();
     let proxy = doors::ProxyTrust::new(config.server.proxy_networks()?);
-    let limits = TcpLimits {
-        idle_timeout: Duration::from_millis(config.server.tcp_idle_timeout_ms),
-        max_connections: config.server.tcp_max_connections,
-        max_in_flight: config.server.tcp_max_in_flight,
-        ..TcpLimits::default()
-    };
+    let limits: TcpLimits = config.limits.tcp();
     // RFC 5011: anchors from the state file (or as configured), probed on
     // an interval.
     if let (Some(path), Some(configured)) = (&config.dnssec.trust_anchor_state, anchors) {
@@ -562,6 +558,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 policy: policy.clone(),
                 observer: observer.clone(),
                 service: service.clone(),
+                admission: admission.clone(),
                 commitments: config.telemetry.commitments(),
             });
             let bound = crate::web::serve(addr, state, &mut tasks).await?;

@@ -23,6 +23,8 @@ pub struct WebState {
     pub observer: Arc<crate::observe::Observer>,
     /// The answer service (validation counts).
     pub service: Arc<recursor::Service>,
+    /// Admission (rate limits, cookies, shed resolutions), for metrics.
+    pub admission: Arc<doors::Admission>,
     /// The privacy commitments of the running config.
     pub commitments: telemetry::Commitments,
 }
@@ -69,6 +71,23 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Admission and upstream-limit counters, by action (never by address).
+fn admission_metrics(o: &mut String, admission: &doors::Admission, (zone, server): (u64, u64)) {
+    use std::fmt::Write;
+    o.push_str("# HELP onedot_admission_total What admission did: rate-limit slips and drops, cookies, BADCOOKIE, shed resolutions.\n");
+    o.push_str("# TYPE onedot_admission_total counter\n");
+    for (action, v) in admission.stats().snapshot() {
+        let _ = writeln!(o, "onedot_admission_total{{action=\"{action}\"}} {v}");
+    }
+    o.push_str("# HELP onedot_upstream_limited_total Upstream queries not sent: over a zone's limit or a server's.\n");
+    o.push_str("# TYPE onedot_upstream_limited_total counter\n");
+    let _ = writeln!(o, "onedot_upstream_limited_total{{limit=\"zone\"}} {zone}");
+    let _ = writeln!(o, "onedot_upstream_limited_total{{limit=\"server\"}} {server}");
+    o.push_str("# HELP onedot_rate_limit_table_bytes Bytes of the rate-limit table (allocated at start).\n");
+    o.push_str("# TYPE onedot_rate_limit_table_bytes gauge\n");
+    let _ = writeln!(o, "onedot_rate_limit_table_bytes {}", admission.table_bytes());
+}
+
 fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "GET only\n");
@@ -80,7 +99,9 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
             m.set_validation(state.service.validation_counts());
             let (rrsets, answers) = (state.service.recursor().cache(), state.service.answers());
             m.set_caches(rrsets.len() as u64, rrsets.weight(), answers.len() as u64, answers.weight());
-            reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", m.render())
+            let mut text = m.render();
+            admission_metrics(&mut text, &state.admission, state.service.recursor().upstream_refused());
+            reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
         "/privacy.json" => {
             let body = serde_json::json!({

@@ -14,6 +14,7 @@
 //! over input bytes is bounded by the input length or an explicit budget.
 
 pub mod build;
+pub mod cookie;
 pub mod ede;
 pub mod message;
 pub mod name;

@@ -37,6 +37,9 @@ pub struct QueryView<'a> {
     pub edns: Option<EdnsView>,
     /// Offset just past the question section.
     pub question_end: usize,
+    /// The data of the COOKIE option (RFC 7873), already checked to be 8
+    /// or 16 to 40 octets long.
+    pub cookie: Option<&'a [u8]>,
 }
 
 /// Why a query cannot be answered normally.
@@ -111,8 +114,9 @@ impl<'a> QueryView<'a> {
         // Skip authority records, then look for OPT in additional.
         let mut p = question_end;
         let mut edns = None;
+        let mut cookie = None;
         for i in 0..(ns as usize + ar as usize) {
-            p = skip_name(buf, p).ok_or(formerr)?;
+            p = wire::skip_name(buf, p).ok_or(formerr)?;
             let t = read_u16(buf, p).ok_or(formerr)?;
             let class = read_u16(buf, p + 2).ok_or(formerr)?;
             let ttl = read_u32(buf, p + 4).ok_or(formerr)?;
@@ -133,6 +137,12 @@ impl<'a> QueryView<'a> {
                     let code = u16::from_be_bytes([buf[o], buf[o + 1]]);
                     let len = u16::from_be_bytes([buf[o + 2], buf[o + 3]]) as usize;
                     padding |= code == wire::OPT_PADDING;
+                    if code == wire::OPT_COOKIE && cookie.is_none() {
+                        // A malformed cookie is FORMERR (RFC 7873 §5.2.2).
+                        let data = buf.get(o + 4..o + 4 + len).filter(|d| d.len() + o + 4 <= end).ok_or(formerr)?;
+                        crate::cookie::CookieView::parse(data).map_err(|_| formerr)?;
+                        cookie = Some(data);
+                    }
                     o += 4 + len;
                 }
                 edns =
@@ -145,7 +155,7 @@ impl<'a> QueryView<'a> {
         {
             return Err(QueryError::BadVers { id });
         }
-        Ok(QueryView { id, flags: fl, qname, qtype, qclass, edns, question_end })
+        Ok(QueryView { id, flags: fl, qname, qtype, qclass, edns, question_end, cookie })
     }
 
     /// Whether the client set RD.
@@ -165,21 +175,6 @@ impl<'a> QueryView<'a> {
             None => 512,
         }
     }
-}
-
-/// Skips a (possibly compressed) name, returning the position after it.
-fn skip_name(buf: &[u8], mut pos: usize) -> Option<usize> {
-    // A name can have at most 128 labels; a pointer ends it.
-    for _ in 0..=128 {
-        let b = *buf.get(pos)?;
-        match b & 0xc0 {
-            0x00 if b == 0 => return Some(pos + 1),
-            0x00 => pos += 1 + b as usize,
-            0xc0 => return Some(pos + 2).filter(|&p| p <= buf.len()),
-            _ => return None,
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -185,3 +185,18 @@ pub fn read_u32(buf: &[u8], pos: usize) -> Option<u32> {
     let b = buf.get(pos..pos.checked_add(4)?)?;
     Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
+
+/// Skips a (possibly compressed) name, returning the position after it.
+pub fn skip_name(buf: &[u8], mut pos: usize) -> Option<usize> {
+    // A name can have at most 128 labels; a pointer ends it.
+    for _ in 0..=128 {
+        let b = *buf.get(pos)?;
+        match b & 0xc0 {
+            0x00 if b == 0 => return Some(pos + 1),
+            0x00 => pos += 1 + b as usize,
+            0xc0 => return Some(pos + 2).filter(|&p| p <= buf.len()),
+            _ => return None,
+        }
+    }
+    None
+}

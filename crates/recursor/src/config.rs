@@ -71,6 +71,8 @@ pub struct RecursorConfig {
     pub ttl: cache::TtlPolicy,
     /// DNSSEC validation, or `None` for none.
     pub validation: Option<crate::ValidationConfig>,
+    /// Per-zone and per-server limits on upstream queries.
+    pub upstream_limits: crate::UpstreamLimits,
 }
 
 impl Default for RecursorConfig {
@@ -97,6 +99,7 @@ impl Default for RecursorConfig {
             rrset_cache_bytes: 64 << 20,
             ttl: cache::TtlPolicy::default(),
             validation: None,
+            upstream_limits: crate::UpstreamLimits::default(),
         }
     }
 }

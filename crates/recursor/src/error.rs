@@ -29,6 +29,13 @@ pub enum ResolveError {
     /// expansion overflow).
     #[error("invalid data from authorities: {0}")]
     InvalidData(String),
+    /// The zone's servers (or every one of its addresses) are over their
+    /// upstream limit: the query was not sent.
+    #[error("upstream queries to the servers of {zone} are over their limit")]
+    UpstreamLimited {
+        /// The zone.
+        zone: String,
+    },
     /// The resolution that this query was waiting on went away.
     #[error("coalesced resolution was cancelled")]
     Cancelled,
@@ -43,6 +50,7 @@ impl ResolveError {
             ResolveError::BudgetExhausted(_) => code::NO_REACHABLE_AUTHORITY,
             ResolveError::CnameChain(_) => code::OTHER,
             ResolveError::InvalidData(_) => code::INVALID_DATA,
+            ResolveError::UpstreamLimited { .. } => code::NO_REACHABLE_AUTHORITY,
             ResolveError::Cancelled => code::OTHER,
         }
     }
@@ -55,6 +63,7 @@ impl ResolveError {
             ResolveError::BudgetExhausted(_) => "budget",
             ResolveError::CnameChain(_) => "cname_chain",
             ResolveError::InvalidData(_) => "invalid_data",
+            ResolveError::UpstreamLimited { .. } => "upstream_limited",
             ResolveError::Cancelled => "cancelled",
         }
     }

@@ -90,6 +90,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     cache: RrsetCache,
     infra: Infra,
+    /// Per-zone and per-server limits on what is sent upstream.
+    upstream: crate::limits::UpstreamLimiter,
     inflight: InflightMap,
     /// What is known of each zone's keys, with the Unix time it expires.
     trust: Mutex<HashMap<Name, (ZoneTrust, u64)>>,
@@ -129,6 +131,7 @@ impl Recursor {
     pub fn new(config: RecursorConfig, transport: Arc<dyn Transport>, clock: Arc<dyn Clock>) -> Recursor {
         let cache = RrsetCache::new(config.rrset_cache_bytes, config.ttl);
         let anchors = config.validation.as_ref().map(|v| v.trust_anchors.clone()).unwrap_or_default();
+        let upstream = crate::limits::UpstreamLimiter::new(config.upstream_limits);
         Recursor {
             inner: Arc::new(Inner {
                 config,
@@ -136,6 +139,7 @@ impl Recursor {
                 clock,
                 cache,
                 infra: Infra::default(),
+                upstream,
                 inflight: Mutex::new(HashMap::new()),
                 trust: Mutex::new(HashMap::new()),
                 nsec_index: Default::default(),
@@ -147,6 +151,12 @@ impl Recursor {
     /// The RRset cache.
     pub fn cache(&self) -> &RrsetCache {
         &self.inner.cache
+    }
+
+    /// Upstream queries not sent so far: over a zone's limit, over a
+    /// server's.
+    pub fn upstream_refused(&self) -> (u64, u64) {
+        self.inner.upstream.refused()
     }
 
     /// The configuration.
@@ -846,7 +856,18 @@ impl Recursor {
         let mut addrs = self.cut_addresses(cut, budget, depth).await;
         self.inner.infra.rank(&mut addrs, &cut.zone);
         let mut network_errors = 0;
+        let mut limited = 0;
         for &addr in &addrs {
+            let _permit = match self.inner.upstream.acquire(&cut.zone, addr) {
+                Ok(p) => p,
+                Err(crate::limits::Refusal::Zone) => {
+                    return Err(ResolveError::UpstreamLimited { zone: cut.zone.to_string() });
+                }
+                Err(crate::limits::Refusal::Server) => {
+                    limited += 1;
+                    continue;
+                }
+            };
             budget.spend_query()?;
             let no_edns = self.inner.infra.no_edns(&addr);
             let mut q = self.upstream(addr, qn, qt, false, no_edns, budget);
@@ -869,6 +890,9 @@ impl Recursor {
             budget.check_time()?;
         }
         let zone = cut.zone.to_string();
+        if limited > 0 && limited == addrs.len() {
+            return Err(ResolveError::UpstreamLimited { zone });
+        }
         if network_errors > 0 && network_errors == addrs.len() {
             Err(ResolveError::NetworkError { zone })
         } else {

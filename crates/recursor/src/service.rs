@@ -256,6 +256,9 @@ impl Service {
             hit.count_hit();
             return Some(hit.write(&view, &self.write_options(&view, kind, false), out));
         }
+        if view.qtype == rtype::ANY {
+            return Some(self.any(&view, &qname, kind, profile, generation, out));
+        }
         if !view.recursion_desired() {
             let ede = Ede::new(proto::ede::code::NOT_AUTHORITATIVE, "recursion not desired and not cached");
             return Some(self.error(&view, kind, Rcode::Refused, Some(ede), out));
@@ -327,6 +330,42 @@ impl Service {
         let ans = CachedAnswer::new(wire.into(), Box::new([]), now, ttl, Some((ede.code, ede.text.into_boxed_str())));
         let ans = Arc::new(ans.with_policy(f.generation, None));
         self.cache(view, f.profile, ans.clone());
+        ans.write(view, &self.write_options(view, kind, false), out)
+    }
+
+    /// Answers ANY as RFC 8482 §4.2 allows: one synthesised HINFO record
+    /// ("RFC8482", ""), on every door, without asking the authorities. An
+    /// ANY query is the classic amplification vector and what it returns is
+    /// undefined anyway (a cache's contents); clients wanting a type ask for
+    /// it. The answer is cached, so a flood of ANY is served on the fast
+    /// path and never reaches an authority.
+    fn any(
+        &self,
+        view: &QueryView<'_>,
+        qname: &Name,
+        kind: TransportKind,
+        profile: u8,
+        generation: u32,
+        out: &mut Vec<u8>,
+    ) -> usize {
+        const TTL: u32 = 3600;
+        let hinfo = Record {
+            name: qname.clone(),
+            rtype: rtype::HINFO,
+            class: class::IN,
+            ttl: TTL,
+            rdata: b"\x07RFC8482\x00".as_slice().into(),
+        };
+        let res = crate::Resolution {
+            outcome: Outcome::Answer,
+            answer: vec![hinfo],
+            authority: Vec::new(),
+            security: crate::Security::Indeterminate,
+            client_specific: false,
+        };
+        let (ans, _) = self.build(view, &res, 0, None, Some(TTL));
+        let ans = Arc::new(ans.with_policy(generation, None));
+        self.cache(view, profile, ans.clone());
         ans.write(view, &self.write_options(view, kind, false), out)
     }
 

@@ -1,0 +1,320 @@
+//! Response rate limiting per client network: a token bucket per prefix in
+//! a table of fixed size.
+//!
+//! The table is allocated once: `capacity` entries in sets of [`WAYS`],
+//! spread over [`SHARDS`] locks so that workers rarely meet. A prefix not
+//! in its set replaces the entry that has the most tokens after refilling
+//! (an idle or well-behaved network, whose bucket would be full anyway),
+//! so a flood of new prefixes can only make the table forget networks that
+//! were not being limited; it never grows. Nothing allocates after
+//! [`RateLimiter::new`], so it can sit on the cache-hit path.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Entries in one set; a prefix can live in any way of its set.
+const WAYS: usize = 4;
+/// Independent locks.
+const SHARDS: usize = 16;
+/// Tokens are counted in thousandths, so a rate per second refills
+/// `rate` thousandths per millisecond.
+const MILLI: u64 = 1000;
+
+/// The limits of [`RateLimiter`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Responses per second per prefix.
+    pub responses_per_second: u32,
+    /// Error responses (NXDOMAIN, SERVFAIL, REFUSED, FORMERR, NOTIMP)
+    /// per second per prefix, counted on top of the above.
+    pub errors_per_second: u32,
+    /// Seconds of traffic a bucket can save up (its size is rate × burst).
+    pub burst_seconds: u32,
+    /// Of the responses over the limit, every `slip`-th is sent as a
+    /// minimal truncated answer and the others are dropped; 0 drops all,
+    /// 1 slips all.
+    pub slip: u32,
+    /// Entries in the table (rounded up to a whole number of sets).
+    pub table_size: usize,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits { responses_per_second: 2000, errors_per_second: 400, burst_seconds: 2, slip: 2, table_size: 65536 }
+    }
+}
+
+/// What to do with a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Within the limit: send it.
+    Allow,
+    /// Over the limit, and this one's turn to slip: send a minimal
+    /// truncated answer instead.
+    Slip,
+    /// Over the limit: send nothing.
+    Drop,
+}
+
+/// One bucket pair: 16 octets, so a set of [`WAYS`] fills one cache line
+/// (a busy resolver's table does not fit in a CPU cache; one line per
+/// query is what a lookup costs).
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
+    /// A 32-bit fingerprint of the prefix (see [`prefix_key`]); 0 is an
+    /// empty slot. Two prefixes of one set with the same fingerprint share
+    /// a bucket: rare (1 in 2^32 per pair) and harmless.
+    tag: u32,
+    /// Milliseconds (of the limiter's clock) of the last refill.
+    last_ms: u32,
+    /// Thousandths of a token, for all responses.
+    tokens: u32,
+    /// Thousandths of a token, for error responses.
+    err_tokens: u32,
+}
+
+/// The ways of one set, on one cache line.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Set([Entry; WAYS]);
+
+/// One lock's part of the table.
+#[derive(Debug)]
+struct Shard {
+    sets: Vec<Set>,
+    /// Responses over the limit so far (for the slip rotation).
+    over: u32,
+}
+
+/// A bounded table of token buckets keyed by client prefix.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limits: RateLimits,
+    shards: Vec<Mutex<Shard>>,
+    sets_per_shard: usize,
+    seed: u64,
+}
+
+/// The prefix of `ip` as a table key: IPv4 (and IPv4-mapped IPv6) keep
+/// their first `v4` bits in the `::ffff:0:0/96` form, IPv6 its first `v6`
+/// bits; never 0.
+pub fn prefix_key(ip: IpAddr, v4: u8, v6: u8) -> u128 {
+    let mask = |bits: u32, len: u8| if len == 0 { 0 } else { bits & (u32::MAX << (32 - u32::from(len.min(32)))) };
+    match ip {
+        IpAddr::V4(a) => (0xffff_u128 << 32) | u128::from(mask(u32::from(a), v4)),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(m) => (0xffff_u128 << 32) | u128::from(mask(u32::from(m), v4)),
+            None => {
+                let len = u32::from(v6.min(128));
+                let bits = u128::from(a);
+                let masked = if len == 0 { 0 } else { bits & (u128::MAX << (128 - len)) };
+                // Keep IPv6 keys apart from the IPv4 form and from 0.
+                masked | 1
+            }
+        },
+    }
+}
+
+impl RateLimiter {
+    /// An empty table for `limits`.
+    pub fn new(limits: RateLimits) -> RateLimiter {
+        let sets = limits.table_size.div_ceil(WAYS).max(SHARDS);
+        let sets_per_shard = sets.div_ceil(SHARDS);
+        let shards =
+            (0..SHARDS).map(|_| Mutex::new(Shard { sets: vec![Set::default(); sets_per_shard], over: 0 })).collect();
+        RateLimiter { limits, shards, sets_per_shard, seed: rand::random::<u64>() | 1 }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    /// Bytes the table holds (allocated once).
+    pub fn table_bytes(&self) -> usize {
+        SHARDS * self.sets_per_shard * std::mem::size_of::<Set>()
+    }
+
+    /// Charges one response to `key`'s bucket at `now_ms` (any monotonic
+    /// millisecond clock).
+    pub fn response(&self, key: u128, now_ms: u32) -> Verdict {
+        self.charge(key, now_ms, false)
+    }
+
+    /// Charges one error response to `key`'s error bucket.
+    pub fn error(&self, key: u128, now_ms: u32) -> Verdict {
+        self.charge(key, now_ms, true)
+    }
+
+    /// Whether `key` is over its limit now, without charging it.
+    pub fn is_limited(&self, key: u128, now_ms: u32) -> bool {
+        let (shard, set, tag) = self.place(key);
+        let table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let Some(Set(ways)) = table.sets.get(set) else { return false };
+        ways.iter().find(|e| e.tag == tag).is_some_and(|e| {
+            let (tokens, _) = self.refilled(e, now_ms);
+            tokens < MILLI
+        })
+    }
+
+    /// The shard, the set and the fingerprint of a prefix.
+    fn place(&self, key: u128) -> (usize, usize, u32) {
+        let h = ((key as u64) ^ ((key >> 64) as u64).rotate_left(29)).wrapping_mul(self.seed);
+        let h = h ^ (h >> 29);
+        let shard = (h as usize) % SHARDS;
+        let set = ((h >> 4) as u32 as usize) % self.sets_per_shard;
+        let tag = ((h >> 32) as u32).max(1);
+        (shard, set, tag)
+    }
+
+    fn capacity(&self, rate: u32) -> u64 {
+        u64::from(rate) * u64::from(self.limits.burst_seconds.max(1)) * MILLI
+    }
+
+    /// The entry's buckets refilled up to `now_ms`.
+    fn refilled(&self, e: &Entry, now_ms: u32) -> (u64, u64) {
+        let elapsed = u64::from(now_ms.wrapping_sub(e.last_ms).min(3_600_000));
+        let fill = |tokens: u32, rate: u32| (u64::from(tokens) + elapsed * u64::from(rate)).min(self.capacity(rate));
+        (fill(e.tokens, self.limits.responses_per_second), fill(e.err_tokens, self.limits.errors_per_second))
+    }
+
+    fn charge(&self, key: u128, now_ms: u32, error: bool) -> Verdict {
+        let (shard, set, tag) = self.place(key);
+        let mut table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let Shard { sets, over } = &mut *table;
+        let Some(Set(ways)) = sets.get_mut(set) else { return Verdict::Allow };
+        let i = match ways.iter().position(|e| e.tag == tag) {
+            Some(i) => i,
+            None => {
+                // Replace the way that would have the most tokens now.
+                let mut best = 0;
+                let mut best_score = 0u64;
+                for (i, e) in ways.iter().enumerate() {
+                    let score = if e.tag == 0 { u64::MAX } else { self.refilled(e, now_ms).0 };
+                    if score > best_score || i == 0 {
+                        best = i;
+                        best_score = score;
+                    }
+                }
+                ways[best] = Entry {
+                    tag,
+                    last_ms: now_ms,
+                    tokens: self.capacity(self.limits.responses_per_second).min(u64::from(u32::MAX)) as u32,
+                    err_tokens: self.capacity(self.limits.errors_per_second).min(u64::from(u32::MAX)) as u32,
+                };
+                best
+            }
+        };
+        let (tokens, err_tokens) = self.refilled(&ways[i], now_ms);
+        let e = &mut ways[i];
+        e.last_ms = now_ms;
+        e.tokens = tokens.min(u64::from(u32::MAX)) as u32;
+        e.err_tokens = err_tokens.min(u64::from(u32::MAX)) as u32;
+        let bucket = if error { &mut e.err_tokens } else { &mut e.tokens };
+        if u64::from(*bucket) >= MILLI {
+            *bucket -= MILLI as u32;
+            return Verdict::Allow;
+        }
+        *over = over.wrapping_add(1);
+        match self.limits.slip {
+            0 => Verdict::Drop,
+            n if over.is_multiple_of(n) => Verdict::Slip,
+            _ => Verdict::Drop,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn limiter(rate: u32, slip: u32) -> RateLimiter {
+        RateLimiter::new(RateLimits {
+            responses_per_second: rate,
+            errors_per_second: rate / 4,
+            burst_seconds: 1,
+            slip,
+            table_size: 64,
+        })
+    }
+
+    #[test]
+    fn prefixes_group_addresses() {
+        let a = |s: &str| s.parse::<IpAddr>().expect("address");
+        assert_eq!(prefix_key(a("192.0.2.1"), 24, 56), prefix_key(a("192.0.2.254"), 24, 56));
+        assert_ne!(prefix_key(a("192.0.2.1"), 24, 56), prefix_key(a("192.0.3.1"), 24, 56));
+        assert_eq!(prefix_key(a("::ffff:192.0.2.9"), 24, 56), prefix_key(a("192.0.2.1"), 24, 56));
+        assert_eq!(prefix_key(a("2001:db8:0:100::1"), 24, 56), prefix_key(a("2001:db8:0:1ff::2"), 24, 56));
+        assert_ne!(prefix_key(a("2001:db8:0:100::1"), 24, 56), prefix_key(a("2001:db8:0:200::1"), 24, 56));
+        assert_eq!(prefix_key(a("192.0.2.1"), 32, 128), prefix_key(a("192.0.2.1"), 32, 128));
+        assert_ne!(prefix_key(a("192.0.2.1"), 32, 128), prefix_key(a("192.0.2.2"), 32, 128));
+        assert_ne!(prefix_key(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0, 0), 0);
+        assert_ne!(prefix_key(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, 0), 0);
+    }
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_slips_every_nth() {
+        let rrl = limiter(10, 2);
+        let k = prefix_key("192.0.2.1".parse().expect("ip"), 24, 56);
+        for _ in 0..10 {
+            assert_eq!(rrl.response(k, 0), Verdict::Allow);
+        }
+        assert!(rrl.is_limited(k, 0));
+        let over: Vec<Verdict> = (0..6).map(|_| rrl.response(k, 0)).collect();
+        use Verdict::*;
+        assert_eq!(over, [Drop, Slip, Drop, Slip, Drop, Slip]);
+        // 100 ms later one token (10 per second) has come back.
+        assert_eq!(rrl.response(k, 100), Allow);
+        assert_ne!(rrl.response(k, 100), Allow);
+        // Another network is not affected.
+        let other = prefix_key("198.51.100.1".parse().expect("ip"), 24, 56);
+        assert_eq!(rrl.response(other, 100), Allow);
+        // A second later the bucket is full again, no fuller.
+        for _ in 0..10 {
+            assert_eq!(rrl.response(k, 1200), Allow);
+        }
+        assert_ne!(rrl.response(k, 1200), Allow);
+    }
+
+    #[test]
+    fn slip_zero_drops_and_one_slips_everything() {
+        let k = prefix_key("192.0.2.1".parse().expect("ip"), 24, 56);
+        for (slip, want) in [(0, Verdict::Drop), (1, Verdict::Slip)] {
+            let rrl = limiter(1, slip);
+            assert_eq!(rrl.response(k, 0), Verdict::Allow);
+            for _ in 0..5 {
+                assert_eq!(rrl.response(k, 0), want);
+            }
+        }
+    }
+
+    #[test]
+    fn errors_have_their_own_lower_limit() {
+        let rrl = limiter(100, 0);
+        let k = prefix_key("192.0.2.1".parse().expect("ip"), 24, 56);
+        let allowed = (0..100).filter(|_| rrl.error(k, 0) == Verdict::Allow).count();
+        assert_eq!(allowed, 25);
+        assert_eq!(rrl.response(k, 0), Verdict::Allow);
+    }
+
+    #[test]
+    fn a_flood_of_new_prefixes_does_not_grow_the_table_or_free_the_limited() {
+        let rrl = limiter(5, 0);
+        let bytes = rrl.table_bytes();
+        let victim = prefix_key("203.0.113.7".parse().expect("ip"), 24, 56);
+        for _ in 0..50 {
+            rrl.response(victim, 0);
+        }
+        assert!(rrl.is_limited(victim, 0));
+        // 100,000 other prefixes, each asking once: the table forgets the
+        // ones with full buckets first, so the limited one stays limited.
+        for i in 0..100_000u32 {
+            let k = prefix_key(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + (i << 8))), 24, 56);
+            rrl.response(k, 1);
+        }
+        assert_eq!(rrl.table_bytes(), bytes);
+        assert!(rrl.is_limited(victim, 1));
+        assert_eq!(rrl.response(victim, 1), Verdict::Drop);
+    }
+}
