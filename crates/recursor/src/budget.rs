@@ -21,6 +21,20 @@ pub struct Budget {
     /// Set when an answer depended on the client's network (an ECS query
     /// was sent): nothing of it may be shared with other clients.
     client_specific: AtomicBool,
+    /// Zones whose glueless name servers are being resolved, outermost
+    /// first: meeting one again is a cyclic dependency (TsuNAME).
+    resolving_ns: std::sync::Mutex<Vec<proto::Name>>,
+}
+
+/// A zone on the [`Budget`]'s chain of glueless lookups, until dropped.
+pub(crate) struct NsLookup<'a> {
+    budget: &'a Budget,
+}
+
+impl Drop for NsLookup<'_> {
+    fn drop(&mut self) {
+        self.budget.resolving_ns.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    }
 }
 
 impl Budget {
@@ -33,7 +47,20 @@ impl Budget {
             max_depth,
             ecs: None,
             client_specific: AtomicBool::new(false),
+            resolving_ns: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Enters the glueless lookups of `zone`'s name servers, or `None` when
+    /// they are already under way further up this resolution: the zone's
+    /// servers can only be found through the zone itself.
+    pub(crate) fn enter_ns_lookup(&self, zone: &proto::Name) -> Option<NsLookup<'_>> {
+        let mut chain = self.resolving_ns.lock().unwrap_or_else(|e| e.into_inner());
+        if chain.contains(zone) {
+            return None;
+        }
+        chain.push(zone.clone());
+        Some(NsLookup { budget: self })
     }
 
     /// Resolves for a client in `network/len` (EDNS Client Subnet to the

@@ -26,11 +26,21 @@ struct ServerInfo {
     no_edns: bool,
 }
 
+/// How long a delegation whose name servers have no address is first
+/// remembered as such, doubled while it stays so, at most [`DEAD_MAX`].
+const DEAD_FIRST: Duration = Duration::from_secs(5);
+/// The longest a dead delegation is remembered (RFC 9520's five minutes).
+const DEAD_MAX: Duration = Duration::from_secs(300);
+
 /// Server statistics shared by all resolutions.
 #[derive(Debug, Default)]
 pub struct Infra {
     servers: Mutex<HashMap<SocketAddr, ServerInfo>>,
     lame: Mutex<HashMap<(SocketAddr, Name), Instant>>,
+    /// Zones none of whose name servers could be given an address (a
+    /// cyclic dependency, names that do not exist): until when, and for
+    /// how long last time.
+    dead: Mutex<HashMap<Name, (Instant, Duration)>>,
 }
 
 impl Infra {
@@ -64,6 +74,18 @@ impl Infra {
         for (slot, (_, a)) in addrs.iter_mut().zip(scored) {
             *slot = a;
         }
+    }
+
+    /// Whether `addr` is worth a query for `zone` now: not lame for it and
+    /// not backing off after timeouts.
+    pub fn available(&self, addr: &SocketAddr, zone: &Name) -> bool {
+        let now = Instant::now();
+        let backing_off = {
+            let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+            servers.get(addr).is_some_and(|i| i.backoff_until.is_some_and(|t| t > now))
+        };
+        let lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
+        !backing_off && lame.get(&(*addr, zone.clone())).is_none_or(|t| *t <= now)
     }
 
     /// The timeout to use for `addr`.
@@ -119,6 +141,35 @@ impl Infra {
             .entry(addr)
             .or_insert(ServerInfo { srtt_ms: 100, timeouts: 0, backoff_until: None, no_edns: true })
             .no_edns = true;
+    }
+
+    /// Whether `zone`'s name servers were found to have no address a
+    /// short while ago: its names then fail at once, costing no query
+    /// (TsuNAME, RFC 9520).
+    pub fn delegation_dead(&self, zone: &Name) -> bool {
+        let dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
+        dead.get(zone).is_some_and(|(until, _)| *until > Instant::now())
+    }
+
+    /// Remembers that no name server of `zone` could be given an address:
+    /// for 5 s, doubled each time it happens again, at most 5 minutes.
+    pub fn set_delegation_dead(&self, zone: &Name) {
+        let mut dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
+        if dead.len() > MAX_ENTRIES {
+            dead.clear();
+        }
+        let now = Instant::now();
+        let span = match dead.get(zone) {
+            Some((_, last)) => (*last * 2).min(DEAD_MAX),
+            None => DEAD_FIRST,
+        };
+        dead.insert(zone.clone(), (now + span, span));
+    }
+
+    /// Forgets that `zone`'s delegation was dead (an address was found).
+    pub fn set_delegation_alive(&self, zone: &Name) {
+        let mut dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
+        dead.remove(zone);
     }
 
     /// Marks `addr` lame for `zone`.

@@ -756,24 +756,49 @@ impl Recursor {
         if !addrs.is_empty() {
             return addrs;
         }
+        let infra = &self.inner.infra;
+        if infra.delegation_dead(&cut.zone) {
+            return addrs;
+        }
+        // A zone met again on this resolution's chain of glueless lookups
+        // is a cyclic dependency: its servers can only be found through it.
+        let Some(_lookup) = budget.enter_ns_lookup(&cut.zone) else {
+            tracing::debug!(zone = %cut.zone, "cyclic name server dependency");
+            return addrs;
+        };
         let port = self.inner.config.upstream_port;
         let candidates = cut.ns_names.iter().filter(|n| !n.is_subdomain_of(&cut.zone)).take(MAX_GLUELESS_LOOKUPS);
+        let mut complete = true;
         for ns in candidates {
             let types: &[u16] = if self.inner.config.ipv4 { &[rtype::A] } else { &[rtype::AAAA] };
             for &t in types {
-                if let Ok(res) = self.resolve_in(ns.clone(), t, budget, depth + 1).await {
-                    addrs.extend(
+                match self.resolve_in(ns.clone(), t, budget, depth + 1).await {
+                    Ok(res) => addrs.extend(
                         res.answer
                             .iter()
                             .filter_map(Record::address)
                             .map(|a| SocketAddr::new(a, port))
                             .filter(|a| self.usable(a)),
-                    );
+                    ),
+                    // Out of budget, time or depth, or held back by an
+                    // upstream limit: nothing learnt about the zone itself.
+                    Err(
+                        ResolveError::BudgetExhausted(_)
+                        | ResolveError::Cancelled
+                        | ResolveError::UpstreamLimited { .. },
+                    ) => complete = false,
+                    Err(_) => {}
                 }
             }
             if !addrs.is_empty() {
                 break;
             }
+        }
+        if !addrs.is_empty() {
+            infra.set_delegation_alive(&cut.zone);
+        } else if complete {
+            tracing::debug!(zone = %cut.zone, "no name server address; delegation remembered as dead");
+            infra.set_delegation_dead(&cut.zone);
         }
         addrs
     }
@@ -854,6 +879,15 @@ impl Recursor {
         depth: u8,
     ) -> Result<Classified, ResolveError> {
         let mut addrs = self.cut_addresses(cut, budget, depth).await;
+        // Servers known lame for the zone, or backing off after timeouts,
+        // are not asked again until that ends: when they are all the zone
+        // has, its names fail at once instead of waiting for them again.
+        let before = addrs.len();
+        addrs.retain(|a| self.inner.infra.available(a, &cut.zone));
+        if before > 0 && addrs.is_empty() {
+            tracing::debug!(zone = %cut.zone, "every server lame or backing off");
+            return Err(ResolveError::NoReachableAuthority { zone: cut.zone.to_string() });
+        }
         self.inner.infra.rank(&mut addrs, &cut.zone);
         let mut network_errors = 0;
         let mut limited = 0;

@@ -1,5 +1,6 @@
 //! Recursor integration tests: every resolution goes through the lab.
 
+mod abuse;
 mod dnssec;
 mod faults;
 mod fuzz;
