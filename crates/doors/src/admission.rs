@@ -498,15 +498,15 @@ impl Handler for Admitted {
         if limited && matches!(c, Cookie::Valid(..)) {
             bump(&a.stats.cookie_exempt);
         }
-        if client.door == Door::Udp
+        // A query that does not parse goes on (to FORMERR, or nothing),
+        // under the rate limit like any other.
+        if let Some(v) = view.as_ref()
+            && client.door == Door::Udp
             && a.config.require_cookies
             && !matches!(c, Cookie::Valid(..))
             && !a.exempt(client.addr)
         {
-            return match view {
-                Some(v) => Fast::Answered(a.minimal(&v, c, client, out)),
-                None => Fast::Drop,
-            };
+            return Fast::Answered(a.minimal(v, c, client, out));
         }
         let (rrl, key, now_ms) = match (&a.rrl, exempt) {
             (Some(rrl), false) => (Some(rrl), a.key(client.addr), a.now_ms()),

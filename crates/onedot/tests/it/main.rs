@@ -1,5 +1,6 @@
 //! End-to-end tests of the `onedot` binary.
 
+mod abuse;
 mod cli;
 mod demo;
 mod filtering;
