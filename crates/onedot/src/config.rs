@@ -552,6 +552,10 @@ pub struct ResolverConfig {
     pub resolution_timeout_ms: u64,
     /// Upstream queries one client query may cause.
     pub max_upstream_queries: u32,
+    /// DNS Cookies (RFC 7873) toward authorities: a client cookie per
+    /// server, its server cookie kept, replies with another client cookie
+    /// dropped.
+    pub cookies: bool,
     /// Nesting of sub-resolutions.
     pub max_depth: u8,
     /// Longest CNAME chain.
@@ -742,6 +746,7 @@ impl Default for ResolverConfig {
             max_timeout_ms: r.max_timeout.as_millis() as u64,
             resolution_timeout_ms: r.resolution_timeout.as_millis() as u64,
             max_upstream_queries: r.max_upstream_queries,
+            cookies: r.cookies,
             max_depth: r.max_depth,
             max_cname_chain: r.max_cname_chain,
         }
@@ -957,6 +962,7 @@ impl Config {
             max_timeout: Duration::from_millis(r.max_timeout_ms),
             resolution_timeout: Duration::from_millis(r.resolution_timeout_ms),
             max_upstream_queries: r.max_upstream_queries,
+            cookies: r.cookies,
             max_depth: r.max_depth,
             max_cname_chain: r.max_cname_chain,
             forward_zones: zones(&self.forward_zones)

@@ -288,11 +288,13 @@ pub fn build_query(
     edns_udp_size: Option<u16>,
     dnssec_ok: bool,
 ) {
-    build_query_ecs(buf, id, qname, qtype, recursion_desired, edns_udp_size, dnssec_ok, None);
+    build_query_ecs(buf, id, qname, qtype, recursion_desired, edns_udp_size, dnssec_ok, None, None);
 }
 
 /// As [`build_query`], with an EDNS Client Subnet option for `ecs` (a
-/// network and its prefix length) when EDNS is on.
+/// network and its prefix length) and a COOKIE option with `cookie` (RFC
+/// 7873: the client cookie and the server cookie, if one is known) when
+/// EDNS is on.
 #[allow(clippy::too_many_arguments)]
 pub fn build_query_ecs(
     buf: &mut Vec<u8>,
@@ -303,14 +305,23 @@ pub fn build_query_ecs(
     edns_udp_size: Option<u16>,
     dnssec_ok: bool,
     ecs: Option<(std::net::IpAddr, u8)>,
+    cookie: Option<&[u8]>,
 ) {
     let flags = if recursion_desired { wire::flags::RD } else { 0 };
     let mut w = MessageWriter::new(buf, id, flags).without_compression();
     w.question(qname, qtype, crate::class::IN);
     if let Some(size) = edns_udp_size {
-        match ecs {
-            Some((addr, len)) => w.opt_with(size, dnssec_ok, &[(wire::OPT_ECS, &ecs_option(addr, len))]),
-            None => w.opt(size, dnssec_ok, 0, &[]),
+        let ecs = ecs.map(|(addr, len)| ecs_option(addr, len));
+        let options: Vec<(u16, &[u8])> = ecs
+            .as_deref()
+            .map(|e| (wire::OPT_ECS, e))
+            .into_iter()
+            .chain(cookie.map(|c| (wire::OPT_COOKIE, c)))
+            .collect();
+        if options.is_empty() {
+            w.opt(size, dnssec_ok, 0, &[]);
+        } else {
+            w.opt_with(size, dnssec_ok, &options);
         }
     }
     w.finish();

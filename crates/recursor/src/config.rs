@@ -73,6 +73,9 @@ pub struct RecursorConfig {
     pub validation: Option<crate::ValidationConfig>,
     /// Per-zone and per-server limits on upstream queries.
     pub upstream_limits: crate::UpstreamLimits,
+    /// Send DNS Cookies (RFC 7873) to authorities, keep their server
+    /// cookies, and drop replies carrying another client cookie.
+    pub cookies: bool,
 }
 
 impl Default for RecursorConfig {
@@ -100,6 +103,7 @@ impl Default for RecursorConfig {
             ttl: cache::TtlPolicy::default(),
             validation: None,
             upstream_limits: crate::UpstreamLimits::default(),
+            cookies: true,
         }
     }
 }

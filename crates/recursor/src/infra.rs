@@ -41,7 +41,13 @@ pub struct Infra {
     /// cyclic dependency, names that do not exist): until when, and for
     /// how long last time.
     dead: Mutex<HashMap<Name, (Instant, Duration)>>,
+    /// DNS Cookies (RFC 7873) per server: our client cookie, and the
+    /// server cookie it last gave us.
+    cookies: Mutex<HashMap<SocketAddr, Cookies>>,
 }
+
+/// Our client cookie for a server, and the server cookie it gave us.
+type Cookies = ([u8; 8], Option<Box<[u8]>>);
 
 impl Infra {
     /// Orders candidate addresses best first: servers in back-off last, then
@@ -170,6 +176,32 @@ impl Infra {
     pub fn set_delegation_alive(&self, zone: &Name) {
         let mut dead = self.dead.lock().unwrap_or_else(|e| e.into_inner());
         dead.remove(zone);
+    }
+
+    /// The COOKIE option to send to `addr`: our client cookie for it (made
+    /// at random the first time), then its server cookie if we have one.
+    pub fn cookie_for(&self, addr: SocketAddr) -> Vec<u8> {
+        let mut cookies = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
+        if cookies.len() > MAX_ENTRIES {
+            cookies.clear();
+        }
+        let (client, server) = cookies.entry(addr).or_insert_with(|| (rand::random(), None));
+        let mut out = client.to_vec();
+        out.extend_from_slice(server.as_deref().unwrap_or_default());
+        out
+    }
+
+    /// Keeps the server cookie of a reply from `addr` whose client cookie
+    /// is ours (the transport has dropped the others).
+    pub fn learn_cookie(&self, addr: SocketAddr, reply: &proto::Message) {
+        let Some(Ok(c)) = crate::transport::reply_cookie(reply) else { return };
+        let mut cookies = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((client, server)) = cookies.get_mut(&addr)
+            && *client == c.client
+            && !c.server.is_empty()
+        {
+            *server = Some(c.server.into());
+        }
     }
 
     /// Marks `addr` lame for `zone`.

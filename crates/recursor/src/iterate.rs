@@ -75,6 +75,8 @@ struct Cut {
 /// At most this many minimised steps before sending the full name
 /// (MAX_MINIMISE_COUNT of RFC 9156).
 const MAX_MINIMISE_STEPS: usize = 10;
+/// The extended RCODE BADCOOKIE (RFC 7873 §8).
+const BADCOOKIE: u16 = 23;
 /// How many name servers of a glueless delegation are resolved.
 const MAX_GLUELESS_LOOKUPS: usize = 3;
 
@@ -825,6 +827,7 @@ impl Recursor {
             tcp: false,
             timeout,
             ecs: None,
+            cookie: (c.cookies && !no_edns).then(|| self.inner.infra.cookie_for(server)),
         }
     }
 
@@ -842,14 +845,26 @@ impl Recursor {
     /// Sends a query with EDNS fallback and TCP retry on TC.
     async fn send(&self, mut q: UpstreamQuery, budget: &Budget) -> Result<Message, TransportError> {
         let infra = &self.inner.infra;
+        let mut bad_cookies = 0;
         for _ in 0..3 {
             let started = Instant::now();
             match self.inner.transport.query(q.clone()).await {
                 Ok(reply) => {
                     infra.reply(q.server, started.elapsed());
+                    infra.learn_cookie(q.server, &reply);
                     if reply.rcode() == Rcode::FormErr as u16 && q.edns.is_some() && reply.edns.is_none() {
                         infra.set_no_edns(q.server);
                         q.edns = None;
+                        q.cookie = None;
+                    } else if reply.rcode() == BADCOOKIE && q.cookie.is_some() && !q.tcp {
+                        // RFC 7873 §5.3: retry once with the server cookie
+                        // it just gave; if it still complains, over TCP.
+                        bad_cookies += 1;
+                        if bad_cookies == 1 {
+                            q.cookie = Some(infra.cookie_for(q.server));
+                        } else {
+                            q.tcp = true;
+                        }
                     } else if reply.has_flag(flags::TC) && !q.tcp {
                         q.tcp = true;
                     } else {

@@ -39,6 +39,11 @@ pub struct UpstreamQuery {
     pub timeout: Duration,
     /// EDNS Client Subnet to send: the client's network and prefix length.
     pub ecs: Option<(IpAddr, u8)>,
+    /// The COOKIE option to send (RFC 7873): our client cookie for this
+    /// server, then its server cookie when we know one. A reply whose
+    /// cookie carries another client cookie is not the server's: it is
+    /// dropped like one with a wrong ID.
+    pub cookie: Option<Vec<u8>>,
 }
 
 /// Why an upstream query produced no usable reply.
@@ -79,7 +84,17 @@ impl Transport for NetTransport {
         Box::pin(async move {
             let id: u16 = rand::random();
             let mut wire = Vec::with_capacity(64);
-            build_query_ecs(&mut wire, id, q.qname.as_wire(), q.qtype, q.recursion_desired, q.edns, q.dnssec_ok, q.ecs);
+            build_query_ecs(
+                &mut wire,
+                id,
+                q.qname.as_wire(),
+                q.qtype,
+                q.recursion_desired,
+                q.edns,
+                q.dnssec_ok,
+                q.ecs,
+                q.cookie.as_deref(),
+            );
             let fut = async { if q.tcp { self.tcp(&q, id, &wire).await } else { self.udp(&q, id, &wire).await } };
             tokio::time::timeout(q.timeout, fut).await.map_err(|_| TransportError::Timeout)?
         })
@@ -90,11 +105,29 @@ fn net(e: std::io::Error) -> TransportError {
     TransportError::Network(e.kind().to_string())
 }
 
-/// Whether `reply` answers query `id` for (qname, qtype).
+/// Whether `reply` answers query `id` for (qname, qtype), and, when we sent
+/// a cookie, does not carry somebody else's (RFC 7873 §5.3).
 fn matches(reply: &Message, id: u16, q: &UpstreamQuery) -> bool {
     reply.id == id
         && reply.has_flag(proto::flags::QR)
         && reply.question.as_ref().is_some_and(|rq| rq.name == q.qname && rq.qtype == q.qtype)
+        && cookie_matches(reply, q)
+}
+
+/// A reply's COOKIE option, if it has one: `Err` when it is malformed.
+pub fn reply_cookie(reply: &Message) -> Option<Result<proto::cookie::CookieView<'_>, proto::cookie::MalformedCookie>> {
+    let (_, data) = reply.edns.as_ref()?.options.iter().find(|(c, _)| *c == proto::wire::OPT_COOKIE)?;
+    Some(proto::cookie::CookieView::parse(data))
+}
+
+/// No cookie in the reply, or one with our client cookie.
+fn cookie_matches(reply: &Message, q: &UpstreamQuery) -> bool {
+    let Some(sent) = q.cookie.as_deref().and_then(|c| c.get(..proto::cookie::CLIENT_LEN)) else { return true };
+    match reply_cookie(reply) {
+        None => true,
+        Some(Ok(c)) => c.client == sent,
+        Some(Err(_)) => false,
+    }
 }
 
 impl NetTransport {

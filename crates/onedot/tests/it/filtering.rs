@@ -446,8 +446,16 @@ listen = ["127.0.0.1:0"]
     let page = f.get("/transparency");
     assert!(page.contains("<h3 id=\"blocklist\">blocklist</h3>") && page.contains("+adult.test"), "{page}");
     assert!(f.get("/health").ends_with("ok\n"));
-    // The history is kept on disk for the next start.
-    let state = std::fs::read_to_string(f.dir.join("transparency-state.json")).expect("state file");
+    // The history is kept on disk for the next start (written just after
+    // the swap, so it may trail the JSON by a moment).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let state = loop {
+        let state = std::fs::read_to_string(f.dir.join("transparency-state.json")).unwrap_or_default();
+        if state.contains("adult.test") || Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(state.contains("\"blocklist\"") && state.contains("adult.test"), "{state}");
 }
 

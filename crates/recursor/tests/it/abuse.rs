@@ -329,3 +329,77 @@ async fn a_zone_whose_servers_all_timed_out_fails_at_once_until_the_backoff_ends
     assert!(second < Duration::from_millis(50), "the second name took {second:?} (the first {first:?})");
     assert_eq!(net.asked.lock().expect("lock").len(), spent, "no query to a server known dead");
 }
+
+/// An authority on a real socket that answers every A query with two
+/// replies: first a spoof carrying another client cookie (and a poisoned
+/// address), then its own, with the client's cookie and a server cookie.
+/// Queries without a server cookie get BADCOOKIE (it requires cookies).
+async fn cookie_authority() -> (std::net::SocketAddr, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let addr = sock.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        let secret = [0x5a; 16];
+        let mut buf = [0u8; 2048];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else { return };
+            let Ok(q) = Message::parse(&buf[..n]) else { continue };
+            let Some(question) = q.question.clone() else { continue };
+            let option = q.edns.as_ref().and_then(|e| e.options.iter().find(|(c, _)| *c == proto::wire::OPT_COOKIE));
+            let Some((_, data)) = option else { continue };
+            log.lock().expect("lock").push(data.to_vec());
+            let Ok(c) = proto::cookie::CookieView::parse(data) else { continue };
+            let fresh = proto::cookie::server_cookie(&secret, &c.client, peer.ip(), 1_900_000_000);
+            let valid = c.server == fresh;
+            let reply = |client: [u8; 8], address: [u8; 4], rcode: u16| {
+                let mut cookie = client.to_vec();
+                cookie.extend_from_slice(&fresh);
+                let mut out = Vec::new();
+                let mut w = MessageWriter::new(&mut out, q.id, flags::QR | flags::AA | (rcode & 0xf));
+                w.question(question.name.as_wire(), question.qtype, class::IN);
+                if rcode == 0 {
+                    w.record(Section::Answer, &rec(&question.name, rtype::A, address.to_vec()));
+                }
+                w.opt_with(1232, false, &[(proto::wire::OPT_COOKIE, &cookie)]);
+                // The extended bits of BADCOOKIE (23 = 1 << 4 | 7).
+                if rcode > 15 {
+                    let (at, _) = proto::cookie::find_opt(&out).expect("opt");
+                    out[at - 4] = (rcode >> 4) as u8;
+                }
+                out
+            };
+            let mut spoofed = c.client;
+            spoofed[0] ^= 0xff;
+            let _ = sock.send_to(&reply(spoofed, [6, 6, 6, 6], 0), peer).await;
+            let genuine = if valid { reply(c.client, [192, 0, 2, 1], 0) } else { reply(c.client, [0; 4], 23) };
+            let _ = sock.send_to(&genuine, peer).await;
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn cookies_to_authorities_are_kept_and_spoofed_replies_dropped() {
+    let (addr, seen) = cookie_authority().await;
+    let config = recursor::RecursorConfig {
+        root_hints: vec![addr.ip()],
+        upstream_port: addr.port(),
+        do_not_query_localhost: false,
+        qname_minimisation: false,
+        ..recursor::RecursorConfig::default()
+    };
+    let r = Recursor::new(config, Arc::new(NetTransport::default()), Arc::new(SystemClock));
+    let res = r.resolve(&n("www.cookie.test"), rtype::A).await.expect("resolves");
+    let addrs: Vec<_> = res.answer.iter().filter_map(|x| x.address()).map(|a| a.to_string()).collect();
+    assert_eq!(addrs, ["192.0.2.1"], "the spoof with another client cookie was dropped");
+    let res = r.resolve(&n("mail.cookie.test"), rtype::A).await.expect("resolves");
+    assert_eq!(res.answer.iter().filter_map(|x| x.address()).map(|a| a.to_string()).collect::<Vec<_>>(), ["192.0.2.1"]);
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen[0].len(), 8, "the first query has a client cookie only");
+    assert!(
+        seen[1..].iter().all(|c| c.len() == 24 && c[..8] == seen[0][..]),
+        "then the server cookie it was given: {seen:?}"
+    );
+    assert_eq!(seen.len(), 3, "one BADCOOKIE retry, then none: {seen:?}");
+}
