@@ -52,7 +52,7 @@ limits_config() {
     if [ "${LIMITS:-on}" = off ]; then
         printf '[limits]\nrate_limit = false\ncookies = false\n'
     else
-        printf '[limits]\nresponses_per_second = 2000000\nerrors_per_second = 2000000\nmax_resolutions_per_prefix = 10000\n'
+        printf '[limits]\nresponses_per_second = 2000000\nerrors_per_second = 2000000\nmisses_per_second = 2000000\nmax_resolutions_per_prefix = 10000\n'
     fi
 }
 

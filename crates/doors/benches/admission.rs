@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
     // The default limits, with queries from 16384 client networks in turn
     // (each far below its rate, as a busy resolver's clients are), so the
     // table is walked as in production and nothing is limited.
-    let admitted = Admission::new(AdmissionConfig::default()).wrap(Arc::new(Canned));
+    let admitted = Admission::new(AdmissionConfig::default(), doors::InFlight::default()).wrap(Arc::new(Canned));
     let clients: Vec<Client> = (0..16384u32)
         .map(|i| Client { door: Door::Udp, addr: std::net::IpAddr::V4((0x0a00_0001 + (i << 8)).into()) })
         .collect();
@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
     if let Some(r) = config.rate_limit.as_mut() {
         (r.responses_per_second, r.burst_seconds) = (4_000_000, 1);
     }
-    let busy = Admission::new(config).wrap(Arc::new(Canned));
+    let busy = Admission::new(config, doors::InFlight::default()).wrap(Arc::new(Canned));
     let mut few = clients[..8].iter().cycle();
     c.bench_function("udp_hit_rate_limited_8_networks", |b| {
         b.iter(|| busy.try_fast(black_box(&plain), *few.next().unwrap_or(&client), &mut out))

@@ -100,6 +100,9 @@ pub struct AdmissionStats {
     pub slipped: AtomicU64,
     /// UDP responses over a rate limit dropped.
     pub dropped: AtomicU64,
+    /// UDP answers larger than their query to a network spending faster
+    /// than its rate, sent truncated instead.
+    pub capped: AtomicU64,
     /// UDP queries exempt from the limit by a valid server cookie.
     pub cookie_exempt: AtomicU64,
     /// Queries with a valid server cookie.
@@ -110,17 +113,19 @@ pub struct AdmissionStats {
     pub cookie_client_only: AtomicU64,
     /// BADCOOKIE responses sent.
     pub badcookie: AtomicU64,
-    /// Slow-path queries refused a resolution slot (global or per network).
+    /// Slow-path queries refused a resolution slot (global or per network),
+    /// or shed while a receive loop was behind.
     pub shed: AtomicU64,
 }
 
 impl AdmissionStats {
     /// Every counter with its metric label.
-    pub fn snapshot(&self) -> [(&'static str, u64); 8] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 9] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("slip", l(&self.slipped)),
             ("drop", l(&self.dropped)),
+            ("capped", l(&self.capped)),
             ("cookie_exempt", l(&self.cookie_exempt)),
             ("cookie_valid", l(&self.cookie_valid)),
             ("cookie_invalid", l(&self.cookie_invalid)),
@@ -186,7 +191,7 @@ fn unix_now() -> u64 {
 /// Milliseconds of the kernel's coarse monotonic clock (one tick, 1 to 4
 /// ms, of resolution: plenty for buckets refilled per second), at the cost
 /// of a memory read instead of the 40 ns of a precise clock on a VM.
-fn coarse_ms() -> u32 {
+pub(crate) fn coarse_ms() -> u32 {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     (t.tv_sec as u64).wrapping_mul(1000).wrapping_add(t.tv_nsec as u64 / 1_000_000) as u32
 }
@@ -236,6 +241,8 @@ pub struct Admission {
     secrets: Secrets,
     slots: Slots,
     stats: AdmissionStats,
+    /// The doors' queries in flight, and whether a UDP loop is behind.
+    inflight: crate::InFlight,
 }
 
 /// A [`Handler`] behind [`Admission`].
@@ -245,9 +252,11 @@ struct Admitted {
 }
 
 impl Admission {
-    /// Admission with `config`; the rate-limit table is allocated now.
-    pub fn new(config: AdmissionConfig) -> Arc<Admission> {
+    /// Admission with `config` for doors sharing `inflight`; the
+    /// rate-limit table is allocated now.
+    pub fn new(config: AdmissionConfig, inflight: crate::InFlight) -> Arc<Admission> {
         Arc::new(Admission {
+            inflight,
             rrl: config.rate_limit.map(RateLimiter::new),
             secrets: Secrets::new(&config),
             slots: Slots::default(),
@@ -512,24 +521,49 @@ impl Handler for Admitted {
             (Some(rrl), false) => (Some(rrl), a.key(client.addr), a.now_ms()),
             _ => (None, 0, 0),
         };
+        let mut capped = false;
         if let Some(rrl) = rrl {
-            let verdict = rrl.response(key, now_ms);
-            if verdict != Verdict::Allow {
-                return a.over_limit(verdict, view.as_ref(), c, client, out);
+            match rrl.response(key, now_ms) {
+                Verdict::Allow => {}
+                Verdict::Capped => capped = true,
+                over => return a.over_limit(over, view.as_ref(), c, client, out),
             }
         }
         match self.inner.try_fast(query, client, out) {
             Fast::Answered(len) => {
-                if let Some(rrl) = rrl
-                    && is_error(&out[..len])
-                {
-                    let verdict = rrl.error(key, now_ms);
-                    if verdict != Verdict::Allow {
-                        return a.over_limit(verdict, view.as_ref(), c, client, out);
+                if let Some(rrl) = rrl {
+                    if is_error(&out[..len]) {
+                        let verdict = rrl.error(key, now_ms);
+                        if matches!(verdict, Verdict::Slip | Verdict::Drop) {
+                            return a.over_limit(verdict, view.as_ref(), c, client, out);
+                        }
+                    }
+                    // A network flooding faster than its rate gets nothing
+                    // larger than what it sent: no amplification.
+                    if capped
+                        && len > query.len()
+                        && let Some(v) = view.as_ref()
+                    {
+                        bump(&a.stats.capped);
+                        return Fast::Answered(a.minimal(v, Cookie::None, client, out));
                     }
                 }
                 Fast::Answered(a.add_cookie(c, client, view.as_ref(), out, len))
             }
+            // Misses cost the resolver real work. Over its miss rate a
+            // network is limited like any other; and while a receive loop
+            // is behind (the kernel's queue growing), only networks that
+            // have been missing less than their rate may start one, so
+            // the CPU goes to cache hits and to clients asking normally.
+            Fast::Miss => match rrl.map_or(Verdict::Allow, |rrl| rrl.miss(key, now_ms)) {
+                Verdict::Allow => Fast::Miss,
+                Verdict::Capped if !a.inflight.behind() => Fast::Miss,
+                Verdict::Capped => {
+                    bump(&a.stats.shed);
+                    Fast::Drop
+                }
+                over => a.over_limit(over, view.as_ref(), c, client, out),
+            },
             other => other,
         }
     }
@@ -556,7 +590,7 @@ impl Handler for Admitted {
                 && out.get(..len).is_some_and(is_error)
             {
                 let verdict = rrl.error(a.key(client.addr), a.now_ms());
-                if verdict != Verdict::Allow {
+                if matches!(verdict, Verdict::Slip | Verdict::Drop) {
                     return match a.over_limit(verdict, view.as_ref(), c, client, out) {
                         Fast::Answered(n) => Some(n),
                         _ => None,
@@ -602,6 +636,12 @@ mod tests {
             out.clear();
             let mut w = MessageWriter::new(out, view.id, flags::QR | flags::RA | rcode as u16);
             w.question(view.qname, view.qtype, view.qclass);
+            if view.qname.get(1..4) == Some(b"big") {
+                let name = proto::Name::from_wire(view.qname).expect("name");
+                let txt =
+                    proto::Record { name, rtype: proto::rtype::TXT, class: 1, ttl: 60, rdata: vec![b'x'; 400].into() };
+                w.record(proto::build::Section::Answer, &txt);
+            }
             if view.edns.is_some() {
                 w.opt(1232, false, 0, &[]);
             }
@@ -647,6 +687,7 @@ mod tests {
             rate_limit: Some(RateLimits {
                 responses_per_second: rate,
                 errors_per_second: rate / 2,
+                misses_per_second: rate,
                 burst_seconds: 1,
                 slip,
                 table_size: 1024,
@@ -654,7 +695,7 @@ mod tests {
             ..AdmissionConfig::default()
         };
         tweak(&mut config);
-        let a = Admission::new(config);
+        let a = Admission::new(config, crate::InFlight::default());
         let h = a.wrap(Arc::new(Cache { gate: tokio::sync::Semaphore::new(1000) }));
         (a, h)
     }
@@ -727,6 +768,40 @@ mod tests {
             }
         });
         assert_eq!(info.count_total, 0, "allocations: {info:?}");
+    }
+
+    #[test]
+    fn a_network_spending_past_its_rate_gets_nothing_larger_than_its_query() {
+        let (a, h) = admission(10, 1, |_| {});
+        let big = query("big.example.test", None);
+        let mut out = Vec::new();
+        let mut sizes = Vec::new();
+        for _ in 0..10 {
+            let Fast::Answered(n) = h.try_fast(&big, udp("192.0.2.1"), &mut out) else { panic!("answered") };
+            sizes.push((n, out[2] & 0x02 != 0));
+        }
+        // Half the bucket is answered in full, then only what fits in the
+        // query's size: the large answer becomes a truncated one.
+        assert!(sizes[..5].iter().all(|&(n, tc)| n > big.len() && !tc), "{sizes:?}");
+        assert!(sizes[5..].iter().all(|&(n, tc)| n <= big.len() && tc), "{sizes:?}");
+        assert_eq!(a.stats().capped.load(Ordering::Relaxed), 5);
+    }
+
+    #[test]
+    fn cache_misses_have_their_own_rate() {
+        let (_, h) = admission(10, 1, |c| {
+            if let Some(r) = c.rate_limit.as_mut() {
+                (r.responses_per_second, r.misses_per_second) = (1000, 5);
+            }
+        });
+        let slow = query("slow.example.test", None);
+        let mut out = Vec::new();
+        let verdicts: Vec<bool> =
+            (0..20).map(|_| h.try_fast(&slow, udp("192.0.2.1"), &mut out) == Fast::Miss).collect();
+        assert_eq!(verdicts.iter().filter(|m| **m).count(), 5, "five misses a second may resolve: {verdicts:?}");
+        // Hits from the same network are not affected.
+        assert!(matches!(h.try_fast(&query("www.example.test", None), udp("192.0.2.1"), &mut out), Fast::Answered(_)));
+        assert_eq!(out[2] & 0x02, 0);
     }
 
     #[test]
@@ -843,7 +918,10 @@ mod tests {
 
     #[test]
     fn a_random_secret_rotates_and_keeps_the_previous() {
-        let a = Admission::new(AdmissionConfig { cookie_rotation_s: 10, ..AdmissionConfig::default() });
+        let a = Admission::new(
+            AdmissionConfig { cookie_rotation_s: 10, ..AdmissionConfig::default() },
+            crate::InFlight::default(),
+        );
         let first = **a.secrets.current(unix_now());
         let later = **a.secrets.current(unix_now() + 11);
         assert_ne!(later[0], first[0]);

@@ -139,11 +139,29 @@ pub enum DoorError {
     Tls(String),
 }
 
-/// Counts queries in flight across all doors, so shutdown can drain them.
+/// Counts queries in flight across all doors, so shutdown can drain them,
+/// and remembers when a UDP receive loop last found a full batch waiting
+/// (the kernel's queue not drained): admission sheds cache misses from
+/// heavy networks while that was less than [`BEHIND_HOLD_MS`] ago.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>);
+pub struct InFlight(Arc<AtomicUsize>, Arc<std::sync::atomic::AtomicU32>);
+
+/// How long a server counts as behind after a receive loop last was.
+pub const BEHIND_HOLD_MS: u32 = 1000;
 
 impl InFlight {
+    /// Whether a UDP receive loop was behind its socket's queue within the
+    /// last [`BEHIND_HOLD_MS`].
+    pub fn behind(&self) -> bool {
+        let last = self.1.load(Ordering::Relaxed);
+        last != 0 && admission::coarse_ms().wrapping_sub(last) < BEHIND_HOLD_MS
+    }
+
+    /// A receive loop found a full batch waiting.
+    pub(crate) fn mark_behind(&self) {
+        self.1.store(admission::coarse_ms().max(1), Ordering::Relaxed);
+    }
+
     /// Marks one query in flight until the guard drops.
     pub fn enter(&self) -> InFlightGuard {
         self.0.fetch_add(1, Ordering::AcqRel);

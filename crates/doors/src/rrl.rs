@@ -28,6 +28,10 @@ pub struct RateLimits {
     /// Error responses (NXDOMAIN, SERVFAIL, REFUSED, FORMERR, NOTIMP)
     /// per second per prefix, counted on top of the above.
     pub errors_per_second: u32,
+    /// Queries per second per prefix that miss the cache and need a
+    /// resolution, on top of the above: random-name floods are all misses,
+    /// a client population's queries mostly hits.
+    pub misses_per_second: u32,
     /// Seconds of traffic a bucket can save up (its size is rate × burst).
     pub burst_seconds: u32,
     /// Of the responses over the limit, every `slip`-th is sent as a
@@ -40,7 +44,14 @@ pub struct RateLimits {
 
 impl Default for RateLimits {
     fn default() -> Self {
-        RateLimits { responses_per_second: 2000, errors_per_second: 400, burst_seconds: 2, slip: 2, table_size: 65536 }
+        RateLimits {
+            responses_per_second: 2000,
+            errors_per_second: 400,
+            misses_per_second: 200,
+            burst_seconds: 2,
+            slip: 2,
+            table_size: 65536,
+        }
     }
 }
 
@@ -49,6 +60,11 @@ impl Default for RateLimits {
 pub enum Verdict {
     /// Within the limit: send it.
     Allow,
+    /// Within the limit, but the network has been spending faster than
+    /// its rate (the bucket is below half): a response is sent only if it
+    /// is no larger than the query, so a flooding network gets no
+    /// amplification; a miss is shed when the server is behind.
+    Capped,
     /// Over the limit, and this one's turn to slip: send a minimal
     /// truncated answer instead.
     Slip,
@@ -56,10 +72,19 @@ pub enum Verdict {
     Drop,
 }
 
-/// One bucket pair: 16 octets, so a set of [`WAYS`] fills one cache line
-/// (a busy resolver's table does not fit in a CPU cache; one line per
-/// query is what a lookup costs).
+/// Which bucket a charge comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bucket {
+    Responses,
+    Errors,
+    Misses,
+}
+
+/// One prefix's buckets: 32 octets, so a set of [`WAYS`] fills two
+/// adjacent cache lines (a busy resolver's table does not fit in a CPU
+/// cache; a lookup costs one memory fetch, which brings both).
 #[derive(Debug, Clone, Copy, Default)]
+#[repr(align(32))]
 struct Entry {
     /// A 32-bit fingerprint of the prefix (see [`prefix_key`]); 0 is an
     /// empty slot. Two prefixes of one set with the same fingerprint share
@@ -71,11 +96,13 @@ struct Entry {
     tokens: u32,
     /// Thousandths of a token, for error responses.
     err_tokens: u32,
+    /// Thousandths of a token, for cache misses.
+    miss_tokens: u32,
 }
 
-/// The ways of one set, on one cache line.
+/// The ways of one set, on one pair of cache lines.
 #[derive(Debug, Clone, Copy, Default)]
-#[repr(align(64))]
+#[repr(align(128))]
 struct Set([Entry; WAYS]);
 
 /// One lock's part of the table.
@@ -138,12 +165,17 @@ impl RateLimiter {
     /// Charges one response to `key`'s bucket at `now_ms` (any monotonic
     /// millisecond clock).
     pub fn response(&self, key: u128, now_ms: u32) -> Verdict {
-        self.charge(key, now_ms, false)
+        self.charge(key, now_ms, Bucket::Responses)
     }
 
     /// Charges one error response to `key`'s error bucket.
     pub fn error(&self, key: u128, now_ms: u32) -> Verdict {
-        self.charge(key, now_ms, true)
+        self.charge(key, now_ms, Bucket::Errors)
+    }
+
+    /// Charges one cache miss to `key`'s miss bucket.
+    pub fn miss(&self, key: u128, now_ms: u32) -> Verdict {
+        self.charge(key, now_ms, Bucket::Misses)
     }
 
     /// Whether `key` is over its limit now, without charging it.
@@ -151,10 +183,7 @@ impl RateLimiter {
         let (shard, set, tag) = self.place(key);
         let table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
         let Some(Set(ways)) = table.sets.get(set) else { return false };
-        ways.iter().find(|e| e.tag == tag).is_some_and(|e| {
-            let (tokens, _) = self.refilled(e, now_ms);
-            tokens < MILLI
-        })
+        ways.iter().find(|e| e.tag == tag).is_some_and(|e| self.refilled(e, now_ms)[0] < MILLI)
     }
 
     /// The shard, the set and the fingerprint of a prefix.
@@ -171,14 +200,24 @@ impl RateLimiter {
         u64::from(rate) * u64::from(self.limits.burst_seconds.max(1)) * MILLI
     }
 
-    /// The entry's buckets refilled up to `now_ms`.
-    fn refilled(&self, e: &Entry, now_ms: u32) -> (u64, u64) {
+    /// The entry's buckets (responses, errors, misses) refilled up to
+    /// `now_ms`.
+    fn refilled(&self, e: &Entry, now_ms: u32) -> [u64; 3] {
         let elapsed = u64::from(now_ms.wrapping_sub(e.last_ms).min(3_600_000));
         let fill = |tokens: u32, rate: u32| (u64::from(tokens) + elapsed * u64::from(rate)).min(self.capacity(rate));
-        (fill(e.tokens, self.limits.responses_per_second), fill(e.err_tokens, self.limits.errors_per_second))
+        let l = &self.limits;
+        [
+            fill(e.tokens, l.responses_per_second),
+            fill(e.err_tokens, l.errors_per_second),
+            fill(e.miss_tokens, l.misses_per_second),
+        ]
     }
 
-    fn charge(&self, key: u128, now_ms: u32, error: bool) -> Verdict {
+    fn full(&self, rate: u32) -> u32 {
+        self.capacity(rate).min(u64::from(u32::MAX)) as u32
+    }
+
+    fn charge(&self, key: u128, now_ms: u32, bucket: Bucket) -> Verdict {
         let (shard, set, tag) = self.place(key);
         let mut table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
         let Shard { sets, over } = &mut *table;
@@ -190,30 +229,44 @@ impl RateLimiter {
                 let mut best = 0;
                 let mut best_score = 0u64;
                 for (i, e) in ways.iter().enumerate() {
-                    let score = if e.tag == 0 { u64::MAX } else { self.refilled(e, now_ms).0 };
+                    let score = if e.tag == 0 { u64::MAX } else { self.refilled(e, now_ms)[0] };
                     if score > best_score || i == 0 {
                         best = i;
                         best_score = score;
                     }
                 }
+                let l = &self.limits;
                 ways[best] = Entry {
                     tag,
                     last_ms: now_ms,
-                    tokens: self.capacity(self.limits.responses_per_second).min(u64::from(u32::MAX)) as u32,
-                    err_tokens: self.capacity(self.limits.errors_per_second).min(u64::from(u32::MAX)) as u32,
+                    tokens: self.full(l.responses_per_second),
+                    err_tokens: self.full(l.errors_per_second),
+                    miss_tokens: self.full(l.misses_per_second),
                 };
                 best
             }
         };
-        let (tokens, err_tokens) = self.refilled(&ways[i], now_ms);
+        let [tokens, err_tokens, miss_tokens] = self.refilled(&ways[i], now_ms);
         let e = &mut ways[i];
         e.last_ms = now_ms;
-        e.tokens = tokens.min(u64::from(u32::MAX)) as u32;
-        e.err_tokens = err_tokens.min(u64::from(u32::MAX)) as u32;
-        let bucket = if error { &mut e.err_tokens } else { &mut e.tokens };
-        if u64::from(*bucket) >= MILLI {
-            *bucket -= MILLI as u32;
-            return Verdict::Allow;
+        // Each is at most its capacity, which `full` bounds to u32.
+        e.tokens = tokens as u32;
+        e.err_tokens = err_tokens as u32;
+        e.miss_tokens = miss_tokens as u32;
+        let b = match bucket {
+            Bucket::Responses => &mut e.tokens,
+            Bucket::Errors => &mut e.err_tokens,
+            Bucket::Misses => &mut e.miss_tokens,
+        };
+        if u64::from(*b) >= MILLI {
+            *b -= MILLI as u32;
+            let l = &self.limits;
+            let rate = match bucket {
+                Bucket::Responses => l.responses_per_second,
+                Bucket::Errors => l.errors_per_second,
+                Bucket::Misses => l.misses_per_second,
+            };
+            return if u64::from(*b) < self.capacity(rate) / 2 { Verdict::Capped } else { Verdict::Allow };
         }
         *over = over.wrapping_add(1);
         match self.limits.slip {
@@ -233,6 +286,7 @@ mod tests {
         RateLimiter::new(RateLimits {
             responses_per_second: rate,
             errors_per_second: rate / 4,
+            misses_per_second: rate / 8,
             burst_seconds: 1,
             slip,
             table_size: 64,
@@ -253,28 +307,34 @@ mod tests {
         assert_ne!(prefix_key(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0, 0), 0);
     }
 
+    fn passes(v: Verdict) -> bool {
+        matches!(v, Verdict::Allow | Verdict::Capped)
+    }
+
     #[test]
     fn a_bucket_allows_its_burst_then_slips_every_nth() {
         let rrl = limiter(10, 2);
         let k = prefix_key("192.0.2.1".parse().expect("ip"), 24, 56);
-        for _ in 0..10 {
-            assert_eq!(rrl.response(k, 0), Verdict::Allow);
-        }
+        // The first half of the burst is sent as it is; past half the
+        // network is spending faster than its rate: capped.
+        let first: Vec<Verdict> = (0..10).map(|_| rrl.response(k, 0)).collect();
+        assert_eq!(first.iter().filter(|v| **v == Verdict::Allow).count(), 5, "{first:?}");
+        assert!(first.iter().all(|v| passes(*v)));
         assert!(rrl.is_limited(k, 0));
         let over: Vec<Verdict> = (0..6).map(|_| rrl.response(k, 0)).collect();
         use Verdict::*;
         assert_eq!(over, [Drop, Slip, Drop, Slip, Drop, Slip]);
         // 100 ms later one token (10 per second) has come back.
-        assert_eq!(rrl.response(k, 100), Allow);
-        assert_ne!(rrl.response(k, 100), Allow);
+        assert_eq!(rrl.response(k, 100), Capped);
+        assert!(!passes(rrl.response(k, 100)));
         // Another network is not affected.
         let other = prefix_key("198.51.100.1".parse().expect("ip"), 24, 56);
         assert_eq!(rrl.response(other, 100), Allow);
         // A second later the bucket is full again, no fuller.
         for _ in 0..10 {
-            assert_eq!(rrl.response(k, 1200), Allow);
+            assert!(passes(rrl.response(k, 1200)));
         }
-        assert_ne!(rrl.response(k, 1200), Allow);
+        assert!(!passes(rrl.response(k, 1200)));
     }
 
     #[test]
@@ -282,7 +342,7 @@ mod tests {
         let k = prefix_key("192.0.2.1".parse().expect("ip"), 24, 56);
         for (slip, want) in [(0, Verdict::Drop), (1, Verdict::Slip)] {
             let rrl = limiter(1, slip);
-            assert_eq!(rrl.response(k, 0), Verdict::Allow);
+            assert!(passes(rrl.response(k, 0)));
             for _ in 0..5 {
                 assert_eq!(rrl.response(k, 0), want);
             }
@@ -293,9 +353,12 @@ mod tests {
     fn errors_have_their_own_lower_limit() {
         let rrl = limiter(100, 0);
         let k = prefix_key("192.0.2.1".parse().expect("ip"), 24, 56);
-        let allowed = (0..100).filter(|_| rrl.error(k, 0) == Verdict::Allow).count();
+        let allowed = (0..100).filter(|_| passes(rrl.error(k, 0))).count();
         assert_eq!(allowed, 25);
         assert_eq!(rrl.response(k, 0), Verdict::Allow);
+        // Misses have theirs (rate / 8 here).
+        let misses = (0..100).filter(|_| passes(rrl.miss(k, 0))).count();
+        assert_eq!(misses, 12);
     }
 
     #[test]

@@ -171,13 +171,19 @@ async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight
             continue;
         }
         // Drain what has arrived, up to a batch, answering hits as they
-        // come; then send the answers together.
+        // come; then send the answers together. A batch that finds the
+        // queue not empty at its end means this loop is behind.
+        let mut drained = false;
         for _ in 0..BATCH {
             let (n, peer) = match sock.try_recv_from(&mut buf) {
                 Ok(x) => x,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    drained = true;
+                    break;
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "udp receive error");
+                    drained = true;
                     break;
                 }
             };
@@ -207,6 +213,9 @@ async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight
                     });
                 }
             }
+        }
+        if !drained {
+            inflight.mark_behind();
         }
         outbox.flush(&sock).await;
     }

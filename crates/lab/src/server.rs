@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +18,12 @@ pub struct Lab {
     data: Arc<LabData>,
     port: u16,
     tasks: Vec<JoinHandle<()>>,
+    counts: Counts,
 }
+
+/// Queries received, per server address (UDP and TCP), for benchmarks
+/// that count what reaches an authority.
+type Counts = Arc<std::collections::HashMap<IpAddr, AtomicU64>>;
 
 impl Lab {
     /// Binds every (non-dead) lab server on `port`; port 0 picks one free
@@ -52,15 +58,16 @@ impl Lab {
             udps.push((*addr, udp));
             tcps.push((*addr, tcp));
         }
+        let counts: Counts = Arc::new(udps.iter().map(|(a, _)| (*a, AtomicU64::new(0))).collect());
         let mut tasks = Vec::new();
         for (addr, sock) in udps {
-            tasks.push(tokio::spawn(serve_udp(data.clone(), addr, Arc::new(sock))));
+            tasks.push(tokio::spawn(serve_udp(data.clone(), addr, Arc::new(sock), counts.clone())));
         }
         for (addr, l) in tcps {
-            tasks.push(tokio::spawn(serve_tcp(data.clone(), addr, l)));
+            tasks.push(tokio::spawn(serve_tcp(data.clone(), addr, l, counts.clone())));
         }
         tracing::debug!(port, servers = tasks.len() / 2, "lab started");
-        Ok(Lab { data, port, tasks })
+        Ok(Lab { data, port, tasks, counts })
     }
 
     /// The port every lab server listens on.
@@ -76,6 +83,13 @@ impl Lab {
     /// The lab's data.
     pub fn data(&self) -> &Arc<LabData> {
         &self.data
+    }
+
+    /// Queries each server address has received so far, sorted by address.
+    pub fn counts(&self) -> Vec<(IpAddr, u64)> {
+        let mut v: Vec<(IpAddr, u64)> = self.counts.iter().map(|(a, c)| (*a, c.load(Ordering::Relaxed))).collect();
+        v.sort();
+        v
     }
 }
 
@@ -96,10 +110,17 @@ fn listen_tcp(sa: SocketAddr) -> std::io::Result<TcpListener> {
     sock.listen(256)
 }
 
-async fn serve_udp(data: Arc<LabData>, addr: IpAddr, sock: Arc<UdpSocket>) {
+fn count(counts: &Counts, addr: IpAddr) {
+    if let Some(c) = counts.get(&addr) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_udp(data: Arc<LabData>, addr: IpAddr, sock: Arc<UdpSocket>, counts: Counts) {
     let mut buf = vec![0u8; 65535];
     loop {
         let Ok((n, peer)) = sock.recv_from(&mut buf).await else { continue };
+        count(&counts, addr);
         match answer(&data, addr, &buf[..n], true) {
             Reply::Drop => {}
             Reply::Send { bytes, delay_ms: 0 } => {
@@ -116,10 +137,10 @@ async fn serve_udp(data: Arc<LabData>, addr: IpAddr, sock: Arc<UdpSocket>) {
     }
 }
 
-async fn serve_tcp(data: Arc<LabData>, addr: IpAddr, listener: TcpListener) {
+async fn serve_tcp(data: Arc<LabData>, addr: IpAddr, listener: TcpListener, counts: Counts) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
-        let data = data.clone();
+        let (data, counts) = (data.clone(), counts.clone());
         tokio::spawn(async move {
             let mut len = [0u8; 2];
             let idle = Duration::from_secs(5);
@@ -128,6 +149,7 @@ async fn serve_tcp(data: Arc<LabData>, addr: IpAddr, listener: TcpListener) {
                 if stream.read_exact(&mut msg).await.is_err() {
                     return;
                 }
+                count(&counts, addr);
                 if let Reply::Send { bytes, delay_ms } = answer(&data, addr, &msg, false) {
                     if delay_ms > 0 {
                         tokio::time::sleep(Duration::from_millis(delay_ms)).await;

@@ -63,6 +63,9 @@ pub struct LimitsConfig {
     /// Error responses (NXDOMAIN, SERVFAIL, REFUSED, FORMERR, NOTIMP) per
     /// second per client network, on top of the above.
     pub errors_per_second: u32,
+    /// Cache misses (queries that need a resolution) per second per client
+    /// network, on top of the above: random-name floods are all misses.
+    pub misses_per_second: u32,
     /// Seconds of traffic a network may save up and spend at once.
     pub burst_seconds: u32,
     /// Over the limit, every `slip`-th response is a minimal truncated one
@@ -126,6 +129,7 @@ impl Default for LimitsConfig {
             rate_limit: true,
             responses_per_second: rrl.responses_per_second,
             errors_per_second: rrl.errors_per_second,
+            misses_per_second: rrl.misses_per_second,
             burst_seconds: rrl.burst_seconds,
             slip: rrl.slip,
             table_size: rrl.table_size,
@@ -189,6 +193,7 @@ impl LimitsConfig {
             rate_limit: self.rate_limit.then_some(doors::rrl::RateLimits {
                 responses_per_second: self.responses_per_second,
                 errors_per_second: self.errors_per_second,
+                misses_per_second: self.misses_per_second,
                 burst_seconds: self.burst_seconds,
                 slip: self.slip,
                 table_size: self.table_size,
@@ -235,6 +240,7 @@ impl LimitsConfig {
         let positive = [
             ("responses_per_second", self.responses_per_second as u64),
             ("errors_per_second", self.errors_per_second as u64),
+            ("misses_per_second", self.misses_per_second as u64),
             ("burst_seconds", self.burst_seconds as u64),
             ("table_size", self.table_size as u64),
             ("cookie_rotation_s", self.cookie_rotation_s),

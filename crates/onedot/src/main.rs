@@ -153,6 +153,10 @@ enum Command {
         /// Write the lab's root key (its trust anchor) to FILE.
         #[arg(long)]
         trust_anchor_out: Option<PathBuf>,
+        /// Keep FILE updated (every 100 ms) with the queries each lab server
+        /// has received, as JSON: what benchmarks count at an authority.
+        #[arg(long)]
+        counts_out: Option<PathBuf>,
     },
     /// Print the effective configuration (defaults filled in).
     Config {
@@ -160,6 +164,17 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+/// Writes the lab's per-server query counts to `path` as JSON (a
+/// temporary file renamed over it, so readers never see half a file).
+fn write_counts(lab: &lab::Lab, path: &std::path::Path) {
+    let counts: serde_json::Map<String, serde_json::Value> =
+        lab.counts().into_iter().map(|(a, n)| (a.to_string(), n.into())).collect();
+    let tmp = path.with_extension("tmp");
+    if std::fs::write(&tmp, serde_json::Value::Object(counts).to_string()).is_ok() {
+        let _ = std::fs::rename(&tmp, path);
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -249,7 +264,7 @@ fn main() -> anyhow::Result<()> {
             let secure = client::Secure { how, json, tls_name, path, verify, odoh_target: odoh, source };
             runtime(1)?.block_on(client::run_secure(ask, secure))
         }
-        Command::Lab { port, export, trust_anchor_out } => {
+        Command::Lab { port, export, trust_anchor_out, counts_out } => {
             let data = lab::LabData::builtin().context("loading the lab")?;
             if let Some(dir) = export {
                 data.export(&dir).with_context(|| format!("exporting to {}", dir.display()))?;
@@ -265,6 +280,16 @@ fn main() -> anyhow::Result<()> {
                 println!("lab ready");
                 let hints: Vec<String> = lab.root_hints().iter().map(ToString::to_string).collect();
                 eprintln!("lab: root servers {}", hints.join(" "));
+                let lab = std::sync::Arc::new(lab);
+                if let Some(path) = counts_out {
+                    let lab = lab.clone();
+                    tokio::spawn(async move {
+                        loop {
+                            write_counts(&lab, &path);
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    });
+                }
                 run::until_signal().await;
                 drop(lab);
                 anyhow::Ok(())

@@ -372,7 +372,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let service =
         Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()).with_policy(policy.clone()));
-    let admission = doors::Admission::new(config.limits.admission(config.server.max_udp_payload)?);
+    let inflight = InFlight::default();
+    let admission = doors::Admission::new(config.limits.admission(config.server.max_udp_payload)?, inflight.clone());
     let handler_for = |profile: &str| -> Arc<dyn Handler> {
         admission.wrap(Arc::new(Pipeline {
             service: service.clone(),
@@ -382,7 +383,6 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }))
     };
     let handler = handler_for(&config.policy.default_profile);
-    let inflight = InFlight::default();
     let proxy = doors::ProxyTrust::new(config.server.proxy_networks()?);
     let limits: TcpLimits = config.limits.tcp();
     // RFC 5011: anchors from the state file (or as configured), probed on

@@ -95,8 +95,11 @@ fn a_udp_flood_from_one_network_is_cut_to_its_rate_with_slips_and_tcp_still_answ
     send_all(&sock, door, &queries);
     send_all(&neighbour, door, &queries[..1]);
     let got = collect(&sock);
-    assert!((20..=30).contains(&got.answered), "answered {} of 300 at 20/s: {got:?}", got.answered);
-    assert!((100..=160).contains(&got.truncated), "every second one over the limit slips: {got:?}");
+    // Half the bucket (20 a second) is answered in full; past half, the
+    // network is spending faster than its rate and an answer larger than
+    // its query is sent truncated; over the limit, every second one slips.
+    assert!((8..=16).contains(&got.answered), "answered {} of 300 at 20/s: {got:?}", got.answered);
+    assert!((130..=170).contains(&got.truncated), "capped and slipped: {got:?}");
     assert!(
         got.largest_tc <= queries[0].len(),
         "a slip ({} octets) is no larger than the query ({})",
@@ -114,7 +117,7 @@ fn a_udp_flood_from_one_network_is_cut_to_its_rate_with_slips_and_tcp_still_answ
         let key = format!("onedot_admission_total{{action=\"{action}\"}} ");
         metrics.lines().find_map(|l| l.strip_prefix(&key)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
     };
-    assert!(count("slip") >= 100 && count("drop") >= 100, "{metrics}");
+    assert!(count("slip") >= 100 && count("drop") >= 100 && count("capped") >= 5, "{metrics}");
     assert!(!metrics.contains("127.0."), "no address in metrics");
 }
 
