@@ -47,9 +47,12 @@ TOML
 # limits_config: the [limits] section of onedot's configs. The load here
 # comes from one address, so the defences stay on (every bucket charged,
 # cookies read) with rates no load generator reaches; LIMITS=off turns the
-# rate limit off, for the defences-on-against-off comparison.
+# rate limit off, for the defences-on-against-off comparison; LIMITS=default
+# leaves the defaults (bench/overload.sh).
 limits_config() {
-    if [ "${LIMITS:-on}" = off ]; then
+    if [ "${LIMITS:-on}" = default ]; then
+        return 0
+    elif [ "${LIMITS:-on}" = off ]; then
         printf '[limits]\nrate_limit = false\ncookies = false\n'
     else
         printf '[limits]\nresponses_per_second = 2000000\nerrors_per_second = 2000000\nmisses_per_second = 2000000\nmax_resolutions_per_prefix = 10000\n'
@@ -60,7 +63,8 @@ limits_config() {
 # stops the run if it cannot (a port already taken, say): every figure
 # after that would measure SERVFAILs.
 start_lab() {
-    "$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" > "$WORK/lab.log" 2>&1 &
+    "$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" ${LAB_COUNTS:+--counts-out "$LAB_COUNTS"} \
+        > "$WORK/lab.log" 2>&1 &
     local lab=$!
     PIDS+=($lab)
     for _ in $(seq 100); do

@@ -301,9 +301,11 @@ impl Service {
                 }
                 let qname = Name::from_wire(view.qname).map(|n| n.to_string()).unwrap_or_default();
                 tracing::debug!(%qname, qtype = view.qtype, error = %e, "SERVFAIL");
-                // A resolution that died here (its task gone) says nothing
-                // about the zone's servers.
-                shared &= !matches!(e, ResolveError::Cancelled);
+                // A resolution that died here (its task gone), or whose
+                // query was held back by an upstream limit, says nothing
+                // about the zone's servers; and a flood of random names
+                // under a limited zone must not fill the cache with them.
+                shared &= !matches!(e, ResolveError::Cancelled | ResolveError::UpstreamLimited { .. });
                 let failure = Failure { profile, generation, previous: cached.as_deref(), shared };
                 Some(self.fail(&view, kind, failure, Ede::new(e.ede_code(), e.to_string()), out))
             }
