@@ -1,8 +1,8 @@
 //! Response rate limiting per client network: a token bucket per prefix in
 //! a table of fixed size.
 //!
-//! The table is allocated once: `capacity` entries in sets of [`WAYS`],
-//! spread over [`SHARDS`] locks so that workers rarely meet. A prefix not
+//! The table is allocated once: `capacity` entries in sets of four,
+//! spread over sixteen locks so that workers rarely meet. A prefix not
 //! in its set replaces the entry that has the most tokens after refilling
 //! (an idle or well-behaved network, whose bucket would be full anyway),
 //! so a flood of new prefixes can only make the table forget networks that

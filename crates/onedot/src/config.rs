@@ -365,14 +365,33 @@ pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:8080";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebConfig {
-    /// Address of the web listener; unset turns it off.
+    /// Address of the web listener; `""` turns it off.
+    #[serde(deserialize_with = "empty_is_none")]
     pub listen: Option<SocketAddr>,
+    /// `false` turns the web listener off.
+    pub enabled: bool,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { listen: DEFAULT_WEB_LISTEN.parse().ok() }
+        WebConfig { listen: DEFAULT_WEB_LISTEN.parse().ok(), enabled: true }
     }
+}
+
+impl WebConfig {
+    /// Where the web listener listens, if it is on.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.listen.filter(|_| self.enabled)
+    }
+}
+
+/// An address, or an empty string for none (TOML has no null).
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    s.trim().parse().map(Some).map_err(|_| serde::de::Error::custom(format!("{s:?} is not an address:port")))
 }
 
 /// `[policy]`
@@ -528,8 +547,10 @@ impl ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ResolverConfig {
-    /// Root server addresses; empty means the built-in IANA hints.
-    pub root_hints: Vec<IpAddr>,
+    /// Root server addresses (`"192.0.2.1"`, or with the server's name as
+    /// named.root has them, `"a.root.example. 192.0.2.1"`); empty means the
+    /// built-in IANA hints.
+    pub root_hints: Vec<String>,
     /// A named.root-style file of root hints (its A/AAAA records are used).
     pub root_hints_file: Option<PathBuf>,
     /// Port of every authority (53; the lab may use another).
@@ -860,6 +881,7 @@ impl Config {
         self.local_records()?;
         self.server.proxy_networks()?;
         self.limits.validate()?;
+        self.root_hints()?;
         self.policy()?;
         let t = &self.telemetry;
         if t.query_log_client != "truncate" && t.query_log_client != "drop" {
@@ -945,7 +967,18 @@ impl Config {
         if self.resolver.root_hints.is_empty() {
             return Ok(crate::root_hints::builtin());
         }
-        Ok(self.resolver.root_hints.clone())
+        self.resolver
+            .root_hints
+            .iter()
+            .map(|h| {
+                let words: Vec<&str> = h.split_whitespace().collect();
+                let addr = match words.as_slice() {
+                    [a] | [_, a] => a.parse::<IpAddr>().ok(),
+                    _ => None,
+                };
+                addr.ok_or_else(|| anyhow::anyhow!("resolver.root_hints: {h:?} is not an address or \"name address\""))
+            })
+            .collect()
     }
 
     /// The recursor settings.
@@ -1054,6 +1087,26 @@ mod tests {
             }
         }
         assert!(seen >= 2, "found {seen} example configs");
+    }
+
+    #[test]
+    fn the_web_listener_can_be_turned_off_and_root_hints_carry_names() {
+        let off = Config::parse("version = 1\n[web]\nlisten = \"\"\n").expect("parses");
+        assert_eq!(off.web.address(), None);
+        let off = Config::parse("version = 1\n[web]\nenabled = false\n").expect("parses");
+        assert_eq!(off.web.address(), None);
+        let on = Config::parse("version = 1\n[web]\nlisten = \"127.0.0.1:9\"\n").expect("parses");
+        assert_eq!(on.web.address(), "127.0.0.1:9".parse().ok());
+        assert!(Config::parse("version = 1\n[web]\nlisten = \"nowhere\"\n").is_err());
+        let c = Config::parse(
+            "version = 1\n[resolver]\nroot_hints = [\"a.root.example. 192.0.2.1\", \"2001:db8::1\", \"b.root.example 192.0.2.2\"]\n",
+        )
+        .expect("parses");
+        let want: Vec<IpAddr> =
+            ["192.0.2.1", "2001:db8::1", "192.0.2.2"].iter().map(|a| a.parse().expect("ip")).collect();
+        assert_eq!(c.root_hints().expect("hints"), want);
+        let bad = Config::parse("version = 1\n[resolver]\nroot_hints = [\"a.root.example.\"]\n");
+        assert!(format!("{:#}", bad.expect_err("refused")).contains("a.root.example."));
     }
 
     #[test]

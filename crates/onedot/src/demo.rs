@@ -97,7 +97,7 @@ pub fn demo_config(lab: &Lab, listen: Vec<SocketAddr>) -> Config {
     if !listen.is_empty() {
         c.server.listen = listen;
     }
-    c.resolver.root_hints = lab.root_hints().iter().map(|s| s.ip()).collect();
+    c.resolver.root_hints = lab.root_hints().iter().map(|s| s.ip().to_string()).collect();
     c.resolver.upstream_port = lab.port();
     c.resolver.do_not_query_localhost = false;
     c.resolver.answer_special_use_locally = false;

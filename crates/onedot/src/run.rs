@@ -552,7 +552,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         _ => {}
     }
     // Last, so that a ready web listener means every door is up.
-    let web = match config.web.listen {
+    let web = match config.web.address() {
         Some(addr) => {
             let state = Arc::new(crate::web::WebState {
                 policy: policy.clone(),
