@@ -24,9 +24,10 @@
 # sent back per byte of flood (amplification), and the resolver's RSS after
 # the run against its idle RSS. Last, the defences' cost on the ordinary
 # warm-cache run (dnsperf, onedot with the defences on and off, alternating,
-# three each). Writes bench/results/overload.json and prints one table.
+# ROUNDS=3 each). Writes bench/results/overload.json and prints one table.
 # Needs root (the lab on port 53, which Unbound needs).
 SECONDS_RUN="${1:-10}"
+ROUNDS="${ROUNDS:-3}"
 LAB_PORT=53
 LEGIT_CLIENTS="${LEGIT_CLIENTS:-300}"
 LEGIT_QPS="${LEGIT_QPS:-30000}"
@@ -182,9 +183,10 @@ kill "$UNBOUND"; wait "$UNBOUND" 2> /dev/null || true
 
 # The defences' cost on the ordinary warm-cache run: dnsperf from one
 # address (so the limits charge every query but never bite), defences on
-# (cookies, rate limit at 2,000,000/s) against off, alternating, three each.
+# (cookies, rate limit at 2,000,000/s) against off, alternating, ROUNDS
+# (3) each.
 : > "$WORK/onoff.jsonl"
-for i in 1 2 3; do
+for i in $(seq "$ROUNDS"); do
     for mode in on off; do
         LIMITS=$mode warm_config 5401
         start_onedot "$WORK/onedot.toml" 5401
@@ -227,5 +229,5 @@ for r in rows:
 on, off = warm["on"], warm["off"]
 if on["qps"] and off["qps"]:
     print(f'\nwarm cache, defences on: {on["qps"]:,.0f} QPS, {on["cpu_us_per_query"]} µs CPU/query; off: '
-          f'{off["qps"]:,.0f} QPS, {off["cpu_us_per_query"]} µs (medians of three; {100 * (on["qps"] / off["qps"] - 1):+.1f} %)')
+          f'{off["qps"]:,.0f} QPS, {off["cpu_us_per_query"]} µs (medians of {len(onoff) // 2}; {100 * (on["qps"] / off["qps"] - 1):+.1f} %)')
 PY

@@ -91,6 +91,32 @@ fn rec(name: &Name, rtype: u16, rdata: Vec<u8>) -> Record {
     Record { name: name.clone(), rtype, class: class::IN, ttl: 300, rdata: rdata.into() }
 }
 
+/// What the fake root says about a name it does not delegate: its own NS
+/// (with glue at 127.0.0.1) when asked for it, else NODATA or NXDOMAIN
+/// with its SOA.
+fn root_answer(w: &mut MessageWriter<'_>, q: &UpstreamQuery) {
+    let root = n(".");
+    if q.qname == root && q.qtype == rtype::NS {
+        let ns = n("ns.root.");
+        w.record(Section::Answer, &rec(&root, rtype::NS, ns.as_wire().to_vec()));
+        w.record(Section::Additional, &rec(&ns, rtype::A, vec![127, 0, 0, 1]));
+    } else {
+        w.record(Section::Authority, &soa(&root));
+    }
+}
+
+/// A recursor whose only root server is the fake at 127.0.0.1.
+fn fake_root_config() -> recursor::RecursorConfig {
+    recursor::RecursorConfig {
+        root_hints: vec!["127.0.0.1".parse().expect("ip")],
+        do_not_query_localhost: false,
+        initial_timeout: Duration::from_millis(100),
+        max_timeout: Duration::from_millis(300),
+        resolution_timeout: Duration::from_millis(2000),
+        ..recursor::RecursorConfig::default()
+    }
+}
+
 fn soa(zone: &Name) -> Record {
     let mut rdata = n("ns.root.").as_wire().to_vec();
     rdata.extend_from_slice(n("hostmaster.root.").as_wire());
@@ -104,7 +130,6 @@ impl Transport for NxnsRoot {
     fn query(&self, q: UpstreamQuery) -> Reply<'_> {
         Box::pin(async move {
             self.asked.lock().expect("lock").push(q.qname.clone());
-            let root = n(".");
             let (attack, victim) = (n("attack.test"), n("victim.test"));
             let mut buf = Vec::new();
             let (rcode, aa) = if q.qname.is_subdomain_of(&victim) {
@@ -121,12 +146,8 @@ impl Transport for NxnsRoot {
                     let ns = n(&format!("ns{i}.victim.test"));
                     w.record(Section::Authority, &rec(&attack, rtype::NS, ns.as_wire().to_vec()));
                 }
-            } else if q.qname == root && q.qtype == rtype::NS {
-                let ns = n("ns.root.");
-                w.record(Section::Answer, &rec(&root, rtype::NS, ns.as_wire().to_vec()));
-                w.record(Section::Additional, &rec(&ns, rtype::A, vec![127, 0, 0, 1]));
             } else {
-                w.record(Section::Authority, &soa(&root));
+                root_answer(&mut w, &q);
             }
             w.finish();
             Message::parse(&buf).map_err(|_| TransportError::Malformed)
@@ -136,14 +157,7 @@ impl Transport for NxnsRoot {
 
 #[tokio::test]
 async fn a_referral_to_many_glueless_servers_resolves_only_a_few_of_them() {
-    let config = recursor::RecursorConfig {
-        root_hints: vec!["127.0.0.1".parse().expect("ip")],
-        do_not_query_localhost: false,
-        initial_timeout: Duration::from_millis(200),
-        max_timeout: Duration::from_millis(300),
-        resolution_timeout: Duration::from_millis(2000),
-        ..recursor::RecursorConfig::default()
-    };
+    let config = fake_root_config();
     let root = Arc::new(NxnsRoot { asked: Mutex::new(Vec::new()) });
     let r = Recursor::new(config, root.clone(), Arc::new(SystemClock));
     let res = r.resolve(&n("www.attack.test"), rtype::A).await;
@@ -172,7 +186,6 @@ impl Transport for CycleRoot {
     fn query(&self, q: UpstreamQuery) -> Reply<'_> {
         Box::pin(async move {
             self.asked.lock().expect("lock").push(q.qname.clone());
-            let root = n(".");
             let (a, b) = (n("cyc-a.test"), n("cyc-b.test"));
             let mut buf = Vec::new();
             let cut =
@@ -182,12 +195,7 @@ impl Transport for CycleRoot {
             w.question(q.qname.as_wire(), q.qtype, class::IN);
             match cut {
                 Some((zone, ns)) => w.record(Section::Authority, &rec(zone, rtype::NS, n(ns).as_wire().to_vec())),
-                None if q.qname == root && q.qtype == rtype::NS => {
-                    let ns = n("ns.root.");
-                    w.record(Section::Answer, &rec(&root, rtype::NS, ns.as_wire().to_vec()));
-                    w.record(Section::Additional, &rec(&ns, rtype::A, vec![127, 0, 0, 1]));
-                }
-                None => w.record(Section::Authority, &soa(&root)),
+                None => root_answer(&mut w, &q),
             }
             w.finish();
             Message::parse(&buf).map_err(|_| TransportError::Malformed)
@@ -197,12 +205,7 @@ impl Transport for CycleRoot {
 
 #[tokio::test]
 async fn a_cyclic_delegation_is_detected_and_then_costs_nothing() {
-    let config = recursor::RecursorConfig {
-        root_hints: vec!["127.0.0.1".parse().expect("ip")],
-        do_not_query_localhost: false,
-        resolution_timeout: Duration::from_millis(2000),
-        ..recursor::RecursorConfig::default()
-    };
+    let config = fake_root_config();
     let root = Arc::new(CycleRoot { asked: Mutex::new(Vec::new()) });
     let r = Recursor::new(config, root.clone(), Arc::new(SystemClock));
     let first = r.resolve(&n("www.cyc-a.test"), rtype::A).await;
@@ -245,7 +248,6 @@ where
 /// server at 127.0.0.4 that never answers.
 fn refuser_root(q: &UpstreamQuery) -> Result<Vec<u8>, TransportError> {
     let mut buf = Vec::new();
-    let root = n(".");
     if q.server.ip() == std::net::IpAddr::from([127, 0, 0, 4]) {
         return Err(TransportError::Timeout);
     }
@@ -270,12 +272,7 @@ fn refuser_root(q: &UpstreamQuery) -> Result<Vec<u8>, TransportError> {
                 w.record(Section::Additional, &rec(&n(ns), rtype::A, a.to_vec()));
             }
         }
-        None if q.qname == root && q.qtype == rtype::NS => {
-            let ns = n("ns.root.");
-            w.record(Section::Answer, &rec(&root, rtype::NS, ns.as_wire().to_vec()));
-            w.record(Section::Additional, &rec(&ns, rtype::A, vec![127, 0, 0, 1]));
-        }
-        None => w.record(Section::Authority, &soa(&root)),
+        None => root_answer(&mut w, q),
     }
     w.finish();
     Ok(buf)
@@ -285,13 +282,7 @@ fn refuser_root(q: &UpstreamQuery) -> Result<Vec<u8>, TransportError> {
 type Script = fn(&UpstreamQuery) -> Result<Vec<u8>, TransportError>;
 
 fn scripted_recursor() -> (Recursor, Arc<Scripted<Script>>) {
-    let config = recursor::RecursorConfig {
-        root_hints: vec!["127.0.0.1".parse().expect("ip")],
-        do_not_query_localhost: false,
-        initial_timeout: Duration::from_millis(100),
-        resolution_timeout: Duration::from_millis(2000),
-        ..recursor::RecursorConfig::default()
-    };
+    let config = fake_root_config();
     let net = Arc::new(Scripted { asked: Mutex::new(Vec::new()), answer: refuser_root as Script });
     (Recursor::new(config, net.clone(), Arc::new(SystemClock)), net)
 }
