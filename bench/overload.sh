@@ -3,7 +3,7 @@
 # Unbound with its rate limits on, each on the same lab, loopback only.
 #
 #   bench/overload.sh [SECONDS]   (default 10 per run; the whole script takes
-#                                  about 3 minutes at 10, including builds)
+#                                  about 7 minutes at 10, ROUNDS=3, with builds)
 #
 # Each resolver in turn, started fresh, one worker thread pinned to CPU 0;
 # the load generator (crates/onedot/examples/loadgen.rs) and the lab on CPU 1.

@@ -597,6 +597,18 @@ impl Handler for Admitted {
                     };
                 }
             }
+            // As on the fast path: nothing larger than the query to a
+            // network spending faster than its rate.
+            if client.door == Door::Udp
+                && len > query.len()
+                && let (Some(rrl), Some(v)) = (&a.rrl, view.as_ref())
+                && !matches!(c, Cookie::Valid(..))
+                && !a.exempt(client.addr)
+                && rrl.is_pressed(a.key(client.addr), a.now_ms())
+            {
+                bump(&a.stats.capped);
+                return Some(a.minimal(v, Cookie::None, client, out));
+            }
             Some(a.add_cookie(c, client, view.as_ref(), out, len))
         })
     }
@@ -636,7 +648,7 @@ mod tests {
             out.clear();
             let mut w = MessageWriter::new(out, view.id, flags::QR | flags::RA | rcode as u16);
             w.question(view.qname, view.qtype, view.qclass);
-            if view.qname.get(1..4) == Some(b"big") {
+            if view.qname.windows(3).any(|w| w == b"big") {
                 let name = proto::Name::from_wire(view.qname).expect("name");
                 let txt =
                     proto::Record { name, rtype: proto::rtype::TXT, class: 1, ttl: 60, rdata: vec![b'x'; 400].into() };
@@ -802,6 +814,25 @@ mod tests {
         // Hits from the same network are not affected.
         assert!(matches!(h.try_fast(&query("www.example.test", None), udp("192.0.2.1"), &mut out), Fast::Answered(_)));
         assert_eq!(out[2] & 0x02, 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_path_answer_to_a_pressed_network_is_no_larger_than_its_query() {
+        let (_, h) = admission(10, 1, |_| {});
+        let mut out = Vec::new();
+        // Spend the bucket past half with large cached answers first.
+        let big = query("big.example.test", None);
+        for _ in 0..6 {
+            h.try_fast(&big, udp("192.0.2.1"), &mut out);
+        }
+        // A slow-path answer larger than its query is then sent truncated,
+        // and to a fresh network in full.
+        let slow_big = query("slowbig.example.test", None);
+        let n = h.answer(&slow_big, udp("192.0.2.1"), &mut out).await.expect("answer");
+        assert!(n <= slow_big.len() && out[2] & 0x02 != 0, "{n} octets");
+        let n = h.answer(&slow_big, udp("198.51.100.1"), &mut out).await.expect("answer");
+        assert_eq!(out[2] & 0x02, 0);
+        assert!(n > slow_big.len());
     }
 
     #[test]

@@ -186,6 +186,16 @@ impl RateLimiter {
         ways.iter().find(|e| e.tag == tag).is_some_and(|e| self.refilled(e, now_ms)[0] < MILLI)
     }
 
+    /// Whether `key` has been spending its responses faster than its rate
+    /// (its bucket is below half), without charging it.
+    pub fn is_pressed(&self, key: u128, now_ms: u32) -> bool {
+        let (shard, set, tag) = self.place(key);
+        let table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
+        let Some(Set(ways)) = table.sets.get(set) else { return false };
+        let half = self.capacity(self.limits.responses_per_second) / 2;
+        ways.iter().find(|e| e.tag == tag).is_some_and(|e| self.refilled(e, now_ms)[0] < half)
+    }
+
     /// The shard, the set and the fingerprint of a prefix.
     fn place(&self, key: u128) -> (usize, usize, u32) {
         let h = ((key as u64) ^ ((key >> 64) as u64).rotate_left(29)).wrapping_mul(self.seed);
