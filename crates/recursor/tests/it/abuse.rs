@@ -110,9 +110,9 @@ fn fake_root_config() -> recursor::RecursorConfig {
     recursor::RecursorConfig {
         root_hints: vec!["127.0.0.1".parse().expect("ip")],
         do_not_query_localhost: false,
-        initial_timeout: Duration::from_millis(100),
-        max_timeout: Duration::from_millis(300),
-        resolution_timeout: Duration::from_millis(2000),
+        initial_timeout: Duration::from_millis(400),
+        max_timeout: Duration::from_millis(400),
+        resolution_timeout: Duration::from_millis(3000),
         ..recursor::RecursorConfig::default()
     }
 }
@@ -217,7 +217,7 @@ async fn a_cyclic_delegation_is_detected_and_then_costs_nothing() {
     for name in ["mail.cyc-a.test", "www.cyc-b.test", "x.y.cyc-a.test"] {
         let t = Instant::now();
         assert!(r.resolve(&n(name), rtype::A).await.is_err());
-        assert!(t.elapsed() < Duration::from_millis(100), "{name} took {:?}", t.elapsed());
+        assert!(t.elapsed() < Duration::from_millis(300), "{name} took {:?}", t.elapsed());
     }
     let later = root.asked.lock().expect("lock").len();
     assert_eq!(later - spent, 0, "{} more queries for names under dead delegations", later - spent);
@@ -317,7 +317,8 @@ async fn a_zone_whose_servers_all_timed_out_fails_at_once_until_the_backoff_ends
     let t = Instant::now();
     assert!(r.resolve(&n("mail.dark.test"), rtype::A).await.is_err());
     let second = t.elapsed();
-    assert!(second < Duration::from_millis(50), "the second name took {second:?} (the first {first:?})");
+    // Well under the 400 ms timeout the first name waited for.
+    assert!(second < Duration::from_millis(200), "the second name took {second:?} (the first {first:?})");
     assert_eq!(net.asked.lock().expect("lock").len(), spent, "no query to a server known dead");
 }
 
