@@ -66,20 +66,6 @@ print(sum(c.get(a, 0) for a in sys.argv[2:]))
 PY
 }
 
-# onedot with the default [limits] (LIMITS=default: no [limits] table).
-cat > "$WORK/onedot-overload.toml" <<TOML
-version = 1
-[web]
-listen = "127.0.0.1:5409"
-[server]
-listen = ["127.0.0.1:5401"]
-workers = 1
-dot_listen = []
-doh_listen = []
-doq_listen = []
-$(LIMITS=default lab_config)
-TOML
-
 # Unbound's own defences: per-zone ratelimit (its anchor for onedot's
 # zone_queries_per_second), per-client-address ip-ratelimit, and the rest
 # of the peer config (lab hints and anchor).
@@ -164,13 +150,16 @@ series() {
     run_one "$resolver" "$pid" "$port" misses --attack misses --attack-qps "$ATTACK_QPS" --attack-prefixes 64
 }
 
-# Capacity with the limits off (peer_files' onedot.toml keeps the defences
+# Capacity with the limits out of the way (warm_config keeps the defences
 # on at rates no load generator reaches; unbound.conf has no rate limits),
-# then the series with the defaults on, each resolver started fresh.
+# then the series with the defaults on (LIMITS=default: no [limits] table),
+# each resolver started fresh.
+warm_config 5401
 start_onedot "$WORK/onedot.toml" 5401
 capacity 5401
 kill "$SERVER"; wait "$SERVER" 2> /dev/null || true
-start_onedot "$WORK/onedot-overload.toml" 5401
+LIMITS=default warm_config 5401
+start_onedot "$WORK/onedot.toml" 5401
 series onedot "$SERVER" 5401
 kill "$SERVER"; wait "$SERVER" 2> /dev/null || true
 

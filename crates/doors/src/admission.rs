@@ -34,15 +34,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use proto::cookie::{self, CookieView, ServerCookie};
+use proto::cookie::{self, ServerCookie};
 use proto::wire::{HEADER_LEN, Rcode, flags};
 use proto::{MessageWriter, QueryView};
 
 use crate::rrl::{RateLimiter, RateLimits, Verdict, prefix_key};
 use crate::{BoxFuture, Client, Door, Fast, Handler};
 
-/// The extended RCODE BADCOOKIE (RFC 7873 §8).
-pub const BADCOOKIE: u16 = 23;
+pub use proto::cookie::BADCOOKIE;
 
 /// Settings of [`Admission`].
 #[derive(Debug, Clone)]
@@ -201,35 +200,31 @@ pub(crate) fn coarse_ms() -> u32 {
 enum Cookie {
     /// No COOKIE option (or cookies off, or not a Do53 door).
     None,
-    /// A client cookie, with a server cookie that did not verify or none.
+    /// A client cookie only.
     ClientOnly([u8; 8]),
+    /// A client cookie with a server cookie that did not verify: treated
+    /// as a client cookie only.
+    Forged([u8; 8]),
     /// A valid server cookie; `refresh` when a fresh one should be sent.
     Valid([u8; 8], [u8; 16], bool),
 }
 
-/// Resolution slots by client network.
-#[derive(Debug, Default)]
+/// Resolution slots: in all, and by client network.
+#[derive(Debug)]
 struct Slots {
     total: AtomicUsize,
-    by_prefix: Mutex<HashMap<u128, usize>>,
+    by_network: Arc<PrefixCounts>,
 }
 
 /// Holds a resolution slot until dropped.
 struct Slot<'a> {
-    slots: &'a Slots,
-    key: u128,
+    total: &'a AtomicUsize,
+    _network: Held,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.slots.total.fetch_sub(1, Ordering::AcqRel);
-        let mut map = self.slots.by_prefix.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = map.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.key);
-            }
-        }
+        self.total.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -259,7 +254,10 @@ impl Admission {
             inflight,
             rrl: config.rate_limit.map(RateLimiter::new),
             secrets: Secrets::new(&config),
-            slots: Slots::default(),
+            slots: Slots {
+                total: AtomicUsize::new(0),
+                by_network: PrefixCounts::new(config.ipv4_prefix, config.ipv6_prefix),
+            },
             stats: AdmissionStats::default(),
             config,
         })
@@ -288,35 +286,37 @@ impl Admission {
         self.config.exempt.iter().any(|&(net, len)| in_network(ip, net, len))
     }
 
-    fn now_ms(&self) -> u32 {
-        coarse_ms()
-    }
-
-    /// Judges the query's cookie (Do53 doors only).
+    /// Judges the query's cookie (Do53 doors only); counts nothing.
     fn cookie(&self, view: Option<&QueryView<'_>>, client: Client) -> Cookie {
         if !self.config.cookies || !matches!(client.door, Door::Udp | Door::Tcp) {
             return Cookie::None;
         }
-        let Some(c) = view.and_then(|v| v.cookie).and_then(|d| CookieView::parse(d).ok()) else {
+        let Some(c) = view.and_then(|v| v.cookie) else {
             return Cookie::None;
         };
         if c.server.is_empty() {
-            bump(&self.stats.cookie_client_only);
             return Cookie::ClientOnly(c.client);
         }
         let now = unix_now();
         let secrets = self.secrets.current(now);
         match cookie::check_server_cookie(&secrets[..], &c.client, c.server, client.addr, now as u32) {
             ServerCookie::Valid { stamped } => {
-                bump(&self.stats.cookie_valid);
                 let mut server = [0u8; 16];
                 server.copy_from_slice(c.server);
                 Cookie::Valid(c.client, server, cookie::needs_refresh(stamped, now as u32))
             }
-            ServerCookie::Invalid => {
-                bump(&self.stats.cookie_invalid);
-                Cookie::ClientOnly(c.client)
-            }
+            ServerCookie::Invalid => Cookie::Forged(c.client),
+        }
+    }
+
+    /// Counts a query's cookie (once per query: on the fast path, which
+    /// every query passes first).
+    fn count_cookie(&self, c: Cookie) {
+        match c {
+            Cookie::None => {}
+            Cookie::ClientOnly(_) => bump(&self.stats.cookie_client_only),
+            Cookie::Forged(_) => bump(&self.stats.cookie_invalid),
+            Cookie::Valid(..) => bump(&self.stats.cookie_valid),
         }
     }
 
@@ -325,7 +325,7 @@ impl Admission {
         let (client, server) = match c {
             Cookie::None => return None,
             Cookie::Valid(client, server, false) => (client, server),
-            Cookie::Valid(client, _, true) | Cookie::ClientOnly(client) => {
+            Cookie::Valid(client, _, true) | Cookie::ClientOnly(client) | Cookie::Forged(client) => {
                 let secrets = self.secrets.current(now);
                 (client, cookie::server_cookie(&secrets[0], &client, ip, now as u32))
             }
@@ -402,36 +402,30 @@ impl Admission {
     }
 
     /// Takes a resolution slot for `ip`'s network, if one is free.
-    fn slot(&self, ip: IpAddr) -> Option<Slot<'_>> {
-        let key = self.key(ip);
+    fn slot(&self, ip: IpAddr, exempt: bool) -> Option<Slot<'_>> {
         let total = self.slots.total.fetch_add(1, Ordering::AcqRel);
-        let mut map = self.slots.by_prefix.lock().unwrap_or_else(|e| e.into_inner());
-        let n = map.entry(key).or_insert(0);
-        let exempt = self.exempt(ip);
-        if total >= self.config.max_resolutions || (*n >= self.config.max_resolutions_per_prefix && !exempt) {
-            if *n == 0 {
-                map.remove(&key);
-            }
-            drop(map);
+        let limit = if exempt { usize::MAX } else { self.config.max_resolutions_per_prefix };
+        let network = (total < self.config.max_resolutions).then(|| self.slots.by_network.enter(ip, limit)).flatten();
+        let Some(network) = network else {
             self.slots.total.fetch_sub(1, Ordering::AcqRel);
             bump(&self.stats.shed);
             return None;
-        }
-        *n += 1;
-        Some(Slot { slots: &self.slots, key })
+        };
+        Some(Slot { total: &self.slots.total, _network: network })
     }
 }
 
-/// Open connections by client network, for one listener.
+/// What is open (connections, resolutions) by client network. The map
+/// holds only networks with something open, so it is bounded by the
+/// global cap on what can be open.
 #[derive(Debug)]
 pub(crate) struct PrefixCounts {
-    limit: usize,
     v4: u8,
     v6: u8,
     open: Mutex<HashMap<u128, usize>>,
 }
 
-/// One open connection counted in [`PrefixCounts`], until dropped.
+/// One thing open counted in [`PrefixCounts`], until dropped.
 #[derive(Debug)]
 pub(crate) struct Held {
     counts: Arc<PrefixCounts>,
@@ -439,23 +433,21 @@ pub(crate) struct Held {
 }
 
 impl PrefixCounts {
-    pub(crate) fn new(limits: crate::TcpLimits) -> PrefixCounts {
-        PrefixCounts {
-            limit: limits.connections_per_prefix.max(1),
-            v4: limits.ipv4_prefix,
-            v6: limits.ipv6_prefix,
-            open: Mutex::new(HashMap::new()),
-        }
+    /// Counts by networks of `v4` and `v6` bits.
+    pub(crate) fn new(v4: u8, v6: u8) -> Arc<PrefixCounts> {
+        Arc::new(PrefixCounts { v4, v6, open: Mutex::new(HashMap::new()) })
     }
 
-    /// Counts a connection from `ip`, or `None` when its network has
-    /// `connections_per_prefix` open already. The map holds only networks
-    /// with open connections, so it is bounded by the connection limit.
-    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<Held> {
+    /// Counts one more thing open from `ip`, or `None` when its network
+    /// has `limit` open already.
+    pub(crate) fn enter(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<Held> {
         let key = prefix_key(ip, self.v4, self.v6);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(key).or_insert(0);
-        if *n >= self.limit {
+        if *n >= limit {
+            if *n == 0 {
+                open.remove(&key);
+            }
             return None;
         }
         *n += 1;
@@ -502,23 +494,26 @@ impl Handler for Admitted {
         let a = &*self.admission;
         let view = QueryView::parse(query).ok();
         let c = a.cookie(view.as_ref(), client);
-        let limited = client.door == Door::Udp && a.rrl.is_some();
-        let exempt = !limited || matches!(c, Cookie::Valid(..)) || a.exempt(client.addr);
-        if limited && matches!(c, Cookie::Valid(..)) {
+        a.count_cookie(c);
+        let udp = client.door == Door::Udp;
+        let valid = matches!(c, Cookie::Valid(..));
+        // A valid server cookie proves the address, as an exempt network is
+        // trusted: neither is held to the UDP limits.
+        let proven = valid || a.exempt(client.addr);
+        if udp && valid && a.rrl.is_some() {
             bump(&a.stats.cookie_exempt);
         }
         // A query that does not parse goes on (to FORMERR, or nothing),
         // under the rate limit like any other.
         if let Some(v) = view.as_ref()
-            && client.door == Door::Udp
+            && udp
             && a.config.require_cookies
-            && !matches!(c, Cookie::Valid(..))
-            && !a.exempt(client.addr)
+            && !proven
         {
             return Fast::Answered(a.minimal(v, c, client, out));
         }
-        let (rrl, key, now_ms) = match (&a.rrl, exempt) {
-            (Some(rrl), false) => (Some(rrl), a.key(client.addr), a.now_ms()),
+        let (rrl, key, now_ms) = match &a.rrl {
+            Some(rrl) if udp && !proven => (Some(rrl), a.key(client.addr), coarse_ms()),
             _ => (None, 0, 0),
         };
         let mut capped = false;
@@ -571,7 +566,8 @@ impl Handler for Admitted {
     fn answer<'a>(&'a self, query: &'a [u8], client: Client, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>> {
         Box::pin(async move {
             let a = &*self.admission;
-            let Some(slot) = a.slot(client.addr) else {
+            let exempt = a.exempt(client.addr);
+            let Some(slot) = a.slot(client.addr, exempt) else {
                 // Datagram clients retry; stream clients get an answer.
                 if client.door == Door::Udp {
                     return None;
@@ -583,31 +579,30 @@ impl Handler for Admitted {
             drop(slot);
             let view = QueryView::parse(query).ok();
             let c = a.cookie(view.as_ref(), client);
-            if client.door == Door::Udp
-                && let Some(rrl) = &a.rrl
-                && !matches!(c, Cookie::Valid(..))
-                && !a.exempt(client.addr)
-                && out.get(..len).is_some_and(is_error)
-            {
-                let verdict = rrl.error(a.key(client.addr), a.now_ms());
-                if matches!(verdict, Verdict::Slip | Verdict::Drop) {
-                    return match a.over_limit(verdict, view.as_ref(), c, client, out) {
-                        Fast::Answered(n) => Some(n),
-                        _ => None,
-                    };
+            let limited = match &a.rrl {
+                Some(rrl) if client.door == Door::Udp && !exempt && !matches!(c, Cookie::Valid(..)) => Some(rrl),
+                _ => None,
+            };
+            if let Some(rrl) = limited {
+                let key = a.key(client.addr);
+                if out.get(..len).is_some_and(is_error) {
+                    let verdict = rrl.error(key, coarse_ms());
+                    if matches!(verdict, Verdict::Slip | Verdict::Drop) {
+                        return match a.over_limit(verdict, view.as_ref(), c, client, out) {
+                            Fast::Answered(n) => Some(n),
+                            _ => None,
+                        };
+                    }
                 }
-            }
-            // As on the fast path: nothing larger than the query to a
-            // network spending faster than its rate.
-            if client.door == Door::Udp
-                && len > query.len()
-                && let (Some(rrl), Some(v)) = (&a.rrl, view.as_ref())
-                && !matches!(c, Cookie::Valid(..))
-                && !a.exempt(client.addr)
-                && rrl.is_pressed(a.key(client.addr), a.now_ms())
-            {
-                bump(&a.stats.capped);
-                return Some(a.minimal(v, Cookie::None, client, out));
+                // As on the fast path: nothing larger than the query to a
+                // network spending faster than its rate.
+                if len > query.len()
+                    && let Some(v) = view.as_ref()
+                    && rrl.is_pressed(key, coarse_ms())
+                {
+                    bump(&a.stats.capped);
+                    return Some(a.minimal(v, Cookie::None, client, out));
+                }
             }
             Some(a.add_cookie(c, client, view.as_ref(), out, len))
         })

@@ -85,14 +85,15 @@ where
     let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
     let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
-    let per_prefix = Arc::new(crate::admission::PrefixCounts::new(limits));
+    let per_prefix = crate::admission::PrefixCounts::new(limits.ipv4_prefix, limits.ipv6_prefix);
     tasks.spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
             let Ok(permit) = connections.clone().try_acquire_owned() else {
                 incoming.refuse();
                 continue;
             };
-            let Some(held) = per_prefix.enter(incoming.remote_address().ip()) else {
+            let Some(held) = per_prefix.enter(incoming.remote_address().ip(), limits.connections_per_prefix.max(1))
+            else {
                 incoming.refuse();
                 continue;
             };

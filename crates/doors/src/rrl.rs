@@ -178,22 +178,26 @@ impl RateLimiter {
         self.charge(key, now_ms, Bucket::Misses)
     }
 
-    /// Whether `key` is over its limit now, without charging it.
-    pub fn is_limited(&self, key: u128, now_ms: u32) -> bool {
-        let (shard, set, tag) = self.place(key);
-        let table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
-        let Some(Set(ways)) = table.sets.get(set) else { return false };
-        ways.iter().find(|e| e.tag == tag).is_some_and(|e| self.refilled(e, now_ms)[0] < MILLI)
-    }
-
     /// Whether `key` has been spending its responses faster than its rate
     /// (its bucket is below half), without charging it.
     pub fn is_pressed(&self, key: u128, now_ms: u32) -> bool {
+        let half = self.capacity(self.limits.responses_per_second) / 2;
+        self.response_tokens(key, now_ms).is_some_and(|t| t < half)
+    }
+
+    /// Whether `key` is out of responses now, without charging it.
+    #[cfg(test)]
+    fn is_limited(&self, key: u128, now_ms: u32) -> bool {
+        self.response_tokens(key, now_ms).is_some_and(|t| t < MILLI)
+    }
+
+    /// `key`'s response tokens (thousandths) at `now_ms`, if it is in the
+    /// table.
+    fn response_tokens(&self, key: u128, now_ms: u32) -> Option<u64> {
         let (shard, set, tag) = self.place(key);
         let table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
-        let Some(Set(ways)) = table.sets.get(set) else { return false };
-        let half = self.capacity(self.limits.responses_per_second) / 2;
-        ways.iter().find(|e| e.tag == tag).is_some_and(|e| self.refilled(e, now_ms)[0] < half)
+        let Set(ways) = table.sets.get(set)?;
+        ways.iter().find(|e| e.tag == tag).map(|e| self.refilled(e, now_ms)[0])
     }
 
     /// The shard, the set and the fingerprint of a prefix.

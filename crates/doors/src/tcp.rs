@@ -142,7 +142,8 @@ pub(crate) async fn accept_each<F, Fut>(
 {
     let max_connections = limits.max_connections;
     let connections = Arc::new(Semaphore::new(max_connections));
-    let per_prefix = Arc::new(crate::admission::PrefixCounts::new(limits));
+    let per_prefix = crate::admission::PrefixCounts::new(limits.ipv4_prefix, limits.ipv6_prefix);
+    let per_network = limits.connections_per_prefix.max(1);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -158,7 +159,7 @@ pub(crate) async fn accept_each<F, Fut>(
         };
         let _ = stream.set_nodelay(true);
         if !proxy.trusts(peer.ip()) {
-            let Some(held) = per_prefix.enter(peer.ip()) else {
+            let Some(held) = per_prefix.enter(peer.ip(), per_network) else {
                 tracing::debug!(door, "per-network connection limit reached; closing");
                 continue;
             };
@@ -182,7 +183,7 @@ pub(crate) async fn accept_each<F, Fut>(
                 }
             };
             // The client behind the load balancer is the one counted.
-            let Some(held) = per_prefix.enter(peer.ip()) else {
+            let Some(held) = per_prefix.enter(peer.ip(), per_network) else {
                 tracing::debug!(door, "per-network connection limit reached; closing");
                 return;
             };

@@ -16,6 +16,9 @@ use siphasher::sip::SipHasher24;
 
 use crate::wire::{self, HEADER_LEN, read_u16, rtype};
 
+/// The extended RCODE BADCOOKIE (RFC 7873 §8): 7 in the header, 1 in the
+/// OPT record's extended bits.
+pub const BADCOOKIE: u16 = 23;
 /// Length of a client cookie.
 pub const CLIENT_LEN: usize = 8;
 /// Length of an RFC 9018 server cookie.

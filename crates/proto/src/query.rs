@@ -37,9 +37,8 @@ pub struct QueryView<'a> {
     pub edns: Option<EdnsView>,
     /// Offset just past the question section.
     pub question_end: usize,
-    /// The data of the COOKIE option (RFC 7873), already checked to be 8
-    /// or 16 to 40 octets long.
-    pub cookie: Option<&'a [u8]>,
+    /// The COOKIE option (RFC 7873), if any (a malformed one is FORMERR).
+    pub cookie: Option<crate::cookie::CookieView<'a>>,
 }
 
 /// Why a query cannot be answered normally.
@@ -140,8 +139,7 @@ impl<'a> QueryView<'a> {
                     if code == wire::OPT_COOKIE && cookie.is_none() {
                         // A malformed cookie is FORMERR (RFC 7873 §5.2.2).
                         let data = buf.get(o + 4..o + 4 + len).filter(|d| d.len() + o + 4 <= end).ok_or(formerr)?;
-                        crate::cookie::CookieView::parse(data).map_err(|_| formerr)?;
-                        cookie = Some(data);
+                        cookie = Some(crate::cookie::CookieView::parse(data).map_err(|_| formerr)?);
                     }
                     o += 4 + len;
                 }

@@ -11,6 +11,10 @@ use tokio::time::Instant;
 
 /// How long a server stays marked lame for a zone.
 const LAME_FOR: Duration = Duration::from_secs(900);
+/// Rank penalties: above any smoothed RTT (at most 120,000 ms), so servers
+/// backing off, then lame ones, sort after every server worth a query.
+const BACKOFF_PENALTY: u64 = 1_000_000;
+const LAME_PENALTY: u64 = 10_000_000;
 /// Most entries kept; beyond this the table is cleared (it refills fast).
 const MAX_ENTRIES: usize = 100_000;
 
@@ -52,8 +56,9 @@ type Cookies = ([u8; 8], Option<Box<[u8]>>);
 impl Infra {
     /// Orders candidate addresses best first: servers in back-off last, then
     /// by smoothed RTT; unknown servers get a small random RTT so that every
-    /// server gets tried.
-    pub fn rank(&self, addrs: &mut [SocketAddr], zone: &Name) {
+    /// server gets tried. Returns how many lead the order that are worth a
+    /// query now (neither lame for `zone` nor backing off after timeouts).
+    pub fn rank(&self, addrs: &mut [SocketAddr], zone: &Name) -> usize {
         let now = Instant::now();
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         let lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
@@ -64,34 +69,24 @@ impl Infra {
                     Some(i) => {
                         let mut s = i.srtt_ms as u64;
                         if i.backoff_until.is_some_and(|t| t > now) {
-                            s += 1_000_000;
+                            s += BACKOFF_PENALTY;
                         }
                         s
                     }
                     None => rand::random_range(0..20),
                 };
                 if lame.get(&(*a, zone.clone())).is_some_and(|t| *t > now) {
-                    score += 10_000_000;
+                    score += LAME_PENALTY;
                 }
                 (score, *a)
             })
             .collect();
         scored.sort_by_key(|(s, _)| *s);
+        let available = scored.iter().take_while(|(s, _)| *s < BACKOFF_PENALTY).count();
         for (slot, (_, a)) in addrs.iter_mut().zip(scored) {
             *slot = a;
         }
-    }
-
-    /// Whether `addr` is worth a query for `zone` now: not lame for it and
-    /// not backing off after timeouts.
-    pub fn available(&self, addr: &SocketAddr, zone: &Name) -> bool {
-        let now = Instant::now();
-        let backing_off = {
-            let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-            servers.get(addr).is_some_and(|i| i.backoff_until.is_some_and(|t| t > now))
-        };
-        let lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
-        !backing_off && lame.get(&(*addr, zone.clone())).is_none_or(|t| *t <= now)
+        available
     }
 
     /// The timeout to use for `addr`.

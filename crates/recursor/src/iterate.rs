@@ -75,8 +75,6 @@ struct Cut {
 /// At most this many minimised steps before sending the full name
 /// (MAX_MINIMISE_COUNT of RFC 9156).
 const MAX_MINIMISE_STEPS: usize = 10;
-/// The extended RCODE BADCOOKIE (RFC 7873 §8).
-const BADCOOKIE: u16 = 23;
 /// How many name servers of a glueless delegation are resolved.
 const MAX_GLUELESS_LOOKUPS: usize = 3;
 
@@ -856,7 +854,7 @@ impl Recursor {
                         infra.set_no_edns(q.server);
                         q.edns = None;
                         q.cookie = None;
-                    } else if reply.rcode() == BADCOOKIE && q.cookie.is_some() && !q.tcp {
+                    } else if reply.rcode() == proto::cookie::BADCOOKIE && q.cookie.is_some() && !q.tcp {
                         // RFC 7873 §5.3: retry once with the server cookie
                         // it just gave; if it still complains, over TCP.
                         bad_cookies += 1;
@@ -897,13 +895,12 @@ impl Recursor {
         // Servers known lame for the zone, or backing off after timeouts,
         // are not asked again until that ends: when they are all the zone
         // has, its names fail at once instead of waiting for them again.
-        let before = addrs.len();
-        addrs.retain(|a| self.inner.infra.available(a, &cut.zone));
-        if before > 0 && addrs.is_empty() {
+        let available = self.inner.infra.rank(&mut addrs, &cut.zone);
+        if !addrs.is_empty() && available == 0 {
             tracing::debug!(zone = %cut.zone, "every server lame or backing off");
             return Err(ResolveError::NoReachableAuthority { zone: cut.zone.to_string() });
         }
-        self.inner.infra.rank(&mut addrs, &cut.zone);
+        addrs.truncate(available);
         let mut network_errors = 0;
         let mut limited = 0;
         for &addr in &addrs {
