@@ -18,6 +18,12 @@
 //!   the client, as in Knot Resolver and BIND; so do allow-listed
 //!   networks. A slipped answer is never larger than the query plus a
 //!   cookie, so a spoofed victim gets no amplification.
+//! * **The kernel's drop filter** ([`crate::filter`]): a network that
+//!   keeps sending far past its limit (`flood_per_second` over-limit
+//!   queries in a second) is dropped by a BPF filter on the UDP sockets
+//!   for `kernel_filter_seconds`, so a flood several times the server's
+//!   capacity costs it nothing in user space and does not overflow the
+//!   sockets' queues that real clients' queries wait in.
 //! * **Resolution slots**: at most `max_resolutions` slow-path queries in
 //!   flight over all doors, and at most `max_resolutions_per_prefix` of
 //!   them for one client network, so a network sending floods of cache
@@ -31,13 +37,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use proto::cookie::{self, ServerCookie};
 use proto::wire::{HEADER_LEN, Rcode, flags};
 use proto::{MessageWriter, QueryView};
 
+use crate::filter::KernelFilter;
 use crate::rrl::{RateLimiter, RateLimits, Verdict, prefix_key};
 use crate::{BoxFuture, Client, Door, Fast, Handler};
 
@@ -71,6 +78,11 @@ pub struct AdmissionConfig {
     pub max_resolutions_per_prefix: usize,
     /// Largest UDP response (the service's `max_udp_payload`).
     pub max_udp_payload: u16,
+    /// Seconds a flooding network stays in the kernel's drop filter; 0
+    /// turns the filter off (it also needs the rate limit).
+    pub kernel_filter_seconds: u32,
+    /// Most networks in the kernel's drop filter at once.
+    pub kernel_filter_networks: usize,
 }
 
 impl Default for AdmissionConfig {
@@ -88,6 +100,8 @@ impl Default for AdmissionConfig {
             max_resolutions: 10_000,
             max_resolutions_per_prefix: 500,
             max_udp_payload: 1232,
+            kernel_filter_seconds: 10,
+            kernel_filter_networks: 256,
         }
     }
 }
@@ -115,11 +129,13 @@ pub struct AdmissionStats {
     /// Slow-path queries refused a resolution slot (global or per network),
     /// or shed while a receive loop was behind.
     pub shed: AtomicU64,
+    /// Flooding networks put in the kernel's drop filter.
+    pub kernel_filtered: AtomicU64,
 }
 
 impl AdmissionStats {
     /// Every counter with its metric label.
-    pub fn snapshot(&self) -> [(&'static str, u64); 9] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 10] {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("slip", l(&self.slipped)),
@@ -131,6 +147,7 @@ impl AdmissionStats {
             ("cookie_client_only", l(&self.cookie_client_only)),
             ("badcookie", l(&self.badcookie)),
             ("shed", l(&self.shed)),
+            ("kernel_filter", l(&self.kernel_filtered)),
         ]
     }
 }
@@ -238,6 +255,29 @@ pub struct Admission {
     stats: AdmissionStats,
     /// The doors' queries in flight, and whether a UDP loop is behind.
     inflight: crate::InFlight,
+    /// Flooding networks dropped by the kernel, when on.
+    kernel: Option<KernelFilter>,
+    /// Whether the task that feeds `kernel` runs.
+    maintaining: AtomicBool,
+}
+
+/// Miss tokens a cache miss costs while a receive loop is behind: a
+/// network's resolutions fall to a fiftieth of its miss rate (4 a second
+/// by default; a truncated answer sends its clients to TCP), so what a
+/// flood starts before the kernel's filter takes it is little.
+const BEHIND_MISS_COST: u32 = 50;
+
+/// While a receive loop is behind, a network may hold this fraction of
+/// `max_resolutions_per_prefix` (500 / 50 = 10 by default).
+const BEHIND_SLOT_DIVISOR: usize = 50;
+
+/// What the thread feeding the kernel's drop filter remembers between runs.
+#[derive(Debug, Default)]
+struct Feed {
+    started: bool,
+    received: u64,
+    overflows: u64,
+    flooding: Vec<IpAddr>,
 }
 
 /// A [`Handler`] behind [`Admission`].
@@ -250,8 +290,19 @@ impl Admission {
     /// Admission with `config` for doors sharing `inflight`; the
     /// rate-limit table is allocated now.
     pub fn new(config: AdmissionConfig, inflight: crate::InFlight) -> Arc<Admission> {
+        let kernel = (config.rate_limit.is_some_and(|r| r.flood_per_second > 0) && config.kernel_filter_seconds > 0)
+            .then(|| {
+                KernelFilter::new(
+                    config.ipv4_prefix,
+                    config.ipv6_prefix,
+                    config.kernel_filter_seconds.saturating_mul(1000),
+                    config.kernel_filter_networks,
+                )
+            });
         Arc::new(Admission {
             inflight,
+            kernel,
+            maintaining: AtomicBool::new(false),
             rrl: config.rate_limit.map(RateLimiter::new),
             secrets: Secrets::new(&config),
             slots: Slots {
@@ -271,6 +322,59 @@ impl Admission {
     /// What admission has done so far.
     pub fn stats(&self) -> &AdmissionStats {
         &self.stats
+    }
+
+    /// Networks in the kernel's drop filter now.
+    pub fn kernel_filtered_networks(&self) -> usize {
+        self.kernel.as_ref().map_or(0, KernelFilter::len)
+    }
+
+    /// Installs the kernel's drop filter on a Do53 UDP socket, and starts
+    /// the thread that moves flooding networks into it (every 100 ms,
+    /// while this admission lives). A thread of its own, not a task: a
+    /// flood keeps the receive loops' workers busy, and that is when the
+    /// filter must be fed.
+    fn register_udp(self: &Arc<Self>, sock: &Arc<tokio::net::UdpSocket>) {
+        let Some(kernel) = &self.kernel else { return };
+        kernel.register(sock);
+        if self.maintaining.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new().name("onedot-filter".into()).spawn(move || {
+            let mut feed = Feed::default();
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let Some(a) = weak.upgrade() else { return };
+                a.feed_kernel_filter(&mut feed);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the kernel drop filter's thread");
+        }
+    }
+
+    /// Tells the rate limiter how much of what arrives is read (the
+    /// receive loops' count against the kernel's full-queue drops since
+    /// the last call), moves the networks it saw flooding into the
+    /// kernel's drop filter and lets out those whose time is over.
+    fn feed_kernel_filter(&self, feed: &mut Feed) {
+        let (Some(rrl), Some(kernel)) = (&self.rrl, &self.kernel) else { return };
+        let received = self.inflight.received();
+        let overflows = crate::filter::queue_overflows().unwrap_or(0);
+        let (read, lost) = (received.wrapping_sub(feed.received), overflows.wrapping_sub(feed.overflows));
+        if feed.started && read > 0 {
+            let sampling = ((read + lost.min(read * 100)) * 1000 / read).min(u64::from(u32::MAX)) as u32;
+            tracing::debug!(read, lost, sampling, "udp sampling");
+            rrl.set_sampling(sampling);
+        }
+        (feed.started, feed.received, feed.overflows) = (true, received, overflows);
+        feed.flooding.clear();
+        rrl.take_flooding(&mut feed.flooding);
+        // Exempt networks and clients with a valid cookie are never
+        // charged, so never seen flooding.
+        let added = kernel.update(&feed.flooding, coarse_ms());
+        self.stats.kernel_filtered.fetch_add(added as u64, Ordering::Relaxed);
     }
 
     /// Bytes of the rate-limit table (allocated once, at start).
@@ -404,7 +508,14 @@ impl Admission {
     /// Takes a resolution slot for `ip`'s network, if one is free.
     fn slot(&self, ip: IpAddr, exempt: bool) -> Option<Slot<'_>> {
         let total = self.slots.total.fetch_add(1, Ordering::AcqRel);
-        let limit = if exempt { usize::MAX } else { self.config.max_resolutions_per_prefix };
+        // While a receive loop is behind, a network's share shrinks: what
+        // a flood has started before it is filtered is work the real
+        // clients' queries wait behind.
+        let limit = match (exempt, self.inflight.behind()) {
+            (true, _) => usize::MAX,
+            (false, true) => (self.config.max_resolutions_per_prefix / BEHIND_SLOT_DIVISOR).max(1),
+            (false, false) => self.config.max_resolutions_per_prefix,
+        };
         let network = (total < self.config.max_resolutions).then(|| self.slots.by_network.enter(ip, limit)).flatten();
         let Some(network) = network else {
             self.slots.total.fetch_sub(1, Ordering::AcqRel);
@@ -490,6 +601,10 @@ fn is_error(response: &[u8]) -> bool {
 }
 
 impl Handler for Admitted {
+    fn register_udp(&self, sock: &Arc<tokio::net::UdpSocket>) {
+        self.admission.register_udp(sock);
+    }
+
     fn try_fast(&self, query: &[u8], client: Client, out: &mut Vec<u8>) -> Fast {
         let a = &*self.admission;
         let view = QueryView::parse(query).ok();
@@ -547,10 +662,14 @@ impl Handler for Admitted {
             }
             // Misses cost the resolver real work. Over its miss rate a
             // network is limited like any other; and while a receive loop
-            // is behind (the kernel's queue growing), only networks that
-            // have been missing less than their rate may start one, so
-            // the CPU goes to cache hits and to clients asking normally.
-            Fast::Miss => match rrl.map_or(Verdict::Allow, |rrl| rrl.miss(key, now_ms)) {
+            // is behind (the kernel's queue growing), a miss costs fifty
+            // tokens and only networks that have been missing less than
+            // their rate may start one, so the CPU goes to cache hits and
+            // to clients asking normally.
+            Fast::Miss => match rrl.map_or(Verdict::Allow, |rrl| {
+                let behind = a.inflight.behind();
+                rrl.costly_miss(key, now_ms, if behind { BEHIND_MISS_COST } else { 1 })
+            }) {
                 Verdict::Allow => Fast::Miss,
                 Verdict::Capped if !a.inflight.behind() => Fast::Miss,
                 Verdict::Capped => {
@@ -698,6 +817,7 @@ mod tests {
                 burst_seconds: 1,
                 slip,
                 table_size: 1024,
+                flood_per_second: rate * 4,
             }),
             ..AdmissionConfig::default()
         };
@@ -757,6 +877,39 @@ mod tests {
         assert!(matches!(h.try_fast(&q, udp("198.51.100.1"), &mut out), Fast::Answered(_)) && out[2] & 0x02 == 0);
         let tcp = Client { door: Door::Tcp, addr: "192.0.2.1".parse().expect("ip") };
         assert!(matches!(h.try_fast(&q, tcp, &mut out), Fast::Answered(_)) && out[2] & 0x02 == 0);
+    }
+
+    #[tokio::test]
+    async fn a_network_flooding_past_its_limit_goes_into_the_kernel_filter() {
+        let (a, h) = admission(20, 2, |_| {});
+        let rx = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("bind"));
+        h.register_udp(&rx);
+        let q = query("www.example.", None);
+        let mut out = Vec::new();
+        // A network asking at its limit is not a flood (80 a second, 20 in
+        // a quarter of a second, would be).
+        for _ in 0..15 {
+            h.try_fast(&q, udp("192.0.2.9"), &mut out);
+        }
+        let mut feed = Feed::default();
+        a.feed_kernel_filter(&mut feed);
+        assert_eq!(a.kernel_filtered_networks(), 0);
+        // Four times its limit within a quarter of a second is.
+        for _ in 0..45 {
+            h.try_fast(&q, udp("198.51.100.7"), &mut out);
+            h.try_fast(&q, udp("198.51.100.8"), &mut out);
+        }
+        a.feed_kernel_filter(&mut feed);
+        assert_eq!(a.kernel_filtered_networks(), 1);
+        assert_eq!(a.stats().kernel_filtered.load(Ordering::Relaxed), 1);
+        // Off: nothing is ever filtered.
+        let (a, h) = admission(20, 2, |c| c.kernel_filter_seconds = 0);
+        h.register_udp(&rx);
+        for _ in 0..100 {
+            h.try_fast(&q, udp("198.51.100.7"), &mut out);
+        }
+        a.feed_kernel_filter(&mut feed);
+        assert_eq!(a.kernel_filtered_networks(), 0);
     }
 
     #[test]
@@ -992,5 +1145,26 @@ mod tests {
         assert_eq!(done.iter().filter(|r| r.is_some()).count(), 4);
         assert!(other.await.expect("task").is_some());
         assert_eq!(a.slots.total.load(Ordering::Relaxed), 0, "slots are given back");
+    }
+
+    #[tokio::test]
+    async fn while_behind_a_network_holds_a_fiftieth_of_its_share() {
+        let (a, _) = admission(1_000_000, 2, |c| c.max_resolutions_per_prefix = 100);
+        let inner = Arc::new(Cache { gate: tokio::sync::Semaphore::new(0) });
+        let h = a.wrap(inner.clone());
+        a.inflight.mark_behind();
+        let q = query("slow.example.test", None);
+        let tasks: Vec<_> = (0..5)
+            .map(|i| {
+                let (h, q) = (h.clone(), q.clone());
+                tokio::spawn(async move { h.answer(&q, udp(&format!("192.0.2.{i}")), &mut Vec::new()).await })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(a.stats().shed.load(Ordering::Relaxed), 3, "2 of 100 / 50 held, 3 shed");
+        inner.gate.add_permits(100);
+        let answered =
+            futures_util::future::join_all(tasks).await.into_iter().filter(|r| matches!(r, Ok(Some(_)))).count();
+        assert_eq!(answered, 2);
     }
 }

@@ -166,9 +166,11 @@ fn status(code: StatusCode) -> Response<Full<Bytes>> {
 }
 
 /// Answers one DoH request whatever the HTTP version: `read_body` reads the
-/// body (at most [`MAX_MESSAGE`] octets; `None` when larger), and is called
-/// only for POST.
-pub(crate) async fn respond<F, Fut>(
+/// body (at most `MAX_MESSAGE` octets; `None` when larger), and is called
+/// only for POST. Public (hidden) for the fuzz target that feeds it
+/// hostile requests; the doors call it.
+#[doc(hidden)]
+pub async fn respond<F, Fut>(
     req: &http::request::Parts,
     read_body: F,
     site: &DohSite,

@@ -9,13 +9,16 @@
 //! only misses are spawned as tasks.
 //!
 //! Invariant: no client address is stored beyond the lifetime of the query
-//! that carried it.
+//! that carried it. Admission keeps client *networks* in memory only: a
+//! fingerprint per network in the rate-limit table, and the networks in
+//! the kernel's drop filter (masked to /24 or /56) while they flood.
 
 pub mod admission;
 pub mod client;
 mod doh;
 mod doh3;
 mod doq;
+pub mod filter;
 pub mod odoh;
 mod proxy;
 pub mod rrl;
@@ -30,6 +33,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 pub use admission::{Admission, AdmissionConfig, AdmissionStats};
+#[doc(hidden)]
+pub use doh::respond as doh_respond;
 pub use doh::{DNS_JSON, DNS_MESSAGE, DohSite, base64url_decode, serve_doh};
 pub use doh3::serve_doh3;
 pub use doq::{error as doq_error, quic_server_config, serve_doq};
@@ -120,6 +125,11 @@ pub trait Handler: Send + Sync + 'static {
     fn try_fast(&self, query: &[u8], client: Client, out: &mut Vec<u8>) -> Fast;
     /// Answers anything; `None` means send nothing.
     fn answer<'a>(&'a self, query: &'a [u8], client: Client, out: &'a mut Vec<u8>) -> BoxFuture<'a, Option<usize>>;
+    /// A Do53 UDP socket about to be served with this handler (admission
+    /// installs its kernel drop filter on it); nothing by default.
+    fn register_udp(&self, sock: &Arc<tokio::net::UdpSocket>) {
+        let _ = sock;
+    }
 }
 
 /// Errors starting a door.
@@ -144,7 +154,7 @@ pub enum DoorError {
 /// (the kernel's queue not drained): admission sheds cache misses from
 /// heavy networks while that was less than [`BEHIND_HOLD_MS`] ago.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<AtomicUsize>, Arc<std::sync::atomic::AtomicU32>);
+pub struct InFlight(Arc<AtomicUsize>, Arc<std::sync::atomic::AtomicU32>, Arc<std::sync::atomic::AtomicU64>);
 
 /// How long a server counts as behind after a receive loop last was.
 pub const BEHIND_HOLD_MS: u32 = 1000;
@@ -166,6 +176,18 @@ impl InFlight {
     pub fn enter(&self) -> InFlightGuard {
         self.0.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.0.clone())
+    }
+
+    /// Datagrams the Do53 UDP receive loops have taken from their sockets
+    /// (added a batch at a time).
+    pub fn received(&self) -> u64 {
+        self.2.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_received(&self, n: u64) {
+        if n > 0 {
+            self.2.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Queries in flight now.

@@ -11,6 +11,7 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Entries in one set; a prefix can live in any way of its set.
 const WAYS: usize = 4;
@@ -40,6 +41,11 @@ pub struct RateLimits {
     pub slip: u32,
     /// Entries in the table (rounded up to a whole number of sets).
     pub table_size: usize,
+    /// Queries from one network within one second that mark it as
+    /// flooding (see [`RateLimiter::take_flooding`]), counting those the
+    /// kernel dropped before they were read (see
+    /// [`RateLimiter::set_sampling`]); 0 never does.
+    pub flood_per_second: u32,
 }
 
 impl Default for RateLimits {
@@ -51,6 +57,7 @@ impl Default for RateLimits {
             burst_seconds: 2,
             slip: 2,
             table_size: 65536,
+            flood_per_second: 4000,
         }
     }
 }
@@ -98,7 +105,20 @@ struct Entry {
     err_tokens: u32,
     /// Thousandths of a token, for cache misses.
     miss_tokens: u32,
+    /// Thousandths of the queries that arrived since `seen_ms` (each one
+    /// read counts as many as arrived for it); the top bit: reported as
+    /// flooding in this window.
+    seen: u32,
+    /// Start of the window `seen` counts in.
+    seen_ms: u32,
 }
+
+/// [`Entry::seen`]'s bit saying the network was reported in this window.
+const REPORTED: u32 = 1 << 31;
+/// The window a network's arrivals are counted in, against
+/// `flood_per_second` scaled to it: short, so that a flood is seen within
+/// a fraction of a second.
+const FLOOD_WINDOW_MS: u32 = 250;
 
 /// The ways of one set, on one pair of cache lines.
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,7 +140,16 @@ pub struct RateLimiter {
     shards: Vec<Mutex<Shard>>,
     sets_per_shard: usize,
     seed: u64,
+    /// Keys of networks that reached `flood_per_second` queries in a
+    /// second, not yet taken; allocated once.
+    flooding: Mutex<Vec<u128>>,
+    /// Thousandths: datagrams that arrived for each one read (1000 while
+    /// the kernel drops nothing).
+    sampling_milli: AtomicU32,
 }
+
+/// Most flooding networks waiting to be taken.
+const FLOODING_MAX: usize = 256;
 
 /// The prefix of `ip` as a table key: IPv4 (and IPv4-mapped IPv6) keep
 /// their first `v4` bits in the `::ffff:0:0/96` form, IPv6 its first `v6`
@@ -142,6 +171,16 @@ pub fn prefix_key(ip: IpAddr, v4: u8, v6: u8) -> u128 {
     }
 }
 
+/// An address of the network `key` (from [`prefix_key`]) stands for; an
+/// IPv6 key's last bit is not kept, so a /128 comes back as its /127.
+pub fn key_network(key: u128) -> IpAddr {
+    if key >> 32 == 0xffff {
+        IpAddr::V4(std::net::Ipv4Addr::from(key as u32))
+    } else {
+        IpAddr::V6(std::net::Ipv6Addr::from(key & !1))
+    }
+}
+
 impl RateLimiter {
     /// An empty table for `limits`.
     pub fn new(limits: RateLimits) -> RateLimiter {
@@ -149,7 +188,14 @@ impl RateLimiter {
         let sets_per_shard = sets.div_ceil(SHARDS);
         let shards =
             (0..SHARDS).map(|_| Mutex::new(Shard { sets: vec![Set::default(); sets_per_shard], over: 0 })).collect();
-        RateLimiter { limits, shards, sets_per_shard, seed: rand::random::<u64>() | 1 }
+        RateLimiter {
+            limits,
+            shards,
+            sets_per_shard,
+            seed: rand::random::<u64>() | 1,
+            flooding: Mutex::new(Vec::with_capacity(FLOODING_MAX)),
+            sampling_milli: AtomicU32::new(1000),
+        }
     }
 
     /// The limits in force.
@@ -165,17 +211,42 @@ impl RateLimiter {
     /// Charges one response to `key`'s bucket at `now_ms` (any monotonic
     /// millisecond clock).
     pub fn response(&self, key: u128, now_ms: u32) -> Verdict {
-        self.charge(key, now_ms, Bucket::Responses)
+        self.charge(key, now_ms, Bucket::Responses, 1)
     }
 
     /// Charges one error response to `key`'s error bucket.
     pub fn error(&self, key: u128, now_ms: u32) -> Verdict {
-        self.charge(key, now_ms, Bucket::Errors)
+        self.charge(key, now_ms, Bucket::Errors, 1)
     }
 
     /// Charges one cache miss to `key`'s miss bucket.
     pub fn miss(&self, key: u128, now_ms: u32) -> Verdict {
-        self.charge(key, now_ms, Bucket::Misses)
+        self.charge(key, now_ms, Bucket::Misses, 1)
+    }
+
+    /// Charges one cache miss at `cost` tokens: while the server is
+    /// behind, misses cost more, so a network's share of resolutions
+    /// shrinks to its rate over `cost` while one asking normally (a few
+    /// misses a second) does not notice.
+    pub fn costly_miss(&self, key: u128, now_ms: u32, cost: u32) -> Verdict {
+        self.charge(key, now_ms, Bucket::Misses, cost.max(1))
+    }
+
+    /// How many datagrams arrived for each one that was read, in
+    /// thousandths (1000: none lost), as the kernel's drop counters tell:
+    /// past its capacity a server reads only a sample of what arrives,
+    /// and a network's rate is what was read of it times this.
+    pub fn set_sampling(&self, milli: u32) {
+        self.sampling_milli.store(milli.clamp(1000, 100_000), Ordering::Relaxed);
+    }
+
+    /// Moves the networks that have been flooding (arriving at
+    /// `flood_per_second` or more over a quarter of a second) since the
+    /// last call into `out`, as addresses of their networks; each network
+    /// is reported again in every further quarter second it keeps on.
+    pub fn take_flooding(&self, out: &mut Vec<IpAddr>) {
+        let mut f = self.flooding.lock().unwrap_or_else(|e| e.into_inner());
+        out.extend(f.drain(..).map(key_network));
     }
 
     /// Whether `key` has been spending its responses faster than its rate
@@ -231,7 +302,8 @@ impl RateLimiter {
         self.capacity(rate).min(u64::from(u32::MAX)) as u32
     }
 
-    fn charge(&self, key: u128, now_ms: u32, bucket: Bucket) -> Verdict {
+    fn charge(&self, key: u128, now_ms: u32, bucket: Bucket, cost: u32) -> Verdict {
+        let price = u64::from(cost) * MILLI;
         let (shard, set, tag) = self.place(key);
         let mut table = self.shards[shard].lock().unwrap_or_else(|e| e.into_inner());
         let Shard { sets, over } = &mut *table;
@@ -256,6 +328,8 @@ impl RateLimiter {
                     tokens: self.full(l.responses_per_second),
                     err_tokens: self.full(l.errors_per_second),
                     miss_tokens: self.full(l.misses_per_second),
+                    seen: 0,
+                    seen_ms: now_ms,
                 };
                 best
             }
@@ -263,6 +337,22 @@ impl RateLimiter {
         let [tokens, err_tokens, miss_tokens] = self.refilled(&ways[i], now_ms);
         let e = &mut ways[i];
         e.last_ms = now_ms;
+        let mut flooding = false;
+        if bucket == Bucket::Responses && self.limits.flood_per_second > 0 {
+            if now_ms.wrapping_sub(e.seen_ms) >= FLOOD_WINDOW_MS {
+                e.seen_ms = now_ms;
+                e.seen = 0;
+            }
+            // What arrived, in thousandths: each query read stands for
+            // the ones the kernel dropped beside it.
+            let sampling = self.sampling_milli.load(Ordering::Relaxed);
+            let seen = (e.seen & !REPORTED).saturating_add(sampling).min(!REPORTED);
+            let threshold = u64::from(self.limits.flood_per_second) * MILLI * u64::from(FLOOD_WINDOW_MS) / 1000;
+            if e.seen & REPORTED == 0 && u64::from(seen) >= threshold {
+                flooding = true;
+            }
+            e.seen = seen | (e.seen & REPORTED) | if flooding { REPORTED } else { 0 };
+        }
         // Each is at most its capacity, which `full` bounds to u32.
         e.tokens = tokens as u32;
         e.err_tokens = err_tokens as u32;
@@ -272,22 +362,32 @@ impl RateLimiter {
             Bucket::Errors => &mut e.err_tokens,
             Bucket::Misses => &mut e.miss_tokens,
         };
-        if u64::from(*b) >= MILLI {
-            *b -= MILLI as u32;
+        let verdict = if u64::from(*b) >= price {
+            // `price` is at most the bucket here, which fits u32.
+            *b -= price as u32;
             let l = &self.limits;
             let rate = match bucket {
                 Bucket::Responses => l.responses_per_second,
                 Bucket::Errors => l.errors_per_second,
                 Bucket::Misses => l.misses_per_second,
             };
-            return if u64::from(*b) < self.capacity(rate) / 2 { Verdict::Capped } else { Verdict::Allow };
+            if u64::from(*b) < self.capacity(rate) / 2 { Verdict::Capped } else { Verdict::Allow }
+        } else {
+            *over = over.wrapping_add(1);
+            match self.limits.slip {
+                0 => Verdict::Drop,
+                n if over.is_multiple_of(n) => Verdict::Slip,
+                _ => Verdict::Drop,
+            }
+        };
+        if flooding {
+            drop(table);
+            let mut f = self.flooding.lock().unwrap_or_else(|e| e.into_inner());
+            if f.len() < FLOODING_MAX {
+                f.push(key);
+            }
         }
-        *over = over.wrapping_add(1);
-        match self.limits.slip {
-            0 => Verdict::Drop,
-            n if over.is_multiple_of(n) => Verdict::Slip,
-            _ => Verdict::Drop,
-        }
+        verdict
     }
 }
 
@@ -304,7 +404,57 @@ mod tests {
             burst_seconds: 1,
             slip,
             table_size: 64,
+            flood_per_second: rate * 2,
         })
+    }
+
+    #[test]
+    fn a_network_sending_past_the_flood_rate_is_reported_once_a_window() {
+        // 40 a second make a flood: 10 in a quarter of a second.
+        let rrl = limiter(20, 2);
+        let ip: IpAddr = Ipv4Addr::new(198, 51, 100, 7).into();
+        let key = prefix_key(ip, 24, 56);
+        let other = prefix_key(Ipv4Addr::new(198, 51, 101, 7).into(), 24, 56);
+        let mut out = Vec::new();
+        // 9 of them: not yet.
+        for _ in 0..9 {
+            rrl.response(key, 1000);
+            rrl.response(other, 1000);
+        }
+        rrl.take_flooding(&mut out);
+        assert!(out.is_empty());
+        // The 10th within the window: reported, once.
+        for _ in 0..30 {
+            rrl.response(key, 1200);
+        }
+        rrl.take_flooding(&mut out);
+        assert_eq!(out, [IpAddr::from(Ipv4Addr::new(198, 51, 100, 0))]);
+        out.clear();
+        rrl.take_flooding(&mut out);
+        assert!(out.is_empty());
+        // A window later, still flooding: reported again; other's 9 were
+        // in an earlier window, so its next 9 are not a flood.
+        for _ in 0..10 {
+            rrl.response(key, 1300);
+        }
+        for _ in 0..9 {
+            rrl.response(other, 1300);
+        }
+        rrl.take_flooding(&mut out);
+        assert_eq!(out.len(), 1);
+        // When the kernel drops three of every four that arrive, each one
+        // read counts four times.
+        out.clear();
+        rrl.set_sampling(4000);
+        for _ in 0..3 {
+            rrl.response(other, 1600);
+        }
+        rrl.take_flooding(&mut out);
+        assert_eq!(out, [IpAddr::from(Ipv4Addr::new(198, 51, 101, 0))]);
+        assert_eq!(
+            key_network(prefix_key("2001:db8:1:2ff::9".parse().expect("ip"), 24, 56)),
+            "2001:db8:1:200::".parse::<IpAddr>().expect("ip")
+        );
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub(crate) fn spawn_sockets(
     tasks: &mut JoinSet<()>,
 ) {
     for sock in sockets {
-        tasks.spawn(run(Arc::new(sock), handler.clone(), inflight.clone()));
+        let sock = Arc::new(sock);
+        handler.register_udp(&sock);
+        tasks.spawn(run(sock, handler.clone(), inflight.clone()));
     }
 }
 
@@ -174,6 +176,7 @@ async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight
         // come; then send the answers together. A batch that finds the
         // queue not empty at its end means this loop is behind.
         let mut drained = false;
+        let mut received = 0;
         for _ in 0..BATCH {
             let (n, peer) = match sock.try_recv_from(&mut buf) {
                 Ok(x) => x,
@@ -187,6 +190,7 @@ async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight
                     break;
                 }
             };
+            received += 1;
             let query = &buf[..n];
             let client = Client { door: Door::Udp, addr: peer.ip() };
             match handler.try_fast(query, client, outbox.next_buf()) {
@@ -214,9 +218,14 @@ async fn run(sock: Arc<UdpSocket>, handler: Arc<dyn Handler>, inflight: InFlight
                 }
             }
         }
+        inflight.add_received(received);
+        outbox.flush(&sock).await;
         if !drained {
             inflight.mark_behind();
+            // The socket always has more: let the misses' tasks and the
+            // timers of this worker run before the next batch (measured:
+            // yielding every eighth batch instead sped nothing up).
+            tokio::task::yield_now().await;
         }
-        outbox.flush(&sock).await;
     }
 }

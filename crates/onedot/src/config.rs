@@ -80,6 +80,15 @@ pub struct LimitsConfig {
     pub ipv6_prefix: u8,
     /// Networks never rate limited (e.g. `["192.0.2.0/24"]`).
     pub exempt: Vec<String>,
+    /// Queries from one network within one second (counting those the
+    /// kernel's full queues dropped) that make it a flood, put in the
+    /// kernel's drop filter; 0 never does.
+    pub flood_per_second: u32,
+    /// Seconds a flooding network stays in the kernel's drop filter (its
+    /// datagrams dropped before they reach onedot); 0 turns it off.
+    pub kernel_filter_seconds: u32,
+    /// Most networks in the kernel's drop filter at once.
+    pub kernel_filter_networks: usize,
     /// DNS Cookies (RFC 7873, RFC 9018 server cookies) on Do53.
     pub cookies: bool,
     /// Answer UDP queries without a valid server cookie with BADCOOKIE
@@ -136,6 +145,9 @@ impl Default for LimitsConfig {
             ipv4_prefix: admission.ipv4_prefix,
             ipv6_prefix: admission.ipv6_prefix,
             exempt: Vec::new(),
+            flood_per_second: rrl.flood_per_second,
+            kernel_filter_seconds: admission.kernel_filter_seconds,
+            kernel_filter_networks: admission.kernel_filter_networks,
             cookies: admission.cookies,
             require_cookies: admission.require_cookies,
             cookie_secret: None,
@@ -197,6 +209,7 @@ impl LimitsConfig {
                 burst_seconds: self.burst_seconds,
                 slip: self.slip,
                 table_size: self.table_size,
+                flood_per_second: self.flood_per_second,
             }),
             ipv4_prefix: self.ipv4_prefix,
             ipv6_prefix: self.ipv6_prefix,
@@ -209,6 +222,8 @@ impl LimitsConfig {
             max_resolutions: self.max_resolutions,
             max_resolutions_per_prefix: self.max_resolutions_per_prefix,
             max_udp_payload,
+            kernel_filter_seconds: self.kernel_filter_seconds,
+            kernel_filter_networks: self.kernel_filter_networks,
         })
     }
 
@@ -272,6 +287,12 @@ impl LimitsConfig {
         }
         if self.ipv4_prefix > 32 || self.ipv6_prefix > 128 {
             bail!("limits.ipv4_prefix must be 0 to 32 and limits.ipv6_prefix 0 to 128");
+        }
+        if self.kernel_filter_seconds > 3600 {
+            bail!("limits.kernel_filter_seconds must be at most 3600");
+        }
+        if self.kernel_filter_seconds > 0 && !(1..=doors::filter::MAX_NETWORKS).contains(&self.kernel_filter_networks) {
+            bail!("limits.kernel_filter_networks must be 1 to {}", doors::filter::MAX_NETWORKS);
         }
         if self.max_resolutions_per_prefix > self.max_resolutions {
             bail!("limits.max_resolutions_per_prefix is above limits.max_resolutions");

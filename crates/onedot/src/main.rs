@@ -5,13 +5,13 @@
 //! wire format); the built-in `lab` internet backs `demo` and `lab`.
 
 mod client;
-mod config;
 mod ddr;
 mod demo;
 mod observe;
-mod root_hints;
 mod run;
 mod web;
+
+use onedot::config;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

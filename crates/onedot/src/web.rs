@@ -74,7 +74,7 @@ fn now() -> u64 {
 /// Admission and upstream-limit counters, by action (never by address).
 fn admission_metrics(o: &mut String, admission: &doors::Admission, (zone, server): (u64, u64)) {
     use std::fmt::Write;
-    o.push_str("# HELP onedot_admission_total What admission did: rate-limit slips and drops, cookies, BADCOOKIE, shed resolutions.\n");
+    o.push_str("# HELP onedot_admission_total What admission did: rate-limit slips and drops, cookies, BADCOOKIE, shed resolutions, networks put in the kernel's drop filter.\n");
     o.push_str("# TYPE onedot_admission_total counter\n");
     for (action, v) in admission.stats().snapshot() {
         let _ = writeln!(o, "onedot_admission_total{{action=\"{action}\"}} {v}");
@@ -86,6 +86,9 @@ fn admission_metrics(o: &mut String, admission: &doors::Admission, (zone, server
     o.push_str("# HELP onedot_rate_limit_table_bytes Bytes of the rate-limit table (allocated at start).\n");
     o.push_str("# TYPE onedot_rate_limit_table_bytes gauge\n");
     let _ = writeln!(o, "onedot_rate_limit_table_bytes {}", admission.table_bytes());
+    o.push_str("# HELP onedot_kernel_filter_networks Flooding client networks dropped by the kernel's filter now.\n");
+    o.push_str("# TYPE onedot_kernel_filter_networks gauge\n");
+    let _ = writeln!(o, "onedot_kernel_filter_networks {}", admission.kernel_filtered_networks());
 }
 
 fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<Full<Bytes>> {

@@ -101,6 +101,14 @@ pub const INVENTORY: &[Item] = &[
         setting: "",
     },
     Item {
+        id: "abuse-defence",
+        what: "Rate-limit state per client network (a 32-bit fingerprint of the /24 or /56 and its token counts, in a table of fixed size), and the networks (/24, /56) in the kernel's drop filter while they flood",
+        location: "memory",
+        lifetime: "a fingerprint until another network takes its slot; a filtered network limits.kernel_filter_seconds (10 s) at a time",
+        identifies: Identifies::NetworkOnly,
+        setting: "limits.rate_limit",
+    },
+    Item {
         id: "query-log",
         what: "Operator query log: time, door, profile, name, type, response code, EDE, and the client network truncated to /24 (IPv4) or /56 (IPv6) at write time, or no address at all",
         location: "query-log.sqlite",

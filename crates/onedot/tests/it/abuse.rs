@@ -124,6 +124,42 @@ fn a_udp_flood_from_one_network_is_cut_to_its_rate_with_slips_and_tcp_still_answ
 }
 
 #[test]
+fn a_network_flooding_past_the_flood_rate_is_dropped_in_the_kernel_then_let_in_again() {
+    let f = Fixture::start_with(
+        "abuse-kernel",
+        &[],
+        "workers = 1",
+        &limits("flood_per_second = 100\nkernel_filter_seconds = 3\n"),
+    );
+    let door = f.door("unfiltered");
+    let warm = crate::filtering::ask(door, "www.example.test", rtype::A, false).expect("answer");
+    assert_eq!(warm.rcode(), 0);
+    let queries: Vec<Vec<u8>> = (0..300).map(|i| query(i, "www.example.test", rtype::A, None)).collect();
+    let flooder = UdpSocket::bind("127.0.7.9:0").expect("bind");
+    let got = flood(&flooder, door, &queries);
+    assert!(got.answered + got.truncated > 0, "answered until found flooding: {got:?}");
+    // The filter is fed every 250 ms.
+    std::thread::sleep(Duration::from_millis(600));
+    let metrics = f.get("/metrics");
+    assert!(metrics.contains("onedot_admission_total{action=\"kernel_filter\"} 1"), "{metrics}");
+    assert!(metrics.contains("onedot_kernel_filter_networks 1"), "{metrics}");
+    // Nothing reaches onedot from that network now, not even a slip; a
+    // neighbouring network is answered.
+    let neighbour = UdpSocket::bind("127.0.7.10:0").expect("bind");
+    assert_eq!(flood(&neighbour, door, &queries[..10]), Got::default());
+    let other = UdpSocket::bind("127.0.8.1:0").expect("bind");
+    assert_eq!(flood(&other, door, &queries[..5]).answered, 5);
+    // After kernel_filter_seconds (and the bucket's refill), let in again.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(
+        f.get("/metrics").lines().find(|l| l.starts_with("onedot_kernel_filter_networks ")),
+        Some("onedot_kernel_filter_networks 0")
+    );
+    assert!(flood(&neighbour, door, &queries[..3]).answered >= 1);
+    assert!(!f.get("/metrics").contains("127.0."), "no address in metrics");
+}
+
+#[test]
 fn dig_and_kdig_get_good_cookies_and_a_valid_cookie_lifts_the_limit() {
     let f = Fixture::start("abuse-cookies", &[], &limits(""));
     let door = f.door("unfiltered");
