@@ -10,6 +10,7 @@ cleanup() {
     policy_restore
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    [ -n "${CGROUP_DIR:-}" ] && rmdir "$CGROUP_DIR" 2>/dev/null
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -55,7 +56,7 @@ limits_config() {
     elif [ "${LIMITS:-on}" = off ]; then
         printf '[limits]\nrate_limit = false\ncookies = false\n'
     else
-        printf '[limits]\nresponses_per_second = 2000000\nerrors_per_second = 2000000\nmisses_per_second = 2000000\nmax_resolutions_per_prefix = 10000\n'
+        printf '[limits]\nresponses_per_second = 2000000\nerrors_per_second = 2000000\nmisses_per_second = 2000000\nflood_per_second = 20000000\nmax_resolutions_per_prefix = 10000\n'
     fi
 }
 

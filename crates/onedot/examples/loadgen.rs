@@ -16,6 +16,12 @@
 //! sent are reported), `misses` (random names under each of the lab's
 //! `zNNN.test` zones), `connflood` (`--conns` idle TCP connections and as
 //! many that send half a length prefix), `none`.
+//!
+//! `--probe`: once the run is over, every name is asked once more without
+//! recursion (RD=0, from the population's addresses), which a resolver
+//! answers only from its cache: the share answered with data or a negative
+//! answer is the legitimate mix's hit rate after the attack, whatever the
+//! flood did to the cache.
 
 #![allow(missing_docs)]
 
@@ -40,6 +46,7 @@ struct Args {
     attack_prefixes: usize,
     zone: String,
     conns: usize,
+    probe: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -54,6 +61,7 @@ fn parse_args() -> anyhow::Result<Args> {
         attack_prefixes: 64,
         zone: "unsigned.test".into(),
         conns: 2000,
+        probe: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -79,6 +87,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--attack-prefixes" => a.attack_prefixes = v()?.parse()?,
             "--zone" => a.zone = v()?,
             "--conns" => a.conns = v()?.parse()?,
+            "--probe" => a.probe = true,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -99,6 +108,10 @@ fn query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
 /// The legitimate population's results.
 #[derive(Default)]
 struct Legit {
+    /// When the run started, and per quarter second of sending: queries
+    /// sent, and answered within 100 ms (how a defence's reaction shows).
+    start: std::sync::OnceLock<Instant>,
+    timeline: std::sync::Mutex<Vec<(u32, u32)>>,
     sent: AtomicU64,
     answered: AtomicU64,
     within_100ms: AtomicU64,
@@ -137,7 +150,7 @@ async fn legit_client(i: usize, a: Arc<Args>, qps: f64, out: Arc<Legit>, until: 
                 let out = rout.clone();
                 tokio::spawn(async move {
                     if tcp_ask(server, ip, &q).await.is_some() {
-                        record(&out, sent.elapsed());
+                        record(&out, sent, sent.elapsed());
                     }
                 });
                 continue;
@@ -145,7 +158,7 @@ async fn legit_client(i: usize, a: Arc<Args>, qps: f64, out: Arc<Legit>, until: 
             if rcode == 2 {
                 rout.servfail.fetch_add(1, Ordering::Relaxed);
             }
-            record(&rout, sent.elapsed());
+            record(&rout, sent, sent.elapsed());
         }
     });
     let gap = Duration::from_secs_f64(1.0 / qps.max(0.1));
@@ -163,15 +176,35 @@ async fn legit_client(i: usize, a: Arc<Args>, qps: f64, out: Arc<Legit>, until: 
         k += 1;
         if sock.send_to(&q, a.server).await.is_ok() {
             out.sent.fetch_add(1, Ordering::Relaxed);
+            out.mark(Instant::now(), false);
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     receiver.abort();
 }
 
-fn record(out: &Legit, latency: Duration) {
+impl Legit {
+    /// Counts a query sent at `at` in its quarter second of the timeline,
+    /// as sent or (`answered`) as answered within 100 ms.
+    fn mark(&self, at: Instant, answered: bool) {
+        let start = *self.start.get_or_init(Instant::now);
+        let i = (at.saturating_duration_since(start).as_millis() / 250) as usize;
+        let mut t = self.timeline.lock().expect("lock");
+        if t.len() <= i {
+            t.resize(i + 1, (0, 0));
+        }
+        if answered {
+            t[i].1 += 1;
+        } else {
+            t[i].0 += 1;
+        }
+    }
+}
+
+fn record(out: &Legit, sent: Instant, latency: Duration) {
     out.answered.fetch_add(1, Ordering::Relaxed);
     if latency <= Duration::from_millis(100) {
+        out.mark(sent, true);
         out.within_100ms.fetch_add(1, Ordering::Relaxed);
     }
     out.latencies_us.lock().expect("lock").push(latency.as_micros().min(u32::MAX as u128) as u32);
@@ -299,6 +332,56 @@ async fn conn_flood(a: Arc<Args>, out: Arc<Attack>, until: Instant) {
     drop(held);
 }
 
+/// What `--probe` found: names asked, answered from the cache.
+#[derive(Default)]
+struct Probe {
+    asked: AtomicU64,
+    hit: AtomicU64,
+}
+
+/// Every name asked once with RD=0, 32 at a time, each from one of the
+/// population's addresses. A hit is an answer with data, or a negative
+/// answer (NXDOMAIN, or NOERROR with the zone's SOA): what a resolver
+/// gives for RD=0 only from its cache (onedot refuses a name it has not
+/// cached; Unbound gives a referral).
+async fn probe(a: Arc<Args>, out: Arc<Probe>) {
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..32usize {
+        let (a, out, next) = (a.clone(), out.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let clients = a.legit_clients.max(1);
+            let mut buf = [0u8; 4096];
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some((name, qtype)) = a.names.get(k) else { return };
+                let i = (k + w) % clients;
+                let ip = Ipv4Addr::new(127, 100 + (i / 256) as u8, (i % 256) as u8, 2);
+                let Ok(sock) = UdpSocket::bind(SocketAddr::new(IpAddr::V4(ip), 0)).await else { continue };
+                let Ok(name) = proto::Name::from_ascii(name) else { continue };
+                let mut q = Vec::with_capacity(64);
+                proto::build::build_query(&mut q, k as u16, name.as_wire(), *qtype, false, Some(1232), false);
+                out.asked.fetch_add(1, Ordering::Relaxed);
+                if sock.send_to(&q, a.server).await.is_err() {
+                    continue;
+                }
+                let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(1), sock.recv(&mut buf)).await else {
+                    continue;
+                };
+                let Ok(m) = proto::Message::parse(&buf[..n]) else { continue };
+                let rcode = m.flags & 0x0f;
+                let negative = m.authority.iter().any(|r| r.rtype == proto::rtype::SOA);
+                if rcode == 3 || (rcode == 0 && (!m.answer.is_empty() || negative)) {
+                    out.hit.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -312,23 +395,39 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let legit = Arc::new(Legit::default());
     let attack = Arc::new(Attack::default());
+    let probed = Arc::new(Probe::default());
     let started = Instant::now();
+    let until = Instant::now() + Duration::from_secs_f64(a.seconds);
+    let _ = legit.start.set(Instant::now());
+    // The flood on a thread (and runtime) of its own: the population's
+    // sends and receives are then timed by the kernel's scheduler, which
+    // wakes a sleeping thread at once, not behind the flood's sends.
+    let (fa, fout) = (a.clone(), attack.clone());
+    let flooder = std::thread::spawn(move || -> anyhow::Result<()> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async move {
+            match fa.attack.as_str() {
+                "water" | "reflect" | "misses" => udp_flood(fa, fout, until).await,
+                "connflood" => conn_flood(fa, fout, until).await,
+                _ => {}
+            }
+        });
+        Ok(())
+    });
     rt.block_on(async {
-        let until = Instant::now() + Duration::from_secs_f64(a.seconds);
         let mut tasks = Vec::new();
         let per_client = a.legit_qps / a.legit_clients.max(1) as f64;
         for i in 0..a.legit_clients {
             tasks.push(tokio::spawn(legit_client(i, a.clone(), per_client, legit.clone(), until)));
         }
-        match a.attack.as_str() {
-            "water" | "reflect" | "misses" => tasks.push(tokio::spawn(udp_flood(a.clone(), attack.clone(), until))),
-            "connflood" => tasks.push(tokio::spawn(conn_flood(a.clone(), attack.clone(), until))),
-            _ => {}
-        }
         for t in tasks {
             let _ = t.await;
         }
+        if a.probe {
+            probe(a.clone(), probed.clone()).await;
+        }
     });
+    flooder.join().map_err(|_| anyhow::anyhow!("the flood's thread panicked"))??;
     let mut lat = legit.latencies_us.lock().expect("lock").clone();
     lat.sort_unstable();
     let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -346,6 +445,9 @@ fn main() -> anyhow::Result<()> {
             "servfail": l(&legit.servfail),
             "p50_ms": percentile(&lat, 0.5),
             "p99_ms": percentile(&lat, 0.99),
+            "timeline_within_100ms_pct": legit.timeline.lock().expect("lock").iter()
+                .map(|&(sent, ok)| if sent > 0 { (1000.0 * f64::from(ok) / f64::from(sent)).round() / 10.0 } else { f64::NAN })
+                .collect::<Vec<f64>>(),
         },
         "attack": {
             "kind": a.attack,
@@ -357,6 +459,11 @@ fn main() -> anyhow::Result<()> {
             "bytes_received": l(&attack.bytes_received),
             "amplification": if l(&attack.bytes_sent) > 0 { l(&attack.bytes_received) as f64 / l(&attack.bytes_sent) as f64 } else { f64::NAN },
             "connections": l(&attack.connections),
+        },
+        "probe": {
+            "asked": l(&probed.asked),
+            "hit": l(&probed.hit),
+            "hit_pct": if l(&probed.asked) > 0 { 100.0 * l(&probed.hit) as f64 / l(&probed.asked) as f64 } else { f64::NAN },
         },
         "elapsed_s": started.elapsed().as_secs_f64(),
     });
