@@ -168,9 +168,14 @@ impl Nsec3Set {
         self.entries.first().map(|(_, n)| (&*n.salt, n.iterations))
     }
 
+    /// The hash of `name` with the set's parameters; `None` past
+    /// [`MAX_ITERATIONS`], so no caller of [`Nsec3Set::matching`],
+    /// [`Nsec3Set::covering`] or [`Nsec3Set::closest_encloser`] can be
+    /// made to spend 65,536 SHA-1 rounds per label (the proofs check the
+    /// limit first and answer insecure; found reading for the fuzz target).
     fn hash_of(&self, name: &Name) -> Option<Vec<u8>> {
         let (salt, iterations) = self.params()?;
-        Some(hash(name, salt, iterations))
+        (iterations <= MAX_ITERATIONS).then(|| hash(name, salt, iterations))
     }
 
     /// The NSEC3 whose owner is the hash of `name`.
@@ -324,5 +329,21 @@ mod tests {
         let h = hash(&Name::from_ascii("example").expect("name"), &[0xaa, 0xbb, 0xcc, 0xdd], 12);
         assert_eq!(base32hex(&h), "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom");
         assert_eq!(base32hex_decode(b"0P9MHAVEQVM6T7VBL5LOP2U3T2RP3TOM"), Some(h));
+    }
+
+    #[test]
+    fn a_set_past_the_iteration_limit_hashes_nothing() {
+        let zone = Name::from_ascii("example.").expect("name");
+        let mut rdata = vec![1, 0, 0xff, 0xff, 0, 20];
+        rdata.extend_from_slice(&[0xab; 20]);
+        rdata.extend_from_slice(&[0, 1, 0x40]);
+        let owner = Name::from_ascii(&format!("{}.example.", base32hex(&[0xaa; 20]))).expect("owner");
+        let rec = Record { name: owner, rtype: rtype::NSEC3, class: 1, ttl: 60, rdata: rdata.into() };
+        let set = Nsec3Set::new(&zone, &[rec]);
+        assert!(!set.is_empty(), "the record parses");
+        let q = Name::from_ascii("a.b.c.example.").expect("name");
+        let t = std::time::Instant::now();
+        assert!(set.matching(&q).is_none() && set.covering(&q).is_none() && set.closest_encloser(&q).is_none());
+        assert!(t.elapsed() < std::time::Duration::from_millis(50), "no hashing at 65,535 iterations");
     }
 }
