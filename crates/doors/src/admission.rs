@@ -19,8 +19,8 @@
 //!   networks. A slipped answer is never larger than the query plus a
 //!   cookie, so a spoofed victim gets no amplification.
 //! * **The kernel's drop filter** ([`crate::filter`]): a network that
-//!   keeps sending far past its limit (`flood_per_second` over-limit
-//!   queries in a second) is dropped by a BPF filter on the UDP sockets
+//!   arrives at `flood_per_second` or more (counting what the kernel's
+//!   full queues dropped) is dropped by a BPF filter on the UDP sockets
 //!   for `kernel_filter_seconds`, so a flood several times the server's
 //!   capacity costs it nothing in user space and does not overflow the
 //!   sockets' queues that real clients' queries wait in.
@@ -257,7 +257,7 @@ pub struct Admission {
     inflight: crate::InFlight,
     /// Flooding networks dropped by the kernel, when on.
     kernel: Option<KernelFilter>,
-    /// Whether the task that feeds `kernel` runs.
+    /// Whether the thread that feeds `kernel` runs.
     maintaining: AtomicBool,
 }
 
@@ -666,18 +666,19 @@ impl Handler for Admitted {
             // tokens and only networks that have been missing less than
             // their rate may start one, so the CPU goes to cache hits and
             // to clients asking normally.
-            Fast::Miss => match rrl.map_or(Verdict::Allow, |rrl| {
-                let behind = a.inflight.behind();
-                rrl.costly_miss(key, now_ms, if behind { BEHIND_MISS_COST } else { 1 })
-            }) {
-                Verdict::Allow => Fast::Miss,
-                Verdict::Capped if !a.inflight.behind() => Fast::Miss,
-                Verdict::Capped => {
-                    bump(&a.stats.shed);
-                    Fast::Drop
+            Fast::Miss => {
+                let behind = rrl.is_some() && a.inflight.behind();
+                let cost = if behind { BEHIND_MISS_COST } else { 1 };
+                match rrl.map_or(Verdict::Allow, |rrl| rrl.miss(key, now_ms, cost)) {
+                    Verdict::Allow => Fast::Miss,
+                    Verdict::Capped if !behind => Fast::Miss,
+                    Verdict::Capped => {
+                        bump(&a.stats.shed);
+                        Fast::Drop
+                    }
+                    over => a.over_limit(over, view.as_ref(), c, client, out),
                 }
-                over => a.over_limit(over, view.as_ref(), c, client, out),
-            },
+            }
             other => other,
         }
     }

@@ -6,13 +6,13 @@
 //! flooding datagram is still received, parsed and judged; at several
 //! times the resolver's capacity that work alone fills the core, and the
 //! socket's queue overflows, dropping the legitimate clients' queries with
-//! the flood's. Networks that keep sending past their limit (at least
-//! `after` over-limit queries in one second) are therefore put in a
-//! filter the kernel runs on each arriving datagram, for `hold`; then they
-//! are let in again and judged afresh, so a flood that goes on is back in
-//! the filter within a second, and a network whose flood has stopped gets
-//! answers again. The filter holds at most `max` networks; more are left
-//! to the rate limiter. dnsdist's eBPF dynamic blocks are the model; a
+//! the flood's. Networks the rate limiter sees flooding
+//! ([`crate::rrl::RateLimiter::take_flooding`]) are therefore put in a
+//! filter the kernel runs on each arriving datagram, for `hold_ms`; then
+//! they are let in again and judged afresh, so a flood that goes on is
+//! back in the filter within a second, and a network whose flood has
+//! stopped gets answers again. The filter holds at most `max` networks;
+//! more are left to the rate limiter. dnsdist's eBPF dynamic blocks are the model; a
 //! classic BPF program needs no privileges and no eBPF loader.
 //!
 //! The program loads the source address through `SKF_NET_OFF` (the IP
@@ -21,10 +21,12 @@
 //! most nine for IPv6, inside the kernel's 4,096-instruction limit at
 //! [`MAX_NETWORKS`].
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Mutex, Weak};
 
 use socket2::{SockFilter, SockRef};
+
+use crate::rrl::{key_network, mask32, mask128, prefix_key};
 use tokio::net::UdpSocket;
 
 /// The most networks a filter can hold.
@@ -67,32 +69,14 @@ pub struct KernelFilter {
     state: Mutex<State>,
 }
 
-/// The network `ip` is in, as the filter compares it.
-fn network(ip: IpAddr, v4: u8, v6: u8) -> IpAddr {
-    match ip {
-        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask32(v4))),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(m) => network(IpAddr::V4(m), v4, v6),
-            None => {
-                let len = u32::from(v6.min(128));
-                let m = if len == 0 { 0 } else { u128::MAX << (128 - len) };
-                IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
-            }
-        },
-    }
-}
-
-fn mask32(len: u8) -> u32 {
-    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
-}
-
 impl KernelFilter {
     /// A filter for networks of these lengths, each held `hold_ms`, at
-    /// most `max` (bounded by [`MAX_NETWORKS`]) at once.
+    /// most `max` (bounded by [`MAX_NETWORKS`]) at once. Networks are
+    /// those of the rate limiter's keys, where an IPv6 /128 is its /127.
     pub fn new(ipv4_prefix: u8, ipv6_prefix: u8, hold_ms: u32, max: usize) -> KernelFilter {
         KernelFilter {
             ipv4_prefix,
-            ipv6_prefix,
+            ipv6_prefix: ipv6_prefix.min(127),
             hold_ms: hold_ms.max(1),
             max: max.min(MAX_NETWORKS),
             state: Mutex::new(State::default()),
@@ -127,7 +111,7 @@ impl KernelFilter {
         self.len() == 0
     }
 
-    /// Puts the networks of `flooding` in the filter (those already there
+    /// Puts the networks of the addresses in `flooding` in the filter (those already there
     /// keep their time), lets out those whose time is over at `now_ms`,
     /// and installs the result on every socket if it changed. Returns how
     /// many networks were added.
@@ -138,7 +122,7 @@ impl KernelFilter {
         let mut changed = st.blocked.len() != before;
         let mut added = 0;
         for &ip in flooding {
-            let net = network(ip, self.ipv4_prefix, self.ipv6_prefix);
+            let net = key_network(prefix_key(ip, self.ipv4_prefix, self.ipv6_prefix));
             if st.blocked.len() >= self.max || st.blocked.iter().any(|b| b.net == net) {
                 continue;
             }
@@ -202,8 +186,7 @@ impl KernelFilter {
 /// rest of the block when it differs.
 fn v6_block(net: Ipv6Addr, len: u8) -> Vec<SockFilter> {
     let bits = u128::from(net);
-    let len = u32::from(len.min(128));
-    let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+    let mask = mask128(len);
     let words: Vec<(u32, u32, u32)> = (0..4u32)
         .filter_map(|j| {
             let shift = 96 - 32 * j;
@@ -255,7 +238,7 @@ pub fn queue_overflows() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::SocketAddr;
+    use std::net::{Ipv4Addr, SocketAddr};
     use std::sync::Arc;
     use std::time::Duration;
 

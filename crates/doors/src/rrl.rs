@@ -106,15 +106,13 @@ struct Entry {
     /// Thousandths of a token, for cache misses.
     miss_tokens: u32,
     /// Thousandths of the queries that arrived since `seen_ms` (each one
-    /// read counts as many as arrived for it); the top bit: reported as
-    /// flooding in this window.
+    /// read counts as many as arrived for it).
     seen: u32,
     /// Start of the window `seen` counts in.
     seen_ms: u32,
+    /// Reported as flooding in this window.
+    reported: bool,
 }
-
-/// [`Entry::seen`]'s bit saying the network was reported in this window.
-const REPORTED: u32 = 1 << 31;
 /// The window a network's arrivals are counted in, against
 /// `flood_per_second` scaled to it: short, so that a flood is seen within
 /// a fraction of a second.
@@ -146,6 +144,8 @@ pub struct RateLimiter {
     /// Thousandths: datagrams that arrived for each one read (1000 while
     /// the kernel drops nothing).
     sampling_milli: AtomicU32,
+    /// `flood_per_second` over one window, in thousandths; 0: off.
+    flood_threshold: u64,
 }
 
 /// Most flooding networks waiting to be taken.
@@ -155,20 +155,24 @@ const FLOODING_MAX: usize = 256;
 /// their first `v4` bits in the `::ffff:0:0/96` form, IPv6 its first `v6`
 /// bits; never 0.
 pub fn prefix_key(ip: IpAddr, v4: u8, v6: u8) -> u128 {
-    let mask = |bits: u32, len: u8| if len == 0 { 0 } else { bits & (u32::MAX << (32 - u32::from(len.min(32)))) };
     match ip {
-        IpAddr::V4(a) => (0xffff_u128 << 32) | u128::from(mask(u32::from(a), v4)),
+        IpAddr::V4(a) => (0xffff_u128 << 32) | u128::from(u32::from(a) & mask32(v4)),
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(m) => (0xffff_u128 << 32) | u128::from(mask(u32::from(m), v4)),
-            None => {
-                let len = u32::from(v6.min(128));
-                let bits = u128::from(a);
-                let masked = if len == 0 { 0 } else { bits & (u128::MAX << (128 - len)) };
-                // Keep IPv6 keys apart from the IPv4 form and from 0.
-                masked | 1
-            }
+            Some(m) => (0xffff_u128 << 32) | u128::from(u32::from(m) & mask32(v4)),
+            // Keep IPv6 keys apart from the IPv4 form and from 0.
+            None => (u128::from(a) & mask128(v6)) | 1,
         },
     }
+}
+
+/// The mask of an IPv4 prefix of `len` bits.
+pub(crate) fn mask32(len: u8) -> u32 {
+    if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) }
+}
+
+/// The mask of an IPv6 prefix of `len` bits.
+pub(crate) fn mask128(len: u8) -> u128 {
+    if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) }
 }
 
 /// An address of the network `key` (from [`prefix_key`]) stands for; an
@@ -195,6 +199,7 @@ impl RateLimiter {
             seed: rand::random::<u64>() | 1,
             flooding: Mutex::new(Vec::with_capacity(FLOODING_MAX)),
             sampling_milli: AtomicU32::new(1000),
+            flood_threshold: u64::from(limits.flood_per_second) * MILLI * u64::from(FLOOD_WINDOW_MS) / 1000,
         }
     }
 
@@ -219,16 +224,11 @@ impl RateLimiter {
         self.charge(key, now_ms, Bucket::Errors, 1)
     }
 
-    /// Charges one cache miss to `key`'s miss bucket.
-    pub fn miss(&self, key: u128, now_ms: u32) -> Verdict {
-        self.charge(key, now_ms, Bucket::Misses, 1)
-    }
-
-    /// Charges one cache miss at `cost` tokens: while the server is
-    /// behind, misses cost more, so a network's share of resolutions
-    /// shrinks to its rate over `cost` while one asking normally (a few
-    /// misses a second) does not notice.
-    pub fn costly_miss(&self, key: u128, now_ms: u32, cost: u32) -> Verdict {
+    /// Charges one cache miss, at `cost` tokens, to `key`'s miss bucket:
+    /// 1 normally; while the server is behind misses cost more, so a
+    /// network's share of resolutions shrinks to its rate over `cost`
+    /// while one asking normally (a few misses a second) does not notice.
+    pub fn miss(&self, key: u128, now_ms: u32, cost: u32) -> Verdict {
         self.charge(key, now_ms, Bucket::Misses, cost.max(1))
     }
 
@@ -330,6 +330,7 @@ impl RateLimiter {
                     miss_tokens: self.full(l.misses_per_second),
                     seen: 0,
                     seen_ms: now_ms,
+                    reported: false,
                 };
                 best
             }
@@ -338,20 +339,15 @@ impl RateLimiter {
         let e = &mut ways[i];
         e.last_ms = now_ms;
         let mut flooding = false;
-        if bucket == Bucket::Responses && self.limits.flood_per_second > 0 {
+        if bucket == Bucket::Responses && self.flood_threshold > 0 {
             if now_ms.wrapping_sub(e.seen_ms) >= FLOOD_WINDOW_MS {
-                e.seen_ms = now_ms;
-                e.seen = 0;
+                (e.seen_ms, e.seen, e.reported) = (now_ms, 0, false);
             }
             // What arrived, in thousandths: each query read stands for
             // the ones the kernel dropped beside it.
-            let sampling = self.sampling_milli.load(Ordering::Relaxed);
-            let seen = (e.seen & !REPORTED).saturating_add(sampling).min(!REPORTED);
-            let threshold = u64::from(self.limits.flood_per_second) * MILLI * u64::from(FLOOD_WINDOW_MS) / 1000;
-            if e.seen & REPORTED == 0 && u64::from(seen) >= threshold {
-                flooding = true;
-            }
-            e.seen = seen | (e.seen & REPORTED) | if flooding { REPORTED } else { 0 };
+            e.seen = e.seen.saturating_add(self.sampling_milli.load(Ordering::Relaxed));
+            flooding = !e.reported && u64::from(e.seen) >= self.flood_threshold;
+            e.reported |= flooding;
         }
         // Each is at most its capacity, which `full` bounds to u32.
         e.tokens = tokens as u32;
@@ -521,7 +517,7 @@ mod tests {
         assert_eq!(allowed, 25);
         assert_eq!(rrl.response(k, 0), Verdict::Allow);
         // Misses have theirs (rate / 8 here).
-        let misses = (0..100).filter(|_| passes(rrl.miss(k, 0))).count();
+        let misses = (0..100).filter(|_| passes(rrl.miss(k, 0, 1))).count();
         assert_eq!(misses, 12);
     }
 
