@@ -1,5 +1,8 @@
 //! Canonical order and form (RFC 4034 §6) and the data an RRSIG signs.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::cmp::Ordering;
 
 use proto::{Name, Record};
@@ -38,7 +41,8 @@ pub fn signed_owner(owner: &Name, rrsig: &Rrsig) -> Option<Name> {
 pub fn signed_data(rrsig_rdata: &[u8], rrsig: &Rrsig, rrset: &[Record]) -> Option<Vec<u8>> {
     let first = rrset.first()?;
     let owner = signed_owner(&first.name, rrsig)?;
-    Some(signing_input(&rrsig_rdata[..rrsig.signed_prefix_len], &owner, rrsig.original_ttl, rrset))
+    let prefix = rrsig_rdata.get(..rrsig.signed_prefix_len)?;
+    Some(signing_input(prefix, &owner, rrsig.original_ttl, rrset))
 }
 
 /// The bytes a signature covers: the RRSIG rdata up to the signer's name
@@ -63,6 +67,7 @@ pub fn signing_input(prefix: &[u8], owner: &Name, original_ttl: u32, rrset: &[Re
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

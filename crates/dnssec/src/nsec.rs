@@ -3,6 +3,9 @@
 //! The NSEC records handed to these functions must already have been
 //! verified; these functions only check what they prove.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::cmp::Ordering;
 
 use proto::{Name, Record, rtype};
@@ -146,6 +149,7 @@ pub fn prove_wildcard_expansion(qname: &Name, labels: usize, nsecs: &[(Name, Nse
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::records::make_bitmap;

@@ -1,5 +1,8 @@
 //! DNSSEC record data, parsed from uncompressed rdata.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use proto::{Name, WireError, name::validate_wire, wire::read_u16, wire::read_u32};
 
 /// A DNSKEY (RFC 4034 §2).
@@ -67,14 +70,17 @@ pub struct Nsec {
 impl Dnskey {
     /// Parses DNSKEY rdata.
     pub fn parse(rdata: &[u8]) -> Result<Dnskey, WireError> {
-        if rdata.len() < 5 {
+        let &[f0, f1, protocol, algorithm, ref public_key @ ..] = rdata else {
+            return Err(WireError::BadRdata);
+        };
+        if public_key.is_empty() {
             return Err(WireError::BadRdata);
         }
         Ok(Dnskey {
-            flags: u16::from_be_bytes([rdata[0], rdata[1]]),
-            protocol: rdata[2],
-            algorithm: rdata[3],
-            public_key: rdata[4..].into(),
+            flags: u16::from_be_bytes([f0, f1]),
+            protocol,
+            algorithm,
+            public_key: public_key.into(),
             tag: key_tag(rdata),
         })
     }
@@ -93,15 +99,13 @@ impl Dnskey {
 impl Ds {
     /// Parses DS rdata.
     pub fn parse(rdata: &[u8]) -> Result<Ds, WireError> {
-        if rdata.len() < 5 {
+        let &[t0, t1, algorithm, digest_type, ref digest @ ..] = rdata else {
+            return Err(WireError::BadRdata);
+        };
+        if digest.is_empty() {
             return Err(WireError::BadRdata);
         }
-        Ok(Ds {
-            key_tag: u16::from_be_bytes([rdata[0], rdata[1]]),
-            algorithm: rdata[2],
-            digest_type: rdata[3],
-            digest: rdata[4..].into(),
-        })
+        Ok(Ds { key_tag: u16::from_be_bytes([t0, t1]), algorithm, digest_type, digest: digest.into() })
     }
 }
 
@@ -117,8 +121,10 @@ impl Rrsig {
         let key_tag = read_u16(rdata, 16).ok_or(WireError::BadRdata)?;
         let name_bytes = rdata.get(18..).ok_or(WireError::BadRdata)?;
         let len = validate_wire(name_bytes)?;
-        let signer = Name::from_wire(&name_bytes[..len])?;
-        let signature: Box<[u8]> = rdata[18 + len..].into();
+        // `validate_wire` returns at most `name_bytes.len()`.
+        let (signer, signature) = name_bytes.split_at_checked(len).ok_or(WireError::BadRdata)?;
+        let signer = Name::from_wire(signer)?;
+        let signature: Box<[u8]> = signature.into();
         if signature.is_empty() {
             return Err(WireError::BadRdata);
         }
@@ -141,7 +147,9 @@ impl Nsec {
     /// Parses NSEC rdata.
     pub fn parse(rdata: &[u8]) -> Result<Nsec, WireError> {
         let len = validate_wire(rdata)?;
-        Ok(Nsec { next: Name::from_wire(&rdata[..len])?, bitmap: rdata[len..].into() })
+        // `validate_wire` returns at most `rdata.len()`.
+        let (next, bitmap) = rdata.split_at_checked(len).ok_or(WireError::BadRdata)?;
+        Ok(Nsec { next: Name::from_wire(next)?, bitmap: bitmap.into() })
     }
 
     /// Whether the bitmap lists `rtype`.
@@ -154,14 +162,13 @@ impl Nsec {
 /// list nothing past the point where they break.
 pub fn bitmap_has(bitmap: &[u8], rtype: u16) -> bool {
     let (window, bit) = ((rtype >> 8) as u8, (rtype & 0xff) as usize);
-    let mut pos = 0;
-    while pos + 2 <= bitmap.len() {
-        let (w, len) = (bitmap[pos], bitmap[pos + 1] as usize);
-        let Some(bits) = bitmap.get(pos + 2..pos + 2 + len) else { return false };
+    let mut rest = bitmap;
+    while let &[w, len, ref tail @ ..] = rest {
+        let Some((bits, more)) = tail.split_at_checked(len as usize) else { return false };
         if w == window {
             return bits.get(bit / 8).is_some_and(|b| b & (0x80 >> (bit % 8)) != 0);
         }
-        pos += 2 + len;
+        rest = more;
     }
     false
 }
@@ -172,20 +179,22 @@ pub fn make_bitmap(types: &[u16]) -> Vec<u8> {
     sorted.sort_unstable();
     sorted.dedup();
     let mut out = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let window = (sorted[i] >> 8) as u8;
+    for group in sorted.chunk_by(|a, b| a >> 8 == b >> 8) {
+        let Some(&first) = group.first() else { continue };
+        let window = (first >> 8) as u8;
         let mut bits = [0u8; 32];
         let mut max = 0;
-        while i < sorted.len() && (sorted[i] >> 8) as u8 == window {
-            let b = (sorted[i] & 0xff) as usize;
-            bits[b / 8] |= 0x80 >> (b % 8);
+        for &t in group {
+            let b = (t & 0xff) as usize;
+            // `b / 8 < 32 == bits.len()`: always `Some`.
+            if let Some(byte) = bits.get_mut(b / 8) {
+                *byte |= 0x80 >> (b % 8);
+            }
             max = max.max(b / 8 + 1);
-            i += 1;
         }
         out.push(window);
         out.push(max as u8);
-        out.extend_from_slice(&bits[..max]);
+        out.extend(bits.iter().take(max));
     }
     out
 }
@@ -201,6 +210,7 @@ pub fn key_tag(rdata: &[u8]) -> u16 {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -11,6 +11,9 @@
 //! answers instead of one each (the write was a third of a DoH query's
 //! cost).
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -281,7 +284,10 @@ async fn oblivious(
     let Some(len) = ask(&*handler, client, &inflight, &query, &mut out).await else {
         return status(StatusCode::BAD_REQUEST);
     };
-    match sealer.seal(&out[..len]) {
+    // The handler's length is within `out`; a wrong one is our bug, not a
+    // client's, and is answered as such rather than panicking.
+    let Some(answer) = out.get(..len) else { return status(StatusCode::INTERNAL_SERVER_ERROR) };
+    match sealer.seal(answer) {
         Ok(sealed) => {
             let mut r = with_type(Response::new(Full::new(Bytes::from(sealed))), odoh::ODOH_MESSAGE);
             r.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
@@ -368,9 +374,12 @@ async fn json_api(
     let mut query = Vec::new();
     proto::build::build_query(&mut query, 0, name.as_wire(), qtype, true, Some(1232), flag("do"));
     // Ask with AD (RFC 6840 §5.7): JSON clients want the validation status.
-    query[3] |= (proto::flags::AD & 0xff) as u8;
-    if flag("cd") {
-        query[3] |= (proto::flags::CD & 0xff) as u8;
+    // `build_query` always writes the 12-octet header, so octet 3 exists.
+    if let Some(low_flags) = query.get_mut(3) {
+        *low_flags |= (proto::flags::AD & 0xff) as u8;
+        if flag("cd") {
+            *low_flags |= (proto::flags::CD & 0xff) as u8;
+        }
     }
     let mut out = Vec::with_capacity(1232);
     let len = ask(&*handler, client, &inflight, &query, &mut out).await;
@@ -406,10 +415,14 @@ async fn json_api(
         "Answer": section(msg.answer()),
         "Authority": section(msg.authority()),
     });
-    if !edes.is_empty() {
-        body["Comment"] = serde_json::json!(edes.iter().map(|(c, t)| format!("EDE {c}: {t}")).collect::<Vec<_>>());
-        body["EDE"] =
-            serde_json::json!(edes.iter().map(|(c, t)| serde_json::json!({"code": c, "text": t})).collect::<Vec<_>>());
+    // `body` is the object literal above, so `as_object_mut` is `Some`.
+    if !edes.is_empty()
+        && let Some(fields) = body.as_object_mut()
+    {
+        let comment = edes.iter().map(|(c, t)| format!("EDE {c}: {t}")).collect::<Vec<_>>();
+        fields.insert("Comment".into(), serde_json::json!(comment));
+        let ede = edes.iter().map(|(c, t)| serde_json::json!({"code": c, "text": t})).collect::<Vec<_>>();
+        fields.insert("EDE".into(), serde_json::json!(ede));
     }
     let max_age = min_ttl(&out);
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
@@ -428,8 +441,8 @@ fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
-    while i < b.len() {
-        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+    while let Some(&c) = b.get(i) {
+        match (c, b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
             (b'%', Some(hi), Some(lo)) => {
                 out.push(hi << 4 | lo);
                 i += 3;
@@ -476,12 +489,13 @@ pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
             acc |= val(c)? << (18 - 6 * i);
         }
         let n = chunk.len() - 1;
-        out.extend_from_slice(&[(acc >> 16) as u8, (acc >> 8) as u8, acc as u8][..n]);
+        out.extend([(acc >> 16) as u8, (acc >> 8) as u8, acc as u8].into_iter().take(n));
     }
     Some(out)
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     #[test]
     fn base64url_of_rfc8484_example() {
@@ -495,6 +509,7 @@ mod tests {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod size {
     /// The request future hyper spawns per HTTP/2 stream stays small (it
     /// is moved on every spawn; the ODoH relay once made it kilobytes).

@@ -8,6 +8,9 @@
 //! &targetpath=` to that target, only if the target is on its allow list;
 //! it never holds a key, so it never sees a question or an answer.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -170,6 +173,7 @@ impl Opener {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

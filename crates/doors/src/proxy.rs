@@ -4,6 +4,9 @@
 //! them it is required, and from anyone else it is never looked for, so a
 //! client cannot claim another address.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +90,7 @@ fn parse(command: u8, family: u8, body: &[u8]) -> Result<Option<SocketAddr>, Pro
         1 => {}
         _ => return Err(ProxyError::Malformed),
     }
-    let port = |at: usize| body.get(at..at + 2).map(|p| u16::from_be_bytes([p[0], p[1]]));
+    let port = |at: usize| body.get(at..).and_then(<[u8]>::first_chunk).map(|p| u16::from_be_bytes(*p));
     match family >> 4 {
         // AF_INET: source, destination (4 each), then the ports.
         1 => {
@@ -129,6 +132,7 @@ pub fn header(src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,9 @@
 //! Address prefixes with a rule each (RPZ `rpz-ip` triggers), matched
 //! longest prefix first.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -23,18 +26,14 @@ fn mask6(bits: u8) -> u128 {
 }
 
 fn slot<K>(list: &mut Vec<(u8, HashMap<K, RuleId>)>, bits: u8) -> &mut HashMap<K, RuleId> {
-    let i = match list.iter().position(|(b, _)| *b <= bits) {
-        Some(i) if list[i].0 == bits => i,
-        Some(i) => {
-            list.insert(i, (bits, HashMap::new()));
-            i
-        }
-        None => {
-            list.push((bits, HashMap::new()));
-            list.len() - 1
-        }
-    };
-    &mut list[i].1
+    let i = list.iter().position(|(b, _)| *b <= bits).unwrap_or(list.len());
+    if list.get(i).is_none_or(|(b, _)| *b != bits) {
+        list.insert(i, (bits, HashMap::new()));
+    }
+    // Cannot fail: `i` is an entry's position, or the one just inserted.
+    #[allow(clippy::indexing_slicing)]
+    let (_, map) = &mut list[i];
+    map
 }
 
 impl IpTable {
@@ -114,6 +113,7 @@ pub(crate) fn parse_rpz_ip(labels: &str) -> Result<(IpAddr, u8), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -7,6 +7,9 @@
 //! list entry, where a `HashMap<Box<[u8]>, _>` would charge about 100 — and
 //! a lookup hashes each suffix of the query name once, without allocating.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::hash::BuildHasher;
 
 /// Rule ids are 1-based; 0 means "no rule".
@@ -71,23 +74,32 @@ impl NameTable {
         self.arena.shrink_to_fit();
     }
 
+    // Entry offsets come only from `slots` and `names`, which hold the
+    // starts of entries `push` wrote whole, so the reads below are always in
+    // range. Were one not, it would read as an empty, dead entry with no
+    // rules: nothing matches it and nothing panics.
+
     fn name_at(&self, off: usize) -> &[u8] {
-        let n = self.arena[off] as usize;
-        &self.arena[off + 1..off + 1 + n]
+        let entry = self.arena.get(off..).and_then(<[u8]>::split_first);
+        entry.and_then(|(&n, rest)| rest.get(..n as usize)).unwrap_or_default()
+    }
+
+    fn flags_at(&self, f: usize) -> u8 {
+        self.arena.get(f).copied().unwrap_or(DEAD)
     }
 
     /// The flags byte's position and the entry's total length.
     fn layout(&self, off: usize) -> (usize, usize) {
-        let f = off + 1 + self.arena[off] as usize;
-        let flags = self.arena[f];
+        let f = off + 1 + self.name_at(off).len();
+        let flags = self.flags_at(f);
         let ids = (flags & EXACT_ID != 0) as usize + (flags & BELOW_ID != 0) as usize;
         (f, f + 1 + 4 * ids - off)
     }
 
     fn rules_at(&self, off: usize) -> (RuleId, RuleId) {
         let (f, _) = self.layout(off);
-        let flags = self.arena[f];
-        let r = |i: usize| u32::from_le_bytes([self.arena[i], self.arena[i + 1], self.arena[i + 2], self.arena[i + 3]]);
+        let flags = self.flags_at(f);
+        let r = |i: usize| self.arena.get(i..).and_then(<[u8]>::first_chunk).map_or(0, |b| u32::from_le_bytes(*b));
         let mut p = f + 1;
         let mut take = |present: u8, explicit: u8| {
             if flags & explicit != 0 {
@@ -122,6 +134,9 @@ impl NameTable {
     }
 
     /// The slot holding `name`, or the empty slot where it would go.
+    // Cannot fail: `slots.len()` is a power of two and every index is
+    // masked with `slots.len() - 1`.
+    #[allow(clippy::indexing_slicing)]
     fn probe(&self, name: &[u8]) -> (usize, Option<usize>) {
         let mask = self.slots.len() - 1;
         let mut i = self.hasher.hash_one(name) as usize & mask;
@@ -157,14 +172,21 @@ impl NameTable {
                 // Rare (a name listed twice with different scopes): the
                 // entry moves to the end and the old one is skipped.
                 let (f, _) = self.layout(off);
-                self.arena[f] |= DEAD;
+                if let Some(flags) = self.arena.get_mut(f) {
+                    *flags |= DEAD;
+                }
                 let new = self.push(name, merged.0, merged.1);
-                self.slots[slot] = new as u32 + 1;
+                // `probe` returns slots in range: always `Some`.
+                if let Some(s) = self.slots.get_mut(slot) {
+                    *s = new as u32 + 1;
+                }
             }
             return false;
         }
         let off = self.push(name, exact, below);
-        self.slots[slot] = off as u32 + 1;
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = off as u32 + 1;
+        }
         self.len += 1;
         if self.len * 4 >= self.slots.len() * 3 {
             self.grow();
@@ -172,6 +194,8 @@ impl NameTable {
         true
     }
 
+    // Cannot fail: as in `probe`, every index is masked to the table.
+    #[allow(clippy::indexing_slicing)]
     fn grow(&mut self) {
         let size = self.slots.len() * 2;
         let old = std::mem::replace(&mut self.slots, vec![0; size]);
@@ -196,17 +220,20 @@ impl NameTable {
         if self.len == 0 {
             return None;
         }
-        let mut pos = 0;
+        let mut suffix = qname;
         let mut depth = 0;
-        while pos < qname.len() && qname[pos] != 0 {
-            if let (_, Some(off)) = self.probe(&qname[pos..]) {
+        while let &[len, ref labels @ ..] = suffix
+            && len != 0
+        {
+            if let (_, Some(off)) = self.probe(suffix) {
                 let (exact, below) = self.rules_at(off);
                 let rule = if depth == 0 { exact } else { below };
                 if rule != 0 {
                     return Some((depth, rule));
                 }
             }
-            pos += 1 + qname[pos] as usize;
+            // A label running past the end ends the walk.
+            suffix = labels.get(len as usize..).unwrap_or_default();
             depth += 1;
         }
         None
@@ -220,7 +247,7 @@ impl NameTable {
                 let (f, len) = self.layout(off);
                 let here = off;
                 off += len;
-                if self.arena[f] & DEAD == 0 {
+                if self.flags_at(f) & DEAD == 0 {
                     return Some(self.name_at(here));
                 }
             }
@@ -269,6 +296,7 @@ pub(crate) fn wire_to_text(name: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

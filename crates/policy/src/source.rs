@@ -26,6 +26,9 @@
 //! Any other malformed line rejects the whole file, reported as
 //! `file:line: what`, so that a previous version keeps serving.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::BufRead;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -575,10 +578,11 @@ impl RpzState {
         let closes = f.iter().map(|x| x.matches(')').count()).sum::<usize>();
         let was_open = self.depth > 0;
         self.depth = (self.depth + opens).checked_sub(closes).ok_or("unbalanced ')'")?;
-        if was_open || f.is_empty() {
+        if was_open {
             return Ok(());
         }
-        match f[0].as_str() {
+        let Some((head, tail)) = f.split_first() else { return Ok(()) };
+        match head.as_str() {
             "$ORIGIN" => {
                 let o = f.get(1).ok_or("$ORIGIN without a name")?;
                 if !o.ends_with('.') {
@@ -593,13 +597,13 @@ impl RpzState {
         }
         let mut rest = &f[..];
         if !starts_blank {
-            self.owner = self.relative(&f[0])?;
-            rest = &f[1..];
+            self.owner = self.relative(head)?;
+            rest = tail;
         }
         // [ttl] [class] type rdata, TTL and class in either order.
-        while let Some(first) = rest.first() {
+        while let Some((first, after)) = rest.split_first() {
             if first.bytes().all(|b| b.is_ascii_digit()) || first.eq_ignore_ascii_case("IN") {
-                rest = &rest[1..];
+                rest = after;
             } else {
                 break;
             }
@@ -706,6 +710,7 @@ impl RpzState {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -5,6 +5,9 @@
 //! names inside compressible record data, and can record where each TTL sits
 //! so a cached copy of the message can have its TTLs counted down in place.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use crate::ede::Ede;
 use crate::message::{Record, read_name};
 use crate::name::MAX_NAME_LEN;
@@ -91,9 +94,9 @@ impl<'a> MessageWriter<'a> {
 
     /// Sets bits in the header flags word.
     pub fn set_flags(&mut self, bits: u16) {
-        let at = self.start + 2;
-        let old = u16::from_be_bytes([self.buf[at], self.buf[at + 1]]);
-        self.buf[at..at + 2].copy_from_slice(&(old | bits).to_be_bytes());
+        if let Some(field) = self.u16_at(self.start + 2) {
+            *field = (u16::from_be_bytes(*field) | bits).to_be_bytes();
+        }
     }
 
     /// Writes the question. `qname` is uncompressed wire format and is
@@ -126,7 +129,9 @@ impl<'a> MessageWriter<'a> {
         self.buf.extend_from_slice(&[0, 0]);
         self.write_rdata(rtype, rdata);
         let rdlen = (self.buf.len() - len_at - 2) as u16;
-        self.buf[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        if let Some(field) = self.u16_at(len_at) {
+            *field = rdlen.to_be_bytes();
+        }
         self.bump(section);
     }
 
@@ -150,7 +155,7 @@ impl<'a> MessageWriter<'a> {
         self.buf.extend_from_slice(&[0, 0]);
         for ede in edes {
             let text = ede.text.as_bytes();
-            let text = &text[..text.len().min(1024)];
+            let text = text.get(..1024).unwrap_or(text);
             self.buf.extend_from_slice(&wire::OPT_EDE.to_be_bytes());
             self.buf.extend_from_slice(&((2 + text.len()) as u16).to_be_bytes());
             self.buf.extend_from_slice(&ede.code.to_be_bytes());
@@ -164,7 +169,9 @@ impl<'a> MessageWriter<'a> {
             self.buf.resize(self.buf.len() + pad, 0);
         }
         let rdlen = (self.buf.len() - len_at - 2) as u16;
-        self.buf[len_at..len_at + 2].copy_from_slice(&rdlen.to_be_bytes());
+        if let Some(field) = self.u16_at(len_at) {
+            *field = rdlen.to_be_bytes();
+        }
         self.bump(Section::Additional);
     }
 
@@ -193,9 +200,20 @@ impl<'a> MessageWriter<'a> {
 
     fn bump(&mut self, section: Section) {
         let i = section as usize;
-        self.counts[i] = self.counts[i].saturating_add(1);
-        let at = self.start + 4 + 2 * i;
-        self.buf[at..at + 2].copy_from_slice(&self.counts[i].to_be_bytes());
+        // `Section` has four variants, one per entry of `counts`.
+        let Some(count) = self.counts.get_mut(i) else { return };
+        *count = count.saturating_add(1);
+        let count = *count;
+        if let Some(field) = self.u16_at(self.start + 4 + 2 * i) {
+            *field = count.to_be_bytes();
+        }
+    }
+
+    /// The two octets at `at` in the buffer. Callers pass only offsets of
+    /// fields this writer has already written (the header, an RDLENGTH), so
+    /// this is always `Some`.
+    fn u16_at(&mut self, at: usize) -> Option<&mut [u8; 2]> {
+        self.buf.get_mut(at..)?.first_chunk_mut()
     }
 
     fn write_rdata(&mut self, rt: u16, rdata: &[u8]) {
@@ -206,21 +224,23 @@ impl<'a> MessageWriter<'a> {
             rtype::MX => (2, 1),
             _ => (0, 0),
         };
-        if names == 0 || !self.compress || rdata.len() < fixed {
+        let Some((head, mut rest)) = rdata.split_at_checked(fixed).filter(|_| names != 0 && self.compress) else {
             self.buf.extend_from_slice(rdata);
             return;
-        }
-        self.buf.extend_from_slice(&rdata[..fixed]);
-        let mut pos = fixed;
+        };
+        self.buf.extend_from_slice(head);
         for _ in 0..names {
-            let Ok(len) = crate::name::validate_wire(&rdata[pos..]) else {
-                self.buf.extend_from_slice(&rdata[pos..]);
+            // `validate_wire` returns at most `rest.len()`, so the split
+            // only fails where validation does.
+            let Some((name, tail)) = crate::name::validate_wire(rest).ok().and_then(|len| rest.split_at_checked(len))
+            else {
+                self.buf.extend_from_slice(rest);
                 return;
             };
-            self.write_name(&rdata[pos..pos + len]);
-            pos += len;
+            self.write_name(name);
+            rest = tail;
         }
-        self.buf.extend_from_slice(&rdata[pos..]);
+        self.buf.extend_from_slice(rest);
     }
 
     /// Writes an uncompressed wire name, compressing against earlier names.
@@ -230,35 +250,39 @@ impl<'a> MessageWriter<'a> {
             return;
         }
         // Try each suffix from the longest; emit labels until a match.
-        let mut pos = 0;
-        while pos < name.len() && name[pos] != 0 {
-            let suffix = &name[pos..];
+        let mut suffix = name;
+        while let Some(&l) = suffix.first()
+            && l != 0
+        {
             if let Some(target) = self.lookup(suffix) {
                 self.buf.extend_from_slice(&(0xc000 | target).to_be_bytes());
                 return;
             }
             let here = self.buf.len() - self.start;
-            if here < 0x3fff && self.table_len < COMPRESSION_ENTRIES {
-                self.table[self.table_len] = (suffix_hash(suffix), here as u16);
+            if here < 0x3fff
+                && let Some(slot) = self.table.get_mut(self.table_len)
+            {
+                *slot = (suffix_hash(suffix), here as u16);
                 self.table_len += 1;
             }
-            let l = name[pos] as usize;
-            self.buf.extend_from_slice(&name[pos..(pos + 1 + l).min(name.len())]);
-            pos += 1 + l;
+            // A label running past the end is copied as far as it goes.
+            let (label, tail) = suffix.split_at_checked(1 + l as usize).unwrap_or((suffix, &[]));
+            self.buf.extend_from_slice(label);
+            suffix = tail;
         }
         self.buf.push(0);
     }
 
     fn lookup(&self, suffix: &[u8]) -> Option<u16> {
         let h = suffix_hash(suffix);
-        let msg = &self.buf[self.start..];
+        let msg = self.buf.get(self.start..)?;
         let mut scratch = [0u8; MAX_NAME_LEN];
-        for &(eh, off) in &self.table[..self.table_len] {
+        for &(eh, off) in self.table.iter().take(self.table_len) {
             if eh != h {
                 continue;
             }
             if let Ok((len, _)) = read_name(msg, off as usize, &mut scratch)
-                && scratch[..len].eq_ignore_ascii_case(suffix)
+                && scratch.get(..len).is_some_and(|s| s.eq_ignore_ascii_case(suffix))
             {
                 return Some(off);
             }
@@ -339,7 +363,7 @@ pub fn ecs_option(addr: std::net::IpAddr, source: u8) -> Vec<u8> {
     let n = source.div_ceil(8) as usize;
     let mut out = family.to_be_bytes().to_vec();
     out.extend_from_slice(&[source, 0]);
-    out.extend_from_slice(&octets[..n]);
+    out.extend(octets.iter().take(n));
     if !source.is_multiple_of(8)
         && let Some(last) = out.last_mut()
     {
@@ -357,12 +381,12 @@ pub fn parse_ecs(data: &[u8]) -> Option<(std::net::IpAddr, u8, u8)> {
     match family {
         1 if addr.len() <= 4 && source <= 32 => {
             let mut o = [0u8; 4];
-            o[..addr.len()].copy_from_slice(addr);
+            o.get_mut(..addr.len())?.copy_from_slice(addr);
             Some((std::net::IpAddr::from(o), source, scope))
         }
         2 if addr.len() <= 16 && source <= 128 => {
             let mut o = [0u8; 16];
-            o[..addr.len()].copy_from_slice(addr);
+            o.get_mut(..addr.len())?.copy_from_slice(addr);
             Some((std::net::IpAddr::from(o), source, scope))
         }
         _ => None,
@@ -370,6 +394,7 @@ pub fn parse_ecs(data: &[u8]) -> Option<(std::net::IpAddr, u8, u8)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::message::Message;

@@ -9,6 +9,9 @@
 //! Everything here works on fixed arrays and borrowed slices: no allocation,
 //! so cookies can be checked on the cache-hit path.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::hash::Hasher;
 use std::net::IpAddr;
 
@@ -56,10 +59,8 @@ impl<'a> CookieView<'a> {
         if len != CLIENT_LEN && !(16..=40).contains(&len) {
             return Err(MalformedCookie);
         }
-        let (c, server) = data.split_at(CLIENT_LEN);
-        let mut client = [0u8; CLIENT_LEN];
-        client.copy_from_slice(c);
-        Ok(CookieView { client, server })
+        let (client, server) = data.split_first_chunk::<CLIENT_LEN>().ok_or(MalformedCookie)?;
+        Ok(CookieView { client: *client, server })
     }
 }
 
@@ -111,13 +112,14 @@ pub fn check_server_cookie(
     ip: IpAddr,
     now: u32,
 ) -> ServerCookie {
-    let Some((head, mac)) = (server.len() == SERVER_LEN).then(|| server.split_at(8)) else {
+    let Some((head, mac)) = server.split_first_chunk::<8>().filter(|_| server.len() == SERVER_LEN) else {
         return ServerCookie::Invalid;
     };
-    if head[0] != 1 {
+    let [version, _, _, _, t0, t1, t2, t3] = *head;
+    if version != 1 {
         return ServerCookie::Invalid;
     }
-    let stamped = u32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+    let stamped = u32::from_be_bytes([t0, t1, t2, t3]);
     // Serial-number arithmetic (RFC 1982), so 2106 is no cliff.
     let age = now.wrapping_sub(stamped);
     if age > MAX_AGE && stamped.wrapping_sub(now) > MAX_SKEW {
@@ -185,6 +187,7 @@ pub fn append_option(buf: &mut Vec<u8>, len: usize, code: u16, data: &[u8], limi
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};

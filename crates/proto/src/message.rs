@@ -4,6 +4,9 @@
 //! backwards and at most [`MAX_POINTERS`] pointers are followed per name, so a
 //! message of `n` bytes costs `O(n)` work however it is crafted.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use crate::name::{MAX_LABEL_LEN, MAX_NAME_LEN, Name};
 use crate::wire::{HEADER_LEN, read_u16, read_u32, rtype};
 use crate::{WireError, wire};
@@ -132,7 +135,8 @@ impl Message {
             let qtype = read_u16(buf, next).ok_or(WireError::Truncated)?;
             let qclass = read_u16(buf, next + 2).ok_or(WireError::Truncated)?;
             pos = next + 4;
-            Some(Question { name: Name::from_wire(&name_buf[..len])?, qtype, qclass })
+            let name = name_buf.get(..len).ok_or(WireError::NameTooLong)?;
+            Some(Question { name: Name::from_wire(name)?, qtype, qclass })
         } else {
             None
         };
@@ -186,10 +190,10 @@ impl Message {
         let Some(edns) = &self.edns else { return Vec::new() };
         edns.options
             .iter()
-            .filter(|(code, data)| *code == wire::OPT_EDE && data.len() >= 2)
-            .map(|(_, data)| {
-                let code = u16::from_be_bytes([data[0], data[1]]);
-                (code, String::from_utf8_lossy(&data[2..]).into_owned())
+            .filter(|(code, _)| *code == wire::OPT_EDE)
+            .filter_map(|(_, data)| {
+                let (&code, text) = data.split_first_chunk()?;
+                Some((u16::from_be_bytes(code), String::from_utf8_lossy(text).into_owned()))
             })
             .collect()
     }
@@ -239,7 +243,7 @@ fn read_record(buf: &[u8], pos: usize, name_buf: &mut [u8; MAX_NAME_LEN]) -> Res
         };
         return Ok((RawRecord::Opt(edns), end));
     }
-    let name = Name::from_wire(&name_buf[..len])?;
+    let name = Name::from_wire(name_buf.get(..len).ok_or(WireError::NameTooLong)?)?;
     let rdata = read_rdata(buf, start, end, rtype)?;
     Ok((RawRecord::Rr(Record { name, rtype, class, ttl, rdata }), end))
 }
@@ -264,7 +268,7 @@ fn layout(rtype: u16) -> Layout {
 }
 
 fn read_rdata(buf: &[u8], start: usize, end: usize, rtype: u16) -> Result<Box<[u8]>, WireError> {
-    let rdata = &buf[start..end];
+    let rdata = buf.get(start..end).ok_or(WireError::Truncated)?;
     match layout(rtype) {
         Layout::Opaque => {
             let ok = match rtype {
@@ -278,11 +282,11 @@ fn read_rdata(buf: &[u8], start: usize, end: usize, rtype: u16) -> Result<Box<[u
             Ok(rdata.into())
         }
         Layout::Names { fixed, names } => {
-            if rdata.len() < fixed {
+            let Some((head, _)) = rdata.split_at_checked(fixed) else {
                 return Err(WireError::BadRdata);
-            }
+            };
             let mut out = Vec::with_capacity(rdata.len() + 32);
-            out.extend_from_slice(&rdata[..fixed]);
+            out.extend_from_slice(head);
             let mut pos = start + fixed;
             let mut name_buf = [0u8; MAX_NAME_LEN];
             for _ in 0..names {
@@ -293,10 +297,11 @@ fn read_rdata(buf: &[u8], start: usize, end: usize, rtype: u16) -> Result<Box<[u
                 if next > end {
                     return Err(WireError::BadRdata);
                 }
-                out.extend(name_buf[..len].iter().map(u8::to_ascii_lowercase));
+                let name = name_buf.get(..len).ok_or(WireError::NameTooLong)?;
+                out.extend(name.iter().map(u8::to_ascii_lowercase));
                 pos = next;
             }
-            let rest = &buf[pos..end];
+            let rest = buf.get(pos..end).ok_or(WireError::BadRdata)?;
             if rtype == rtype::SOA && rest.len() != 20 {
                 return Err(WireError::BadRdata);
             }
@@ -324,10 +329,11 @@ pub fn read_name(buf: &[u8], mut pos: usize, out: &mut [u8; MAX_NAME_LEN]) -> Re
             0x00 => {
                 let l = b as usize;
                 if l == 0 {
-                    if len + 1 > MAX_NAME_LEN {
+                    // `out` holds MAX_NAME_LEN octets: no room is NameTooLong.
+                    let Some(root) = out.get_mut(len) else {
                         return Err(WireError::NameTooLong);
-                    }
-                    out[len] = 0;
+                    };
+                    *root = 0;
                     len += 1;
                     return Ok((len, after.unwrap_or(pos + 1)));
                 }
@@ -338,8 +344,11 @@ pub fn read_name(buf: &[u8], mut pos: usize, out: &mut [u8; MAX_NAME_LEN]) -> Re
                 if len + 1 + l + 1 > MAX_NAME_LEN {
                     return Err(WireError::NameTooLong);
                 }
-                out[len] = l as u8;
-                out[len + 1..len + 1 + l].copy_from_slice(label);
+                let Some((len_octet, dst)) = out.get_mut(len..len + 1 + l).and_then(|s| s.split_first_mut()) else {
+                    return Err(WireError::NameTooLong);
+                };
+                *len_octet = l as u8;
+                dst.copy_from_slice(label);
                 len += 1 + l;
                 pos += 1 + l;
             }
@@ -364,6 +373,7 @@ pub fn read_name(buf: &[u8], mut pos: usize, out: &mut [u8; MAX_NAME_LEN]) -> Re
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,5 +1,8 @@
 //! Owned domain names in lower-cased, uncompressed wire format.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt;
 
 use crate::WireError;
@@ -42,9 +45,8 @@ impl Name {
         }
         let mut out = Vec::with_capacity(bytes.len() + 2);
         let mut label = Vec::with_capacity(MAX_LABEL_LEN);
-        let mut i = 0;
-        while i < bytes.len() {
-            let c = bytes[i];
+        let mut rest = bytes;
+        while let [c, tail @ ..] = rest {
             match c {
                 b'.' => {
                     if label.is_empty() {
@@ -52,24 +54,23 @@ impl Name {
                     }
                     push_label(&mut out, &label)?;
                     label.clear();
-                    i += 1;
+                    rest = tail;
                 }
-                b'\\' => {
-                    let rest = &bytes[i + 1..];
-                    if rest.len() >= 3 && rest[..3].iter().all(u8::is_ascii_digit) {
-                        let v = (rest[0] - b'0') as u16 * 100 + (rest[1] - b'0') as u16 * 10 + (rest[2] - b'0') as u16;
+                b'\\' => match tail {
+                    [d0 @ b'0'..=b'9', d1 @ b'0'..=b'9', d2 @ b'0'..=b'9', more @ ..] => {
+                        let v = (d0 - b'0') as u16 * 100 + (d1 - b'0') as u16 * 10 + (d2 - b'0') as u16;
                         label.push(u8::try_from(v).map_err(|_| WireError::BadText)?);
-                        i += 4;
-                    } else if let Some(&e) = rest.first() {
-                        label.push(e);
-                        i += 2;
-                    } else {
-                        return Err(WireError::BadText);
+                        rest = more;
                     }
-                }
+                    [e, more @ ..] => {
+                        label.push(*e);
+                        rest = more;
+                    }
+                    [] => return Err(WireError::BadText),
+                },
                 _ => {
-                    label.push(c);
-                    i += 1;
+                    label.push(*c);
+                    rest = tail;
                 }
             }
         }
@@ -109,8 +110,8 @@ impl Name {
         if self.is_root() {
             return None;
         }
-        let skip = 1 + self.0[0] as usize;
-        Some(Name(self.0[skip..].into()))
+        let (&len, labels) = self.0.split_first()?;
+        Some(Name(labels.get(len as usize..)?.into()))
     }
 
     /// Whether `self` equals `ancestor` or lies below it.
@@ -120,13 +121,17 @@ impl Name {
             return false;
         }
         let offset = self.0.len() - a.len();
-        if self.0[offset..] != *a {
+        if self.0.get(offset..) != Some(a) {
             return false;
         }
         // The suffix must start on a label boundary.
         let mut pos = 0;
         while pos < offset {
-            pos += 1 + self.0[pos] as usize;
+            // `pos < offset <= len`: always present.
+            let Some(&len) = self.0.get(pos) else {
+                return false;
+            };
+            pos += 1 + len as usize;
         }
         pos == offset
     }
@@ -138,11 +143,12 @@ impl Name {
         if n >= total {
             return self.clone();
         }
-        let mut pos = 0;
-        for _ in 0..(total - n) {
-            pos += 1 + self.0[pos] as usize;
+        let skip: usize = self.labels().take(total - n).map(|l| 1 + l.len()).sum();
+        // The skipped labels lie within the name: always `Some`.
+        match self.0.get(skip..) {
+            Some(rest) => Name(rest.into()),
+            None => self.clone(),
         }
-        Name(self.0[pos..].into())
     }
 
     /// A new name with `label` prepended (`label.self`).
@@ -167,8 +173,9 @@ impl Name {
             return Err(WireError::Malformed("name is not below the DNAME owner"));
         }
         let keep = self.0.len() - from.0.len();
+        let head = self.0.get(..keep).ok_or(WireError::Malformed("name is not below the DNAME owner"))?;
         let mut v = Vec::with_capacity(keep + to.0.len());
-        v.extend_from_slice(&self.0[..keep]);
+        v.extend_from_slice(head);
         v.extend_from_slice(&to.0);
         if v.len() > MAX_NAME_LEN {
             return Err(WireError::NameTooLong);
@@ -178,7 +185,7 @@ impl Name {
 
     /// Whether the first label is `*` (a wildcard owner).
     pub fn is_wildcard(&self) -> bool {
-        self.0.len() >= 2 && self.0[0] == 1 && self.0[1] == b'*'
+        matches!(*self.0, [1, b'*', ..])
     }
 }
 
@@ -238,10 +245,14 @@ impl<'a> Iterator for Labels<'a> {
 /// allocating: how the hot path keys caches and lists by a client's name.
 pub fn lower_into<'a>(name: &[u8], buf: &'a mut [u8; MAX_NAME_LEN]) -> &'a [u8] {
     let n = name.len().min(MAX_NAME_LEN);
-    for (d, s) in buf.iter_mut().zip(&name[..n]) {
+    // The zip stops at `buf`'s MAX_NAME_LEN octets, as `n` does.
+    for (d, s) in buf.iter_mut().zip(name) {
         *d = s.to_ascii_lowercase();
     }
-    &buf[..n]
+    // Cannot fail: `n <= MAX_NAME_LEN == buf.len()`.
+    #[allow(clippy::indexing_slicing)]
+    let out = &buf[..n];
+    out
 }
 
 /// Writes wire-format labels in presentation format, escaping as RFC 4343.
@@ -295,6 +306,7 @@ impl std::str::FromStr for Name {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

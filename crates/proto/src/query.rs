@@ -3,6 +3,9 @@
 //! [`QueryView::parse`] reads the header, the single question and the OPT
 //! record without allocating; the question name stays a slice of the packet.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use crate::name::{MAX_LABEL_LEN, MAX_NAME_LEN};
 use crate::wire::{self, HEADER_LEN, flags, read_u16, read_u32, rtype};
 
@@ -71,11 +74,11 @@ pub enum QueryError {
 impl<'a> QueryView<'a> {
     /// Parses a client query. Never allocates.
     pub fn parse(buf: &'a [u8]) -> Result<QueryView<'a>, QueryError> {
-        if buf.len() < HEADER_LEN {
+        let Some(&[i0, i1, f0, f1, q0, q1, a0, a1, n0, n1, r0, r1]) = buf.first_chunk::<HEADER_LEN>() else {
             return Err(QueryError::Drop);
-        }
-        let id = u16::from_be_bytes([buf[0], buf[1]]);
-        let fl = u16::from_be_bytes([buf[2], buf[3]]);
+        };
+        let id = u16::from_be_bytes([i0, i1]);
+        let fl = u16::from_be_bytes([f0, f1]);
         if fl & flags::QR != 0 {
             return Err(QueryError::Drop);
         }
@@ -83,10 +86,10 @@ impl<'a> QueryView<'a> {
         if flags::opcode(fl) != 0 {
             return Err(QueryError::NotImp { id });
         }
-        let qd = u16::from_be_bytes([buf[4], buf[5]]);
-        let an = u16::from_be_bytes([buf[6], buf[7]]);
-        let ns = u16::from_be_bytes([buf[8], buf[9]]);
-        let ar = u16::from_be_bytes([buf[10], buf[11]]);
+        let qd = u16::from_be_bytes([q0, q1]);
+        let an = u16::from_be_bytes([a0, a1]);
+        let ns = u16::from_be_bytes([n0, n1]);
+        let ar = u16::from_be_bytes([r0, r1]);
         if qd != 1 || an != 0 {
             return Err(formerr);
         }
@@ -133,8 +136,9 @@ impl<'a> QueryView<'a> {
                 let mut padding = false;
                 let mut o = p + 10;
                 while o + 4 <= end {
-                    let code = u16::from_be_bytes([buf[o], buf[o + 1]]);
-                    let len = u16::from_be_bytes([buf[o + 2], buf[o + 3]]) as usize;
+                    // `o + 4 <= end <= buf.len()`, so these reads never fail.
+                    let code = read_u16(buf, o).ok_or(formerr)?;
+                    let len = read_u16(buf, o + 2).ok_or(formerr)? as usize;
                     padding |= code == wire::OPT_PADDING;
                     if code == wire::OPT_COOKIE && cookie.is_none() {
                         // A malformed cookie is FORMERR (RFC 7873 §5.2.2).
@@ -176,6 +180,7 @@ impl<'a> QueryView<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

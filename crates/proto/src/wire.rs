@@ -1,5 +1,8 @@
 //! Protocol constants: record types, classes, header flags and RCODEs.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 /// Record types (RFC 1035 and later; IANA "Resource Record (RR) TYPEs").
 pub mod rtype {
     #![allow(missing_docs)]
@@ -175,15 +178,13 @@ pub const HEADER_LEN: usize = 12;
 /// Reads a big-endian `u16` at `pos`, if the buffer is long enough.
 #[inline]
 pub fn read_u16(buf: &[u8], pos: usize) -> Option<u16> {
-    let b = buf.get(pos..pos.checked_add(2)?)?;
-    Some(u16::from_be_bytes([b[0], b[1]]))
+    Some(u16::from_be_bytes(*buf.get(pos..)?.first_chunk()?))
 }
 
 /// Reads a big-endian `u32` at `pos`, if the buffer is long enough.
 #[inline]
 pub fn read_u32(buf: &[u8], pos: usize) -> Option<u32> {
-    let b = buf.get(pos..pos.checked_add(4)?)?;
-    Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    Some(u32::from_be_bytes(*buf.get(pos..)?.first_chunk()?))
 }
 
 /// Skips a (possibly compressed) name, returning the position after it.

@@ -1,5 +1,8 @@
 //! Master-file (RFC 1035 §5) text to [`Record`]s, on `domain`'s scanner.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 use domain::base::ToName;
 use domain::base::rdata::ComposeRecordData;
 use domain::zonefile::inplace::{Entry, Zonefile};
@@ -43,6 +46,7 @@ pub fn parse_records(text: &str, origin: Option<&Name>) -> Result<Vec<Record>, S
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,9 @@
 //! Just enough of a response to count it, without allocating: the question
 //! and the first Extended DNS Error.
 
+// Decoders of attacker-controlled input: no unchecked indexing or unwraps.
+#![deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
+
 /// Skips a possibly compressed name at `pos`; returns the offset after it.
 fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
     for _ in 0..128 {
@@ -17,16 +20,17 @@ fn skip_name(msg: &[u8], mut pos: usize) -> Option<usize> {
 
 /// The question's name (wire format, as sent) and type.
 pub fn question(msg: &[u8]) -> Option<(&[u8], u16)> {
-    if msg.len() < 12 || u16::from_be_bytes([msg[4], msg[5]]) == 0 {
+    let &[_, _, _, _, qd0, qd1, ..] = msg.first_chunk::<12>()?;
+    if u16::from_be_bytes([qd0, qd1]) == 0 {
         return None;
     }
     let end = skip_name(msg, 12)?;
-    let t = msg.get(end..end + 2)?;
-    Some((&msg[12..end], u16::from_be_bytes([t[0], t[1]])))
+    let t = u16_at(msg, end)?;
+    Some((msg.get(12..end)?, t))
 }
 
 fn u16_at(msg: &[u8], pos: usize) -> Option<u16> {
-    msg.get(pos..pos + 2).map(|b| u16::from_be_bytes([b[0], b[1]]))
+    msg.get(pos..)?.first_chunk().map(|b| u16::from_be_bytes(*b))
 }
 
 /// The INFO-CODE of the first EDE option in the OPT record, if any.
@@ -62,6 +66,7 @@ pub fn first_ede(msg: &[u8]) -> Option<u16> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
