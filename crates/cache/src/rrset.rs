@@ -624,6 +624,11 @@ impl RrsetCache {
         self.lookup(wire, NXDOMAIN_TYPE).filter(usable)
     }
 
+    /// A fresh NXDOMAIN entry for `name` itself, if there is one.
+    pub fn get_nxdomain(&self, name: &Name, now: u64) -> Option<RrsetEntry> {
+        self.lookup(name.as_wire(), NXDOMAIN_TYPE).filter(|e| e.freshness(now, &self.policy) == Freshness::Fresh)
+    }
+
     /// The entry only if it is fresh.
     pub fn get_fresh(&self, name: &Name, rtype: u16, now: u64) -> Option<RrsetEntry> {
         self.get(name, rtype, now).filter(|e| e.freshness(now, &self.policy) == Freshness::Fresh)

@@ -5,6 +5,8 @@
 //! * [`verify`] — RRSIG verification of an RRset against a DNSKEY set, DS
 //!   matching, each attempt charged to a [`WorkBudget`] (the KeyTrap attacks
 //!   of 2023/2024 made unbounded key × signature loops a DoS);
+//! * [`anchorfile`] — trust-anchor files: master-file records, BIND's
+//!   `trust-anchors`/`managed-keys`/`trusted-keys` blocks, mnemonics;
 //! * [`nsec`] — NSEC proofs of NXDOMAIN, NODATA, wildcard expansion and of
 //!   insecure delegations (no DS).
 //!
@@ -16,6 +18,7 @@
 //! Invariants: no I/O, no clock (time is an argument), no panics on input,
 //! and every loop over attacker data is bounded by the budget.
 
+pub mod anchorfile;
 pub mod canonical;
 pub mod nsec;
 pub mod nsec3;
@@ -24,7 +27,9 @@ pub mod rfc5011;
 pub mod verify;
 
 pub use records::{Dnskey, Ds, Nsec, Rrsig, key_tag};
-pub use verify::{AlgorithmPolicy, Verified, WorkBudget, ds_matches, verify_rrset, verify_rrset_unexpanded};
+pub use verify::{
+    AlgorithmPolicy, DEFAULT_MIN_RSA_BITS, Verified, WorkBudget, ds_matches, verify_rrset, verify_rrset_unexpanded,
+};
 
 use proto::ede::code;
 

@@ -10,15 +10,69 @@ use crate::Bogus;
 use crate::canonical::signed_data;
 use crate::records::{Dnskey, Ds, Rrsig};
 
-/// Which algorithms count as supported (RFC 8624: SHA-1 algorithms are
-/// legacy; a zone signed only with unsupported algorithms is insecure).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which algorithms and keys count as supported (RFC 8624; a zone signed
+/// only with unsupported algorithms or keys is insecure, RFC 4035 §5.2,
+/// never bogus).
+///
+/// Defaults, and why: the SHA-1 algorithms (5, 7) and SHA-1 DS digests are
+/// off. RFC 9905 (2025) deprecates SHA-1 in DNSSEC and leaves validating
+/// it optional; Unbound and BIND still validate it where their crypto
+/// library allows, while systems whose crypto policy forbids SHA-1
+/// signatures (RHEL 9 and its kin) make such zones insecure. A public
+/// resolver gains nothing from trusting a broken hash, so onedot takes the
+/// second way: insecure with EDE 1, never bogus (`allow_sha1` turns them
+/// on). RSA keys below 1024 bits are not used (RFC 3110 allows 512, but
+/// OpenSSL-based validators and ring refuse them); such a zone is insecure
+/// too, not bogus (`min_rsa_bits` raises the floor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AlgorithmPolicy {
     /// Accept RSASHA1 (5) and RSASHA1-NSEC3-SHA1 (7).
     pub allow_sha1: bool,
+    /// Smallest RSA modulus, in bits, of a key we validate with.
+    pub min_rsa_bits: u32,
+}
+
+/// The default RSA floor, in bits.
+pub const DEFAULT_MIN_RSA_BITS: u32 = 1024;
+
+impl Default for AlgorithmPolicy {
+    fn default() -> Self {
+        AlgorithmPolicy { allow_sha1: false, min_rsa_bits: DEFAULT_MIN_RSA_BITS }
+    }
+}
+
+/// The modulus length in bits of an RSA public key in DNSKEY form (RFC
+/// 3110 §2: exponent length in one octet, or zero and two octets, then the
+/// exponent, then the modulus), or `None` when it is not one.
+pub fn rsa_modulus_bits(public_key: &[u8]) -> Option<u32> {
+    let (exp_len, rest) = match public_key.split_first()? {
+        (0, rest) => {
+            let (len, rest) = rest.split_at_checked(2)?;
+            (usize::from(u16::from_be_bytes([*len.first()?, *len.get(1)?])), rest)
+        }
+        (n, rest) => (usize::from(*n), rest),
+    };
+    let modulus = rest.get(exp_len..)?;
+    let first = modulus.iter().position(|b| *b != 0)?;
+    let significant = modulus.get(first..)?;
+    let lead = significant.first()?.leading_zeros();
+    Some(significant.len() as u32 * 8 - lead)
 }
 
 impl AlgorithmPolicy {
+    /// Why this policy will not validate with `key` although its algorithm
+    /// is supported (an RSA modulus below the floor), or `None`.
+    pub fn weak_key(&self, key: &Dnskey) -> Option<String> {
+        if !matches!(key.algorithm, 5 | 7 | 8 | 10) {
+            return None;
+        }
+        match rsa_modulus_bits(&key.public_key) {
+            Some(bits) if bits >= self.min_rsa_bits => None,
+            Some(bits) => Some(format!("a {bits}-bit RSA key (the floor is {})", self.min_rsa_bits)),
+            None => Some("a malformed RSA key".to_string()),
+        }
+    }
+
     /// Whether DNSKEY algorithm `alg` is one we validate.
     pub fn supports(&self, alg: u8) -> bool {
         match alg {

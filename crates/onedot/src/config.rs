@@ -656,8 +656,13 @@ pub struct DnssecConfig {
     /// Files of trust anchors in master-file syntax.
     pub trust_anchor_files: Vec<PathBuf>,
     /// Accept the SHA-1 algorithms (5, 7) and DS digest 1 (RFC 8624: NOT
-    /// RECOMMENDED for validation).
+    /// RECOMMENDED for validation; RFC 9905 deprecates SHA-1 in DNSSEC).
+    /// Off: zones signed only with them are insecure (EDE 1), not bogus.
     pub allow_sha1: bool,
+    /// Smallest RSA key, in bits, validated with; zones signed only with
+    /// smaller keys are insecure (EDE 1), not bogus. At least 1024 (the
+    /// crypto library's floor).
+    pub min_rsa_bits: u32,
     /// Signature checks one client query may cost (KeyTrap bound).
     pub max_verifications: u32,
     /// Negative trust anchors (RFC 7646): domains treated as insecure.
@@ -677,6 +682,7 @@ impl Default for DnssecConfig {
             trust_anchors: Vec::new(),
             trust_anchor_files: Vec::new(),
             allow_sha1: false,
+            min_rsa_bits: dnssec::DEFAULT_MIN_RSA_BITS,
             max_verifications: 256,
             negative_trust_anchors: Vec::new(),
             trust_anchor_state: None,
@@ -925,6 +931,9 @@ impl Config {
         // Inline anchors are checked now; anchor files when the resolver
         // starts (a lab writes its own at start-up).
         self.inline_trust_anchors()?;
+        if !(1024..=4096).contains(&self.dnssec.min_rsa_bits) {
+            bail!("dnssec.min_rsa_bits must be between 1024 and 4096, not {}", self.dnssec.min_rsa_bits);
+        }
         for n in &self.dnssec.negative_trust_anchors {
             proto::Name::from_ascii(n).map_err(|e| anyhow::anyhow!("dnssec.negative_trust_anchors {n:?}: {e}"))?;
         }
@@ -952,12 +961,9 @@ impl Config {
         }
         let mut out = Vec::new();
         for (what, text) in texts {
-            let recs = proto::zonefile::parse_records(&text, Some(&proto::Name::root()))
-                .map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
-            if recs.iter().any(|r| r.rtype != proto::rtype::DS && r.rtype != proto::rtype::DNSKEY) {
-                bail!("{what}: trust anchors must be DS or DNSKEY records");
-            }
-            out.extend(recs);
+            // Master-file records (class, TTL optional; mnemonics), or
+            // BIND's trust-anchors / managed-keys / trusted-keys blocks.
+            out.extend(dnssec::anchorfile::parse(&text).map_err(|e| anyhow::anyhow!("{what}: {e}"))?);
         }
         Ok(out)
     }
@@ -1049,7 +1055,10 @@ impl Config {
             validation: if self.dnssec.validate {
                 Some(recursor::ValidationConfig {
                     trust_anchors: self.trust_anchors()?,
-                    policy: dnssec::AlgorithmPolicy { allow_sha1: self.dnssec.allow_sha1 },
+                    policy: dnssec::AlgorithmPolicy {
+                        allow_sha1: self.dnssec.allow_sha1,
+                        min_rsa_bits: self.dnssec.min_rsa_bits,
+                    },
                     max_verifications: self.dnssec.max_verifications,
                     negative_trust_anchors: self
                         .dnssec
@@ -1090,6 +1099,40 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 18 item 1: the anchor files other resolvers use load as they are.
+    #[test]
+    fn trust_anchor_files_in_other_resolvers_syntaxes() {
+        let dir = std::env::temp_dir().join(format!("onedot-anchor-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ds = "20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D";
+        let files = [
+            ("unbound.key", format!(";; autotrust\n;;state=2 [ VALID ]\n. 172800 IN DS {ds} ;{{id = 20326}}\n")),
+            (
+                "classless.key",
+                ". DS 20326 RSASHA256 2 (\n  E06D44B80B8F1D39A95C0B0D7C65D084\n  58E880409BBC683457104237C7F8EC8D )\n"
+                    .to_string(),
+            ),
+            ("bind.conf", format!("// BIND\ntrust-anchors {{\n  . initial-ds 20326 8 2 \"{}\";\n}};\n", &ds[10..])),
+        ];
+        for (file, text) in files {
+            let path = dir.join(file);
+            std::fs::write(&path, text).expect("write");
+            let mut c = Config::default();
+            c.dnssec.builtin_root_anchor = false;
+            c.dnssec.trust_anchor_files = vec![path];
+            let anchors = c.trust_anchors().unwrap_or_else(|e| panic!("{file}: {e:#}"));
+            assert_eq!(anchors.len(), 1, "{file}");
+            assert_eq!(anchors[0].rtype, proto::rtype::DS, "{file}");
+        }
+        let bad = dir.join("bad.key");
+        std::fs::write(&bad, format!(". DS {ds}\nwww. A 192.0.2.1\n")).expect("write");
+        let mut c = Config::default();
+        c.dnssec.trust_anchor_files = vec![bad];
+        let e = format!("{:#}", c.trust_anchors().expect_err("not an anchor"));
+        assert!(e.contains("bad.key") && e.contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     use super::*;
 
     #[test]

@@ -39,6 +39,9 @@ struct Entry {
 struct ZoneIndex {
     by_owner: BTreeMap<Vec<Vec<u8>>, Entry>,
     soa: Option<Record>,
+    /// The SOA's RRSIGs: a synthesised answer carries them beside it, as
+    /// the authority's own would (RFC 4035 §3.1.3).
+    soa_sigs: Vec<Record>,
 }
 
 /// What the index can answer.
@@ -70,6 +73,12 @@ impl NsecIndex {
         let index = zones.entry(zone.clone()).or_default();
         if let Some(s) = soa {
             index.soa = Some(s.clone());
+            index.soa_sigs = proof
+                .iter()
+                .filter(|r| r.rtype == rtype::RRSIG && r.name == s.name)
+                .filter(|r| r.rdata.get(..2) == Some(&rtype::SOA.to_be_bytes()[..]))
+                .cloned()
+                .collect();
         }
         for r in proof.iter().filter(|r| r.rtype == rtype::NSEC && r.name.is_subdomain_of(zone)) {
             let Ok(nsec) = Nsec::parse(&r.rdata) else { continue };
@@ -113,7 +122,7 @@ impl NsecIndex {
         let left = |e: &Entry| (e.expires - now) as u32;
         let soa = index.soa.clone();
         let with_ttl = |records: &[Record], ttl: u32| -> Vec<Record> {
-            records.iter().map(|r| Record { ttl: ttl.min(r.ttl), ..r.clone() }).collect()
+            index.soa_sigs.iter().chain(records).map(|r| Record { ttl: ttl.min(r.ttl), ..r.clone() }).collect()
         };
         let key = canonical_key(qname);
         // NODATA: an NSEC at the name without the type (nor CNAME).
@@ -170,7 +179,7 @@ impl NsecIndex {
         let ttl = left(e).min(left(w));
         let mut proof = with_ttl(&e.records, ttl);
         if w.owner != e.owner {
-            proof.extend(with_ttl(&w.records, ttl));
+            proof.extend(w.records.iter().map(|r| Record { ttl: ttl.min(r.ttl), ..r.clone() }));
         }
         Some(Synthesised { nxdomain: true, soa: soa.map(|s| Record { ttl: ttl.min(s.ttl), ..s }), proof })
     }

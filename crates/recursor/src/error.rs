@@ -25,6 +25,10 @@ pub enum ResolveError {
     /// A CNAME chain was longer than allowed or looped.
     #[error("CNAME chain too long or looping at {0}")]
     CnameChain(String),
+    /// DNAME substitutions led back to a name already met (RFC 6672 §3.3:
+    /// a loop the zones' owners must fix).
+    #[error("DNAME loop at {0}")]
+    DnameLoop(String),
     /// Authorities answered with data we cannot use (bad referral, DNAME
     /// expansion overflow).
     #[error("invalid data from authorities: {0}")]
@@ -48,7 +52,7 @@ impl ResolveError {
             ResolveError::NoReachableAuthority { .. } => code::NO_REACHABLE_AUTHORITY,
             ResolveError::NetworkError { .. } => code::NETWORK_ERROR,
             ResolveError::BudgetExhausted(_) => code::NO_REACHABLE_AUTHORITY,
-            ResolveError::CnameChain(_) => code::OTHER,
+            ResolveError::CnameChain(_) | ResolveError::DnameLoop(_) => code::OTHER,
             ResolveError::InvalidData(_) => code::INVALID_DATA,
             ResolveError::UpstreamLimited { .. } => code::NO_REACHABLE_AUTHORITY,
             ResolveError::Cancelled => code::OTHER,
@@ -62,6 +66,7 @@ impl ResolveError {
             ResolveError::NetworkError { .. } => "network_error",
             ResolveError::BudgetExhausted(_) => "budget",
             ResolveError::CnameChain(_) => "cname_chain",
+            ResolveError::DnameLoop(_) => "dname_loop",
             ResolveError::InvalidData(_) => "invalid_data",
             ResolveError::UpstreamLimited { .. } => "upstream_limited",
             ResolveError::Cancelled => "cancelled",

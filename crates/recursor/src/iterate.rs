@@ -75,6 +75,10 @@ struct Cut {
 /// At most this many minimised steps before sending the full name
 /// (MAX_MINIMISE_COUNT of RFC 9156).
 const MAX_MINIMISE_STEPS: usize = 10;
+/// Servers of one zone asked for the same question after answers that did
+/// not validate (a spoofed or broken server must not make a name SERVFAIL
+/// while a good one is listed; the budget bounds it too).
+const MAX_BOGUS_SERVERS: usize = 3;
 /// How many name servers of a glueless delegation are resolved.
 const MAX_GLUELESS_LOOKUPS: usize = 3;
 
@@ -241,13 +245,14 @@ impl Recursor {
             let mut name = qname;
             loop {
                 if seen.contains(&name) || seen.len() > max_chain {
-                    return Err(ResolveError::CnameChain(name.to_string()));
+                    return Err(chain_error(&chain, &name));
                 }
                 seen.push(name.clone());
                 let now = self.inner.clock.now_unix();
                 let step = match self.cached(&name, qtype, now) {
-                    Some(CacheHit::Cname(recs, target, sec)) => {
+                    Some(CacheHit::Cname(recs, proof, target, sec)) => {
                         chain.extend(recs);
+                        proofs.extend(proof);
                         security = security.combine(sec);
                         name = target;
                         continue;
@@ -265,7 +270,7 @@ impl Recursor {
                         for r in &records {
                             if r.rtype == rtype::CNAME && r.name != name {
                                 if seen.contains(&r.name) {
-                                    return Err(ResolveError::CnameChain(r.name.to_string()));
+                                    return Err(chain_error(&chain, &r.name));
                                 }
                                 seen.push(r.name.clone());
                             }
@@ -303,8 +308,9 @@ impl Recursor {
                 None if e.rank() < Rank::NonAuthAnswer => return None,
                 None => {
                     let mut recs = e.records_at(now);
-                    recs.extend(dnssec);
-                    Step::Answer(recs, Vec::new(), sec)
+                    let (proof, sigs) = split_proof(dnssec);
+                    recs.extend(sigs);
+                    Step::Answer(recs, proof, sec)
                 }
                 Some(Negative::NxDomain) => Step::NxDomain(e.soa_at(now), dnssec, sec),
                 Some(Negative::NoData) => Step::NoData(e.soa_at(now), dnssec, sec),
@@ -317,16 +323,33 @@ impl Recursor {
         {
             let mut recs = e.records_at(now);
             let target = recs.first()?.target_name()?;
-            recs.extend(e.dnssec_at(now));
-            return Some(CacheHit::Cname(recs, target, Security::from_cache(e.security(), describe)));
+            let (proof, sigs) = split_proof(e.dnssec_at(now));
+            recs.extend(sigs);
+            return Some(CacheHit::Cname(recs, proof, target, Security::from_cache(e.security(), describe)));
+        }
+        // A name below one that does not exist does not exist either (RFC
+        // 8020): a cached NXDOMAIN of an ancestor answers, unless it was
+        // bogus. Its NSEC proof covers the name too (descendants sort right
+        // after their ancestor).
+        let mut ancestor = name.parent();
+        while let Some(a) = ancestor.filter(|a| !a.is_root()) {
+            if let Some(e) = cache.get_nxdomain(&a, now)
+                && e.security() != cache::Security::Bogus
+            {
+                let sec = Security::from_cache(e.security(), describe);
+                return Some(CacheHit::Step(Step::NxDomain(e.soa_at(now), e.dnssec_at(now), sec)));
+            }
+            ancestor = a.parent();
         }
         None
     }
 
     /// One pass down the delegation tree for (name, qtype).
     async fn iterate(&self, name: &Name, qtype: u16, budget: &Budget, depth: u8) -> Result<Step, ResolveError> {
-        if let Some(fz) = self.forward_zone(name) {
-            return self.forward(fz, name, qtype, budget).await;
+        // A forward zone's own DS lives in its parent: it is resolved the
+        // usual way, so the forwarded data chains to the anchors above.
+        if let Some(fz) = self.forward_zone(name).filter(|fz| !(qtype == rtype::DS && *name == fz.name)) {
+            return self.forward(fz, name, qtype, budget, depth).await;
         }
         // DS lives on the parent side of a zone cut.
         let start = if qtype == rtype::DS { name.parent().unwrap_or_else(Name::root) } else { name.clone() };
@@ -334,8 +357,17 @@ impl Recursor {
         let mut minimise = self.inner.config.qname_minimisation;
         let mut known = cut.zone.clone();
         let mut steps = 0;
+        // Servers whose answer to this question was bogus, and that answer,
+        // given when no other server does better.
+        let mut bogus_from: Vec<SocketAddr> = Vec::new();
+        let mut held: Option<Held> = None;
+        // An ancestor denied to a minimised query, kept until the full
+        // question confirms it (relaxed mode, RFC 9156 §2.3).
+        let mut denied: Option<(Name, Option<Record>)> = None;
         loop {
-            budget.check_time()?;
+            if let Err(e) = budget.check_time() {
+                return held.map(|h| self.settle(h, name, qtype)).ok_or(e);
+            }
             let (qn, qt) = if minimise && name.label_count() > known.label_count() + 1 && steps < MAX_MINIMISE_STEPS {
                 steps += 1;
                 (name.suffix(known.label_count() + 1), rtype::A)
@@ -349,8 +381,12 @@ impl Recursor {
             if scoped {
                 budget.mark_client_specific();
             }
-            let reply = self.query_cut(&cut, &qn, qt, budget, depth).await?;
+            let (reply, from) = match self.query_cut(&cut, &qn, qt, budget, depth, &bogus_from).await {
+                Ok(r) => r,
+                Err(e) => return held.map(|h| self.settle(h, name, qtype)).ok_or(e),
+            };
             let now = self.inner.clock.now_unix();
+            let reply_nx = matches!(reply, Classified::NxDomain(..));
             match reply {
                 Classified::Referral { child, ns, glue, dnssec } => {
                     let ns_names: Vec<Name> = ns.iter().filter_map(Record::target_name).collect();
@@ -397,11 +433,18 @@ impl Recursor {
                 Classified::NoData(..) if minimised => known = qn,
                 // Relaxed fallback (RFC 9156 §2.3): some servers answer
                 // NXDOMAIN for empty non-terminals; ask the full name.
-                Classified::NxDomain(..) if minimised => minimise = false,
+                Classified::NxDomain(soa, _) if minimised => {
+                    minimise = false;
+                    denied = Some((qn, soa));
+                }
                 Classified::Answer { mut chain, sigs, authority, authoritative } => {
                     let rank = if authoritative { Rank::Authoritative } else { Rank::NonAuthAnswer };
                     let sec = match &self.inner.config.validation {
                         None => Security::Indeterminate,
+                        // RRSIGs are not RRsets with signatures of their own
+                        // (RFC 4035 §2.2, §5.3): asked for as such, they are
+                        // given as the authority sent them, never with AD.
+                        Some(_) if qtype == rtype::RRSIG => Security::Indeterminate,
                         Some(v) if v.under_negative_anchor(name) => {
                             // Unvalidated data only for names below the NTA:
                             // the chain stops where it leaves it, and the
@@ -410,81 +453,141 @@ impl Recursor {
                             chain.truncate(inside);
                             Security::Insecure
                         }
-                        Some(v) => {
+                        Some(_) => {
                             let signer = chain.first().and_then(|r| signer_of(&sigs, &r.name));
                             let mut zone_cut = self.zone_cut_of(&mut cut, signer.as_ref(), budget, depth).await;
                             let trust = self.ensure_keys(&mut zone_cut, budget, depth).await;
-                            let now = self.inner.clock.now_unix();
-                            validate::check_answer(
-                                &trust,
-                                &zone_cut.zone,
-                                &mut chain,
-                                &sigs,
-                                &authority,
-                                &v.policy,
-                                now,
-                                budget.verifications(),
-                            )
+                            self.check_answer(&trust, &zone_cut.zone, &mut chain, &sigs, &authority, budget)
                         }
                     };
-                    if !scoped {
-                        self.cache_chain(&chain, &sigs, &sec, rank, now);
-                    }
                     // NSEC/NSEC3 in an answer's authority section prove a
                     // wildcard expansion; keep them for DO clients.
                     let proof = if self.inner.config.validation.is_some() { authority } else { Vec::new() };
-                    return Ok(Step::Answer(interleave(chain, &sigs), proof, sec));
+                    if matches!(sec, Security::Bogus(_)) && bogus_from.len() + 1 < MAX_BOGUS_SERVERS {
+                        tracing::debug!(%from, %name, "bogus answer: asking another server");
+                        bogus_from.push(from);
+                        held = Some(Held::Answer { chain, sigs, proof, sec, rank, scoped });
+                        continue;
+                    }
+                    return Ok(self.settle(Held::Answer { chain, sigs, proof, sec, rank, scoped }, name, qtype));
                 }
-                reply @ (Classified::NoData(..) | Classified::NxDomain(..)) => {
-                    let nx = matches!(reply, Classified::NxDomain(..));
-                    let (Classified::NoData(soa, proof) | Classified::NxDomain(soa, proof)) = reply else {
-                        unreachable!("matched above")
-                    };
+                Classified::NoData(soa, proof) | Classified::NxDomain(soa, proof) => {
+                    let nx = reply_nx;
                     let sec = match &self.inner.config.validation {
                         None => Security::Indeterminate,
                         Some(v) if v.under_negative_anchor(name) => Security::Insecure,
-                        Some(v) => {
+                        Some(_) => {
                             let signer = soa.as_ref().map(|s| s.name.clone());
                             let mut zone_cut = self.zone_cut_of(&mut cut, signer.as_ref(), budget, depth).await;
                             let trust = self.ensure_keys(&mut zone_cut, budget, depth).await;
-                            let now = self.inner.clock.now_unix();
-                            validate::check_negative(
-                                &trust,
-                                &zone_cut.zone,
-                                name,
-                                qtype,
-                                nx,
-                                soa.as_ref(),
-                                &proof,
-                                &v.policy,
-                                now,
-                                budget.verifications(),
-                            )
+                            let zone = zone_cut.zone.clone();
+                            self.check_negative(&trust, &zone, (name, qtype, nx), soa.as_ref(), &proof, budget)
                         }
                     };
+                    if matches!(sec, Security::Bogus(_)) && bogus_from.len() + 1 < MAX_BOGUS_SERVERS {
+                        tracing::debug!(%from, %name, "bogus denial: asking another server");
+                        bogus_from.push(from);
+                        held = Some(Held::Negative { nx, soa, proof, sec, rank: Rank::Authoritative, scoped });
+                        continue;
+                    }
                     if sec == Security::Secure && !scoped {
                         self.inner.nsec_index.insert(&cut.zone, &proof, soa.as_ref(), now);
                     }
-                    let kind = if nx { Negative::NxDomain } else { Negative::NoData };
-                    if !scoped {
+                    // Confirmed: the denied ancestor is cached too, so its
+                    // other descendants are answered at once (RFC 8020).
+                    // Signed zones get that from their NSEC records instead.
+                    if let Some((ancestor, ancestor_soa)) = denied.take()
+                        && nx
+                        && !scoped
+                        && matches!(sec, Security::Insecure | Security::Indeterminate)
+                    {
                         self.inner.cache.insert_negative_validated(
-                            name,
-                            qtype,
-                            kind,
-                            soa.clone(),
-                            proof.clone(),
+                            &ancestor,
+                            rtype::A,
+                            Negative::NxDomain,
+                            ancestor_soa,
+                            Vec::new(),
                             sec.to_cache(),
                             Rank::Authoritative,
                             now,
                         );
                     }
-                    return Ok(if nx { Step::NxDomain(soa, proof, sec) } else { Step::NoData(soa, proof, sec) });
+                    return Ok(self.settle(
+                        Held::Negative { nx, soa, proof, sec, rank: Rank::Authoritative, scoped },
+                        name,
+                        qtype,
+                    ));
                 }
                 Classified::Lame | Classified::Failure => {
-                    return Err(ResolveError::NoReachableAuthority { zone: cut.zone.to_string() });
+                    return held
+                        .map(|h| self.settle(h, name, qtype))
+                        .ok_or_else(|| ResolveError::NoReachableAuthority { zone: cut.zone.to_string() });
                 }
             }
         }
+    }
+
+    /// Caches an authority's answer (unless it was for this client only)
+    /// and makes it the step. A bogus denial is kept for the question's
+    /// type alone: an NXDOMAIN that did not validate must not deny the
+    /// name's other types.
+    fn settle(&self, held: Held, name: &Name, qtype: u16) -> Step {
+        let now = self.inner.clock.now_unix();
+        match held {
+            Held::Answer { chain, sigs, proof, sec, rank, scoped } => {
+                if !scoped {
+                    self.cache_chain(&chain, &sigs, &proof, &sec, rank, now);
+                }
+                Step::Answer(interleave(chain, &sigs), proof, sec)
+            }
+            Held::Negative { nx, soa, proof, sec, rank, scoped } => {
+                let bogus = matches!(sec, Security::Bogus(_));
+                let kind = if nx && !bogus { Negative::NxDomain } else { Negative::NoData };
+                if !scoped {
+                    self.inner.cache.insert_negative_validated(
+                        name,
+                        qtype,
+                        kind,
+                        soa.clone(),
+                        proof.clone(),
+                        sec.to_cache(),
+                        rank,
+                        now,
+                    );
+                }
+                if nx { Step::NxDomain(soa, proof, sec) } else { Step::NoData(soa, proof, sec) }
+            }
+        }
+    }
+
+    /// Validates an answer chain from `zone` with `trust`, now.
+    fn check_answer(
+        &self,
+        trust: &ZoneTrust,
+        zone: &Name,
+        chain: &mut [Record],
+        sigs: &[Record],
+        authority: &[Record],
+        budget: &Budget,
+    ) -> Security {
+        let Some(v) = &self.inner.config.validation else { return Security::Indeterminate };
+        let now = self.inner.clock.now_unix();
+        validate::check_answer(trust, zone, chain, sigs, authority, &v.policy, now, budget.verifications())
+    }
+
+    /// Validates a denial of (name, type; NXDOMAIN or not) from `zone`.
+    fn check_negative(
+        &self,
+        trust: &ZoneTrust,
+        zone: &Name,
+        (name, qtype, nx): (&Name, u16, bool),
+        soa: Option<&Record>,
+        proof: &[Record],
+        budget: &Budget,
+    ) -> Security {
+        let Some(v) = &self.inner.config.validation else { return Security::Indeterminate };
+        let now = self.inner.clock.now_unix();
+        validate::check_negative(trust, zone, name, qtype, nx, soa, proof, &v.policy, now, budget.verifications())
     }
 
     /// The trust anchors in force.
@@ -559,9 +662,9 @@ impl Recursor {
             Some(t) => t,
             None => {
                 let parent = self.ensure_keys(cut, budget, depth).await;
-                let records: Vec<Record> = match self.query_cut(cut, signer, rtype::DS, budget, depth).await {
-                    Ok(Classified::Answer { chain, sigs, .. }) => chain.into_iter().chain(sigs).collect(),
-                    Ok(Classified::NoData(_, proof)) => proof,
+                let records: Vec<Record> = match self.query_cut(cut, signer, rtype::DS, budget, depth, &[]).await {
+                    Ok((Classified::Answer { chain, sigs, .. }, _)) => chain.into_iter().chain(sigs).collect(),
+                    Ok((Classified::NoData(_, proof), _)) => proof,
                     _ => Vec::new(),
                 };
                 let t =
@@ -584,8 +687,8 @@ impl Recursor {
         }
         let Some(v) = &self.inner.config.validation else { return ZoneTrust::Off };
         let zone = cut.zone.clone();
-        let trust = match self.query_cut(cut, &zone, rtype::DNSKEY, budget, depth).await {
-            Ok(Classified::Answer { chain, sigs, .. }) => {
+        let trust = match self.query_cut(cut, &zone, rtype::DNSKEY, budget, depth, &[]).await {
+            Ok((Classified::Answer { chain, sigs, .. }, _)) => {
                 let keys: Vec<Record> =
                     chain.into_iter().filter(|r| r.rtype == rtype::DNSKEY && r.name == zone).collect();
                 match validate::check_dnskeys(
@@ -639,16 +742,42 @@ impl Recursor {
     /// CNAMEs synthesised from a DNAME: served from the cache alone they
     /// would lose the DNAME that justifies them (RFC 6672 §3.4), so such
     /// names are asked again.
-    fn cache_chain(&self, chain: &[Record], sigs: &[Record], sec: &Security, rank: Rank, now: u64) {
+    /// An RRset expanded from a wildcard is kept with the proof that the
+    /// name itself does not exist (its RRSIG's labels are fewer than the
+    /// owner's), so a DO client served from the cache gets it too (RFC
+    /// 4035 §3.1.3.3).
+    fn cache_chain(&self, chain: &[Record], sigs: &[Record], proof: &[Record], sec: &Security, rank: Rank, now: u64) {
         let dnames: Vec<&Name> = chain.iter().filter(|r| r.rtype == rtype::DNAME).map(|r| &r.name).collect();
         for set in group_rrsets(chain.to_vec()) {
             let synthesised = set[0].rtype == rtype::CNAME
                 && dnames.iter().any(|d| set[0].name.is_subdomain_of(d) && set[0].name != **d);
             if !synthesised {
-                let set_sigs = sigs_for(sigs, &set[0].name, set[0].rtype);
+                let set = self.no_longer_than_the_delegation(set, now);
+                let mut set_sigs = sigs_for(sigs, &set[0].name, set[0].rtype);
+                let owner_labels = set[0].name.label_count();
+                let expanded = set_sigs.iter().any(|s| s.rdata.get(3).is_some_and(|l| usize::from(*l) < owner_labels));
+                if expanded {
+                    set_sigs.extend(proof.iter().cloned());
+                }
                 self.inner.cache.insert_validated(set, set_sigs, sec.to_cache(), rank, now);
             }
         }
+    }
+
+    /// A zone's own NS set never outlives the parent's delegation that led
+    /// to it: its TTL is cut to what is left of the referral's, so the
+    /// delegation is checked at the parent again when that ends, whatever
+    /// an old server of a moved domain keeps saying (the "ghost domain"
+    /// attack; draft-ietf-dnsop-ns-revalidation).
+    fn no_longer_than_the_delegation(&self, set: Vec<Record>, now: u64) -> Vec<Record> {
+        let Some(first) = set.first().filter(|r| r.rtype == rtype::NS) else { return set };
+        let Some(parent) =
+            self.inner.cache.get_fresh(&first.name, rtype::NS, now).filter(|e| e.rank() == Rank::Referral)
+        else {
+            return set;
+        };
+        let left = parent.remaining(now);
+        set.into_iter().map(|r| Record { ttl: r.ttl.min(left), ..r }).collect()
     }
 
     fn forward_zone(&self, name: &Name) -> Option<&ForwardZone> {
@@ -660,25 +789,216 @@ impl Recursor {
             .max_by_key(|f| f.name.label_count())
     }
 
-    async fn forward(&self, fz: &ForwardZone, name: &Name, qtype: u16, budget: &Budget) -> Result<Step, ResolveError> {
+    async fn forward(
+        &self,
+        fz: &ForwardZone,
+        name: &Name,
+        qtype: u16,
+        budget: &Budget,
+        depth: u8,
+    ) -> Result<Step, ResolveError> {
         for &server in &fz.servers {
             budget.spend_query()?;
             let q = self.upstream(server, name, qtype, true, false, budget);
             let Ok(reply) = self.send(q, budget).await else { continue };
-            let now = self.inner.clock.now_unix();
             // Only data inside the forward zone is used (and cached).
-            match classify(&reply, &fz.name, name, qtype) {
-                Classified::Answer { chain, .. } => {
-                    let sec = Security::Indeterminate;
-                    self.cache_chain(&chain, &[], &sec, Rank::NonAuthAnswer, now);
-                    return Ok(Step::Answer(chain, Vec::new(), sec));
+            let reply = classify(&reply, &fz.name, name, qtype);
+            let reply_nx = matches!(reply, Classified::NxDomain(..));
+            match reply {
+                Classified::Answer { mut chain, sigs, authority, .. } => {
+                    let sec = match &self.inner.config.validation {
+                        None => Security::Indeterminate,
+                        Some(_) if qtype == rtype::RRSIG => Security::Indeterminate,
+                        Some(_) => {
+                            let owner = chain.first().map_or_else(|| name.clone(), |r| r.name.clone());
+                            let signer = signer_of(&sigs, &owner).filter(|s| owner.is_subdomain_of(s));
+                            let zone = signer.unwrap_or(owner);
+                            let trust = self.forwarded_trust(fz, zone.clone(), budget, depth).await;
+                            self.check_answer(&trust, &zone, &mut chain, &sigs, &authority, budget)
+                        }
+                    };
+                    let proof = if self.inner.config.validation.is_some() { authority } else { Vec::new() };
+                    let held = Held::Answer { chain, sigs, proof, sec, rank: Rank::NonAuthAnswer, scoped: false };
+                    return Ok(self.settle(held, name, qtype));
                 }
-                Classified::NoData(soa, _) => return Ok(Step::NoData(soa, Vec::new(), Security::Indeterminate)),
-                Classified::NxDomain(soa, _) => return Ok(Step::NxDomain(soa, Vec::new(), Security::Indeterminate)),
+                Classified::NoData(soa, proof) | Classified::NxDomain(soa, proof) => {
+                    let nx = reply_nx;
+                    let sec = match &self.inner.config.validation {
+                        None => Security::Indeterminate,
+                        Some(_) => {
+                            let zone = soa.as_ref().map_or_else(|| name.clone(), |s| s.name.clone());
+                            let trust = self.forwarded_trust(fz, zone.clone(), budget, depth).await;
+                            self.check_negative(&trust, &zone, (name, qtype, nx), soa.as_ref(), &proof, budget)
+                        }
+                    };
+                    let proof = if self.inner.config.validation.is_some() { proof } else { Vec::new() };
+                    let held = Held::Negative { nx, soa, proof, sec, rank: Rank::NonAuthAnswer, scoped: false };
+                    return Ok(self.settle(held, name, qtype));
+                }
                 _ => continue,
             }
         }
         Err(ResolveError::NoReachableAuthority { zone: fz.name.to_string() })
+    }
+
+    /// The trust of `target` (a signer, or the owner of unsigned data)
+    /// under forward zone `fz`, established from the anchors down like any
+    /// other (RFC 4035 §5 does not ask where data came from): the zone's
+    /// own DS from its parent (iterated), then at each label down to the
+    /// target its DS through the forwarder, validated with the keys above;
+    /// a secure DS gives keys (fetched from the forwarder and checked
+    /// against it), a proven insecure delegation ends the walk insecure,
+    /// any other proven absence means no zone cut there. A forward zone the
+    /// public tree provably does not have (NXDOMAIN from its parent) is a
+    /// private namespace: insecure, as there is no signed data of anyone's
+    /// to protect there.
+    fn forwarded_trust<'a>(
+        &'a self,
+        fz: &'a ForwardZone,
+        target: Name,
+        budget: &'a Budget,
+        depth: u8,
+    ) -> BoxFuture<'a, ZoneTrust> {
+        Box::pin(async move {
+            let Some(v) = &self.inner.config.validation else { return ZoneTrust::Off };
+            if v.under_negative_anchor(&target) {
+                return ZoneTrust::Insecure;
+            }
+            if !target.is_subdomain_of(&fz.name) {
+                // A signer above the forward zone: its keys come the usual way.
+                return self.resolved_keys(&target, budget, depth).await;
+            }
+            let now = self.inner.clock.now_unix();
+            let labels: Vec<Name> = (fz.name.label_count()..=target.label_count()).map(|n| target.suffix(n)).collect();
+            let mut trust: Option<(Name, ZoneTrust)> = None;
+            let mut start = 0;
+            for (i, c) in labels.iter().enumerate().rev() {
+                if let Some(t) = self.known_trust(c, now).filter(|t| !matches!(t, ZoneTrust::Pending { .. })) {
+                    trust = Some((c.clone(), t));
+                    start = i + 1;
+                    break;
+                }
+            }
+            for c in labels.iter().skip(start) {
+                if let Some((_, t)) = &trust
+                    && !matches!(t, ZoneTrust::Keys(_))
+                {
+                    return t.clone();
+                }
+                if let Some(ZoneTrust::Pending { ds, anchor_keys }) = ZoneTrust::from_anchors(&self.trust_anchors(), c)
+                {
+                    let t = self.forwarded_keys(fz, c, &ds, &anchor_keys, budget).await;
+                    trust = Some((c.clone(), t));
+                    continue;
+                }
+                if c.is_root() {
+                    // Validating without a root anchor: only islands are secure.
+                    return ZoneTrust::Insecure;
+                }
+                let res = match self.resolve_in(c.clone(), rtype::DS, budget, depth + 1).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        return ZoneTrust::Bogus(dnssec::Bogus::DnskeyMissing {
+                            zone: c.to_string(),
+                            what: format!("its DS could not be resolved ({e})"),
+                        });
+                    }
+                };
+                match (&res.security, res.outcome) {
+                    (Security::Secure, Outcome::Answer) => {
+                        let ds: Vec<dnssec::Ds> = res
+                            .answer
+                            .iter()
+                            .filter(|r| r.rtype == rtype::DS && r.name == *c)
+                            .filter_map(|r| dnssec::Ds::parse(&r.rdata).ok())
+                            .collect();
+                        let t = self.forwarded_keys(fz, c, &ds, &[], budget).await;
+                        trust = Some((c.clone(), t));
+                    }
+                    (Security::Secure, outcome) => {
+                        let private = outcome == Outcome::NxDomain && *c == fz.name;
+                        if private || validate::proves_insecure_cut(c, &res.authority) {
+                            self.remember_trust(c, &ZoneTrust::Insecure, 3600, now);
+                            return ZoneTrust::Insecure;
+                        }
+                        if trust.is_none() {
+                            // The forward zone's name is not a zone cut: its
+                            // data is the zone's above (the denial's signer).
+                            let Some(p) = res.authority.iter().find_map(|r| signer_of(&res.authority, &r.name)) else {
+                                return ZoneTrust::Bogus(dnssec::Bogus::DnskeyMissing {
+                                    zone: c.to_string(),
+                                    what: "unsigned denial of its DS".into(),
+                                });
+                            };
+                            let t = self.resolved_keys(&p, budget, depth).await;
+                            trust = Some((p, t));
+                        }
+                    }
+                    (Security::Insecure | Security::Unsupported(_), _) => return ZoneTrust::Insecure,
+                    (Security::Bogus(b), _) => return ZoneTrust::Bogus(b.clone()),
+                    (Security::Indeterminate, _) => return ZoneTrust::Off,
+                }
+            }
+            trust.map_or(ZoneTrust::Insecure, |(_, t)| t)
+        })
+    }
+
+    /// The DNSKEY set of `zone` fetched from forward zone `fz`'s servers and
+    /// checked against its DS set or anchor keys (remembered either way).
+    async fn forwarded_keys(
+        &self,
+        fz: &ForwardZone,
+        zone: &Name,
+        ds: &[dnssec::Ds],
+        anchor_keys: &[Box<[u8]>],
+        budget: &Budget,
+    ) -> ZoneTrust {
+        let Some(v) = &self.inner.config.validation else { return ZoneTrust::Off };
+        for &server in &fz.servers {
+            if budget.spend_query().is_err() {
+                break;
+            }
+            let q = self.upstream(server, zone, rtype::DNSKEY, true, false, budget);
+            let Ok(reply) = self.send(q, budget).await else { continue };
+            let Classified::Answer { chain, sigs, .. } = classify(&reply, &fz.name, zone, rtype::DNSKEY) else {
+                continue;
+            };
+            let keys: Vec<Record> = chain.into_iter().filter(|r| r.rtype == rtype::DNSKEY && r.name == *zone).collect();
+            let now = self.inner.clock.now_unix();
+            let budget = budget.verifications();
+            let (t, ttl) = match validate::check_dnskeys(zone, &keys, &sigs, ds, anchor_keys, &v.policy, now, budget) {
+                Ok(x) => x,
+                Err(b) => (ZoneTrust::Bogus(b), cache::BOGUS_TTL),
+            };
+            self.remember_trust(zone, &t, ttl, now);
+            return t;
+        }
+        ZoneTrust::Bogus(dnssec::Bogus::DnskeyMissing { zone: zone.to_string(), what: "no DNSKEY answer".into() })
+    }
+
+    /// The validated keys of `zone` as a resolution of its DNSKEY set (for
+    /// zones outside a forward zone that sign data inside it).
+    async fn resolved_keys(&self, zone: &Name, budget: &Budget, depth: u8) -> ZoneTrust {
+        match self.resolve_in(zone.clone(), rtype::DNSKEY, budget, depth + 1).await {
+            Ok(r) => match r.security {
+                Security::Secure => {
+                    let keys = r
+                        .answer
+                        .iter()
+                        .filter(|k| k.rtype == rtype::DNSKEY && k.name == *zone)
+                        .filter_map(|k| dnssec::Dnskey::parse(&k.rdata).ok())
+                        .collect();
+                    ZoneTrust::Keys(Arc::new(keys))
+                }
+                Security::Insecure | Security::Unsupported(_) => ZoneTrust::Insecure,
+                Security::Bogus(b) => ZoneTrust::Bogus(b),
+                Security::Indeterminate => ZoneTrust::Off,
+            },
+            Err(e) => ZoneTrust::Bogus(dnssec::Bogus::DnskeyMissing {
+                zone: zone.to_string(),
+                what: format!("its DNSKEY set could not be resolved ({e})"),
+            }),
+        }
     }
 
     /// The deepest zone cut we know servers for (and, when validating,
@@ -700,7 +1020,7 @@ impl Recursor {
                 return Cut { zone: z, trust, ns_names: Vec::new(), addrs: stub.servers.clone() };
             }
             if !z.is_root()
-                && let Some(e) = self.inner.cache.get(&z, rtype::NS, now)
+                && let Some(e) = self.inner.cache.get_fresh(&z, rtype::NS, now)
                 && e.negative().is_none()
                 && let Some(trust) = trust_of(&z)
             {
@@ -729,7 +1049,7 @@ impl Recursor {
         let mut out = Vec::new();
         for ns in ns_names {
             for t in [rtype::A, rtype::AAAA] {
-                if let Some(e) = self.inner.cache.get(ns, t, now)
+                if let Some(e) = self.inner.cache.get_fresh(ns, t, now)
                     && e.negative().is_none()
                 {
                     out.extend(e.records_at(now).iter().filter_map(Record::address).map(|a| SocketAddr::new(a, port)));
@@ -890,8 +1210,10 @@ impl Recursor {
         qt: u16,
         budget: &Budget,
         depth: u8,
-    ) -> Result<Classified, ResolveError> {
+        skip: &[SocketAddr],
+    ) -> Result<(Classified, SocketAddr), ResolveError> {
         let mut addrs = self.cut_addresses(cut, budget, depth).await;
+        addrs.retain(|a| !skip.contains(a));
         // Servers known lame for the zone, or backing off after timeouts,
         // are not asked again until that ends: when they are all the zone
         // has, its names fail at once instead of waiting for them again.
@@ -925,7 +1247,7 @@ impl Recursor {
                         self.inner.infra.set_lame(addr, &cut.zone);
                     }
                     Classified::Failure => tracing::debug!(%addr, zone = %cut.zone, "server failure"),
-                    c => return Ok(c),
+                    c => return Ok((c, addr)),
                 },
                 Err(TransportError::Network(e)) => {
                     tracing::debug!(%addr, error = %e, "network error");
@@ -948,10 +1270,17 @@ impl Recursor {
 }
 
 enum CacheHit {
-    /// A CNAME (with its RRSIGs) to follow.
-    Cname(Vec<Record>, Name, Security),
+    /// A CNAME (with its RRSIGs and any wildcard proof) to follow.
+    Cname(Vec<Record>, Vec<Record>, Name, Security),
     /// A final answer or negative answer.
     Step(Step),
+}
+
+/// An authority's answer, validated, before it is cached and becomes a
+/// [`Step`] (held back while another server is asked after a bogus one).
+enum Held {
+    Answer { chain: Vec<Record>, sigs: Vec<Record>, proof: Vec<Record>, sec: Security, rank: Rank, scoped: bool },
+    Negative { nx: bool, soa: Option<Record>, proof: Vec<Record>, sec: Security, rank: Rank, scoped: bool },
 }
 
 enum Step {
@@ -959,6 +1288,29 @@ enum Step {
     Answer(Vec<Record>, Vec<Record>, Security),
     NoData(Option<Record>, Vec<Record>, Security),
     NxDomain(Option<Record>, Vec<Record>, Security),
+}
+
+/// Why a chain that came back to `at` (or grew too long) failed: a DNAME
+/// loop when a DNAME of the chain rewrote into it, else a CNAME chain.
+fn chain_error(chain: &[Record], at: &Name) -> ResolveError {
+    if chain.iter().any(|r| r.rtype == rtype::DNAME && at.is_subdomain_of(&r.name)) {
+        ResolveError::DnameLoop(at.to_string())
+    } else {
+        ResolveError::CnameChain(at.to_string())
+    }
+}
+
+/// Cached DNSSEC records split into a wildcard proof (NSEC and NSEC3 with
+/// their RRSIGs) and the RRset's own signatures.
+fn split_proof(dnssec: Vec<Record>) -> (Vec<Record>, Vec<Record>) {
+    let is_proof = |r: &Record| match r.rtype {
+        rtype::NSEC | rtype::NSEC3 => true,
+        rtype::RRSIG => {
+            r.rdata.get(..2).is_some_and(|t| matches!(u16::from_be_bytes([t[0], t[1]]), rtype::NSEC | rtype::NSEC3))
+        }
+        _ => false,
+    };
+    dnssec.into_iter().partition(is_proof)
 }
 
 /// The signer named by the first RRSIG at `owner`.
@@ -978,12 +1330,16 @@ fn sigs_for(sigs: &[Record], owner: &Name, t: u16) -> Vec<Record> {
 }
 
 /// The chain with each RRset followed by its RRSIGs.
+///
+/// A signature is given no longer a TTL than the RRset it covers, which
+/// validation may have cut to the signature's expiry (RFC 4035 §5.3.3).
 fn interleave(chain: Vec<Record>, sigs: &[Record]) -> Vec<Record> {
     let mut out = Vec::with_capacity(chain.len() + sigs.len());
     for set in group_rrsets(chain) {
+        let ttl = set.iter().map(|r| r.ttl).min().unwrap_or(0);
         let s = sigs_for(sigs, &set[0].name, set[0].rtype);
         out.extend(set);
-        out.extend(s);
+        out.extend(s.into_iter().map(|r| Record { ttl: r.ttl.min(ttl), ..r }));
     }
     out
 }
@@ -1021,15 +1377,26 @@ fn classify(reply: &Message, zone: &Name, qn: &Name, qt: u16) -> Classified {
     let authoritative = reply.has_flag(flags::AA);
     let soa =
         reply.authority.iter().filter(in_zone).find(|r| r.rtype == rtype::SOA && qn.is_subdomain_of(&r.name)).cloned();
+    // A denial's records: NSEC and NSEC3, and the RRSIGs over them and the
+    // SOA; an RRSIG over anything else (an NS set left out) would be an
+    // orphan.
+    let covers =
+        |r: &Record, types: &[u16]| r.rdata.get(..2).is_some_and(|t| types.contains(&u16::from_be_bytes([t[0], t[1]])));
     let proof: Vec<Record> = reply
         .authority
         .iter()
         .filter(in_zone)
-        .filter(|r| matches!(r.rtype, rtype::NSEC | rtype::NSEC3 | rtype::RRSIG))
+        .filter(|r| match r.rtype {
+            rtype::NSEC | rtype::NSEC3 => true,
+            rtype::RRSIG => covers(r, &[rtype::NSEC, rtype::NSEC3, rtype::SOA]),
+            _ => false,
+        })
         .cloned()
         .collect();
     if !chain.is_empty() {
         let sigs = reply.answer.iter().filter(in_zone).filter(|r| r.rtype == rtype::RRSIG).cloned().collect();
+        // Beside an answer only a wildcard proof belongs there.
+        let proof = proof.into_iter().filter(|r| r.rtype != rtype::RRSIG || !covers(r, &[rtype::SOA])).collect();
         return Classified::Answer { chain, sigs, authority: proof, authoritative };
     }
     if rcode == Rcode::NxDomain as u16 {
@@ -1065,6 +1432,13 @@ fn classify(reply: &Message, zone: &Name, qn: &Name, qt: u16) -> Classified {
         if !authoritative {
             return Classified::Lame;
         }
+    }
+    // Records that answer another question (another type, another name)
+    // and no SOA: neither an answer nor a denial (RFC 2308 §2.2 wants the
+    // SOA). Not lame, but useless: the zone's next server is asked (RFC
+    // 1034 §5.3.3 step 4).
+    if soa.is_none() && !reply.answer.is_empty() {
+        return Classified::Failure;
     }
     if authoritative || soa.is_some() {
         return Classified::NoData(soa, proof);

@@ -46,6 +46,25 @@ pub struct UpstreamQuery {
     pub cookie: Option<Vec<u8>>,
 }
 
+impl UpstreamQuery {
+    /// The query message with ID `id`, as it goes on the wire.
+    pub fn wire(&self, id: u16) -> Vec<u8> {
+        let mut wire = Vec::with_capacity(64);
+        build_query_ecs(
+            &mut wire,
+            id,
+            self.qname.as_wire(),
+            self.qtype,
+            self.recursion_desired,
+            self.edns,
+            self.dnssec_ok,
+            self.ecs,
+            self.cookie.as_deref(),
+        );
+        wire
+    }
+}
+
 /// Why an upstream query produced no usable reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -83,18 +102,7 @@ impl Transport for NetTransport {
     fn query(&self, q: UpstreamQuery) -> BoxFuture<'_, Result<Message, TransportError>> {
         Box::pin(async move {
             let id: u16 = rand::random();
-            let mut wire = Vec::with_capacity(64);
-            build_query_ecs(
-                &mut wire,
-                id,
-                q.qname.as_wire(),
-                q.qtype,
-                q.recursion_desired,
-                q.edns,
-                q.dnssec_ok,
-                q.ecs,
-                q.cookie.as_deref(),
-            );
+            let wire = q.wire(id);
             let fut = async { if q.tcp { self.tcp(&q, id, &wire).await } else { self.udp(&q, id, &wire).await } };
             tokio::time::timeout(q.timeout, fut).await.map_err(|_| TransportError::Timeout)?
         })

@@ -173,6 +173,23 @@ pub(crate) fn check_dnskeys(
         let tags: Vec<String> = usable_ds.iter().map(|d| d.key_tag.to_string()).collect();
         return Err(Bogus::DnskeyMissing { zone: zone.to_string(), what: format!("DS key tags {}", tags.join(",")) });
     }
+    // Keys the policy will not use (RSA below the floor) make the zone
+    // insecure like an unsupported algorithm, not bogus: when every key the
+    // chain of trust reaches is one, or every key of the zone is.
+    let weak = |k: &Dnskey| policy.weak_key(k);
+    if let Some(why) =
+        trusted.iter().find_map(weak).filter(|_| trusted.iter().all(|k| weak(k).is_some())).or_else(|| {
+            keys.iter()
+                .find_map(weak)
+                .filter(|_| keys.iter().all(|k| weak(k).is_some() || !policy.supports(k.algorithm)))
+        })
+    {
+        let ede = proto::Ede::new(
+            proto::ede::code::UNSUPPORTED_DNSKEY_ALGORITHM,
+            format!("{zone} is signed only with keys below the validation policy: {why}"),
+        );
+        return Ok((ZoneTrust::Unsupported(ede), 3600));
+    }
     let ttl = verify_rrset_unexpanded(dnskeys, sigs, &trusted, zone, now32(now), policy, budget)?.ttl;
     Ok((ZoneTrust::Keys(Arc::new(keys)), ttl))
 }
@@ -227,6 +244,23 @@ pub(crate) fn child_trust(
         },
         Err(b) => ZoneTrust::Bogus(b),
     }
+}
+
+/// Whether `records`, a denial already validated, prove `child` an
+/// insecure delegation: the NSEC at it lists NS but neither DS nor SOA, or
+/// the NSEC3 matching it does, or an opt-out span covers it.
+pub(crate) fn proves_insecure_cut(child: &Name, records: &[Record]) -> bool {
+    let nsec3: Vec<Record> = records.iter().filter(|r| r.rtype == rtype::NSEC3).cloned().collect();
+    if !nsec3.is_empty() {
+        let zone = records
+            .iter()
+            .filter(|r| r.rtype == rtype::RRSIG)
+            .find_map(|s| dnssec::Rrsig::parse(&s.rdata).ok())
+            .map(|s| s.signer);
+        return zone.is_some_and(|z| nsec3::prove_no_ds(child, &Nsec3Set::new(&z, &nsec3)).is_ok());
+    }
+    let nsecs: Vec<Record> = records.iter().filter(|r| r.rtype == rtype::NSEC).cloned().collect();
+    prove_no_ds(child, &parse_nsecs(&nsecs)).is_ok()
 }
 
 /// The NSEC records of `records` whose RRsets verify with `keys`.
@@ -407,5 +441,66 @@ pub(crate) fn check_negative(
     match result {
         Ok(()) => Security::Secure,
         Err(b) => Security::Bogus(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RSA/SHA-256 DNSKEY (flags 257) with exponent 65537 and a modulus
+    /// of `bits` bits (not a real key: the policy decides before any
+    /// signature is checked).
+    fn rsa_key(bits: usize) -> Record {
+        let mut rdata = vec![1, 1, 3, 8, 3, 1, 0, 1];
+        let mut modulus = vec![0xc5u8; bits / 8];
+        modulus[0] = 0x80;
+        rdata.extend_from_slice(&modulus);
+        Record { name: Name::root(), rtype: rtype::DNSKEY, class: 1, ttl: 3600, rdata: rdata.into() }
+    }
+
+    fn ds_for(key: &Record) -> Ds {
+        let mut rdata = dnssec::key_tag(&key.rdata).to_be_bytes().to_vec();
+        rdata.extend_from_slice(&[8, 2]);
+        rdata.extend_from_slice(&dnssec::verify::ds_sha256(&key.name, &key.rdata));
+        Ds::parse(&rdata).expect("DS")
+    }
+
+    /// Issue 18 item 2: a zone whose only key is RSA below the policy's
+    /// floor is insecure with EDE 1, not bogus (before: DNSKEY bogus, as the
+    /// key could not verify its own set).
+    #[test]
+    fn keys_below_the_rsa_floor_make_a_zone_insecure() {
+        assert_eq!(dnssec::verify::rsa_modulus_bits(&rsa_key(512).rdata[4..]), Some(512));
+        let policy = AlgorithmPolicy::default();
+        let budget = WorkBudget::new(16);
+        let weak = rsa_key(512);
+        let got =
+            check_dnskeys(&Name::root(), std::slice::from_ref(&weak), &[], &[ds_for(&weak)], &[], &policy, 0, &budget);
+        match got {
+            Ok((ZoneTrust::Unsupported(ede), _)) => {
+                assert_eq!(ede.code, proto::ede::code::UNSUPPORTED_DNSKEY_ALGORITHM);
+                assert!(ede.text.contains("512-bit"), "{}", ede.text);
+            }
+            other => panic!("want insecure (unsupported), got {other:?}"),
+        }
+        // At the floor the key is used: with no signature, the set is bogus.
+        let strong = rsa_key(1024);
+        let got = check_dnskeys(
+            &Name::root(),
+            std::slice::from_ref(&strong),
+            &[],
+            &[ds_for(&strong)],
+            &[],
+            &policy,
+            0,
+            &budget,
+        );
+        assert!(got.is_err(), "a 1024-bit key is validated with");
+        // A lower floor takes the 512-bit key.
+        let low = AlgorithmPolicy { min_rsa_bits: 512, ..policy };
+        let got =
+            check_dnskeys(&Name::root(), std::slice::from_ref(&weak), &[], &[ds_for(&weak)], &[], &low, 0, &budget);
+        assert!(got.is_err(), "a 512-bit key is validated with when allowed");
     }
 }
