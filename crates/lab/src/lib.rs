@@ -178,7 +178,11 @@ impl LabData {
         LabData::from_files(files)
     }
 
-    fn from_files(files: Vec<(String, String)>) -> Result<LabData, LabError> {
+    /// A lab from (file name, text) pairs named as in `crates/lab/zones`:
+    /// `*.zone` files, and optionally `lab.toml`, `dnssec.toml` and
+    /// `questions.txt` (how the recursor's scenario runner builds one lab
+    /// per scenario).
+    pub fn from_files(files: Vec<(String, String)>) -> Result<LabData, LabError> {
         let mut zones = Vec::new();
         let mut texts = Vec::new();
         let mut behaviours = BehaviourFile { server: Vec::new() };

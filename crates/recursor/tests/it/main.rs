@@ -5,6 +5,7 @@ mod dnssec;
 mod faults;
 mod fuzz;
 mod resolve;
+mod scenario;
 mod service;
 
 use std::sync::Arc;
