@@ -127,7 +127,7 @@ fuzz_target!(|input: Input| {
             rdata: rdata[..rdata.len().min(1024)].into(),
         })
         .collect();
-    let policy = AlgorithmPolicy { allow_sha1: input.allow_sha1 };
+    let policy = AlgorithmPolicy { allow_sha1: input.allow_sha1, ..AlgorithmPolicy::default() };
 
     // Keys, each with its rdata (for DS matching).
     let mut keys: Vec<(Dnskey, Vec<u8>)> = Vec::new();

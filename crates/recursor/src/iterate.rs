@@ -1086,34 +1086,9 @@ impl Recursor {
             tracing::debug!(zone = %cut.zone, "cyclic name server dependency");
             return addrs;
         };
-        let port = self.inner.config.upstream_port;
-        let candidates = cut.ns_names.iter().filter(|n| !n.is_subdomain_of(&cut.zone)).take(MAX_GLUELESS_LOOKUPS);
-        let mut complete = true;
-        for ns in candidates {
-            let types: &[u16] = if self.inner.config.ipv4 { &[rtype::A] } else { &[rtype::AAAA] };
-            for &t in types {
-                match self.resolve_in(ns.clone(), t, budget, depth + 1).await {
-                    Ok(res) => addrs.extend(
-                        res.answer
-                            .iter()
-                            .filter_map(Record::address)
-                            .map(|a| SocketAddr::new(a, port))
-                            .filter(|a| self.usable(a)),
-                    ),
-                    // Out of budget, time or depth, or held back by an
-                    // upstream limit: nothing learnt about the zone itself.
-                    Err(
-                        ResolveError::BudgetExhausted(_)
-                        | ResolveError::Cancelled
-                        | ResolveError::UpstreamLimited { .. },
-                    ) => complete = false,
-                    Err(_) => {}
-                }
-            }
-            if !addrs.is_empty() {
-                break;
-            }
-        }
+        let candidates: Vec<Name> = cut.ns_names.iter().filter(|n| !n.is_subdomain_of(&cut.zone)).cloned().collect();
+        let (found, complete) = self.lookup_servers(&candidates, budget, depth).await;
+        addrs = found;
         if !addrs.is_empty() {
             infra.set_delegation_alive(&cut.zone);
         } else if complete {
@@ -1214,58 +1189,133 @@ impl Recursor {
     ) -> Result<(Classified, SocketAddr), ResolveError> {
         let mut addrs = self.cut_addresses(cut, budget, depth).await;
         addrs.retain(|a| !skip.contains(a));
-        // Servers known lame for the zone, or backing off after timeouts,
-        // are not asked again until that ends: when they are all the zone
-        // has, its names fail at once instead of waiting for them again.
-        let available = self.inner.infra.rank(&mut addrs, &cut.zone);
-        if !addrs.is_empty() && available == 0 {
-            tracing::debug!(zone = %cut.zone, "every server lame or backing off");
-            return Err(ResolveError::NoReachableAuthority { zone: cut.zone.to_string() });
-        }
-        addrs.truncate(available);
-        let mut network_errors = 0;
-        let mut limited = 0;
-        for &addr in &addrs {
-            let _permit = match self.inner.upstream.acquire(&cut.zone, addr) {
-                Ok(p) => p,
-                Err(crate::limits::Refusal::Zone) => {
-                    return Err(ResolveError::UpstreamLimited { zone: cut.zone.to_string() });
-                }
-                Err(crate::limits::Refusal::Server) => {
-                    limited += 1;
-                    continue;
-                }
-            };
-            budget.spend_query()?;
-            let no_edns = self.inner.infra.no_edns(&addr);
-            let mut q = self.upstream(addr, qn, qt, false, no_edns, budget);
-            q.ecs = self.ecs_for(&cut.zone, qt, budget).filter(|_| !no_edns);
-            match self.send(q, budget).await {
-                Ok(reply) => match classify(&reply, &cut.zone, qn, qt) {
-                    Classified::Lame => {
-                        tracing::debug!(%addr, zone = %cut.zone, "lame server");
-                        self.inner.infra.set_lame(addr, &cut.zone);
-                    }
-                    Classified::Failure => tracing::debug!(%addr, zone = %cut.zone, "server failure"),
-                    c => return Ok((c, addr)),
-                },
-                Err(TransportError::Network(e)) => {
-                    tracing::debug!(%addr, error = %e, "network error");
-                    network_errors += 1;
-                }
-                Err(_) => {}
+        let (mut asked, mut network_errors, mut limited) = (0usize, 0usize, 0usize);
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut looked_up = false;
+        loop {
+            // Servers known lame for the zone, or backing off after
+            // timeouts, are not asked again until that ends: when they are
+            // all the zone has, its names fail at once instead of waiting
+            // for them again.
+            let available = self.inner.infra.rank(&mut addrs, &cut.zone);
+            if available == 0 && !addrs.is_empty() {
+                tracing::debug!(zone = %cut.zone, "every known server lame or backing off");
             }
-            budget.check_time()?;
+            addrs.truncate(available);
+            for &addr in &addrs {
+                tried.push(addr);
+                let _permit = match self.inner.upstream.acquire(&cut.zone, addr) {
+                    Ok(p) => p,
+                    Err(crate::limits::Refusal::Zone) => {
+                        return Err(ResolveError::UpstreamLimited { zone: cut.zone.to_string() });
+                    }
+                    Err(crate::limits::Refusal::Server) => {
+                        limited += 1;
+                        continue;
+                    }
+                };
+                budget.spend_query()?;
+                asked += 1;
+                let no_edns = self.inner.infra.no_edns(&addr);
+                let mut q = self.upstream(addr, qn, qt, false, no_edns, budget);
+                q.ecs = self.ecs_for(&cut.zone, qt, budget).filter(|_| !no_edns);
+                match self.send(q, budget).await {
+                    Ok(reply) => match classify(&reply, &cut.zone, qn, qt) {
+                        Classified::Lame => {
+                            tracing::debug!(%addr, zone = %cut.zone, "lame server");
+                            self.inner.infra.set_lame(addr, &cut.zone);
+                        }
+                        Classified::Failure => tracing::debug!(%addr, zone = %cut.zone, "server failure"),
+                        c => return Ok((c, addr)),
+                    },
+                    Err(TransportError::Network(e)) => {
+                        tracing::debug!(%addr, error = %e, "network error");
+                        network_errors += 1;
+                    }
+                    Err(_) => {}
+                }
+                budget.check_time()?;
+            }
+            // Every server with a known address failed: the zone's other
+            // name servers, those without one, are looked up and asked
+            // before giving up (RFC 1034 §5.3.3 step 4), once.
+            if looked_up {
+                break;
+            }
+            looked_up = true;
+            addrs = self.unresolved_servers(cut, budget, depth).await;
+            addrs.retain(|a| !skip.contains(a) && !tried.contains(a));
+            if addrs.is_empty() {
+                break;
+            }
         }
         let zone = cut.zone.to_string();
-        if limited > 0 && limited == addrs.len() {
+        if limited > 0 && limited == tried.len() {
             return Err(ResolveError::UpstreamLimited { zone });
         }
-        if network_errors > 0 && network_errors == addrs.len() {
+        if network_errors > 0 && network_errors == asked {
             Err(ResolveError::NetworkError { zone })
         } else {
             Err(ResolveError::NoReachableAuthority { zone })
         }
+    }
+
+    /// Addresses of the cut's name servers that had none known: each name
+    /// outside the zone without a cached address is resolved (three at
+    /// most, as for a glueless referral), stopping at the first that gives
+    /// one. Nothing when the delegation is known dead.
+    async fn unresolved_servers(&self, cut: &Cut, budget: &Budget, depth: u8) -> Vec<SocketAddr> {
+        if self.inner.infra.delegation_dead(&cut.zone) {
+            return Vec::new();
+        }
+        let now = self.inner.clock.now_unix();
+        let names: Vec<Name> = cut
+            .ns_names
+            .iter()
+            .filter(|n| !n.is_subdomain_of(&cut.zone))
+            .filter(|n| self.cached_addresses(std::slice::from_ref(*n), now).is_empty())
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let Some(_lookup) = budget.enter_ns_lookup(&cut.zone) else { return Vec::new() };
+        self.lookup_servers(&names, budget, depth).await.0
+    }
+
+    /// Resolves the addresses of name servers `names` (three at most),
+    /// stopping at the first that has some. Also says whether every lookup
+    /// came to an end (not cut short by the budget or a limit).
+    async fn lookup_servers(&self, names: &[Name], budget: &Budget, depth: u8) -> (Vec<SocketAddr>, bool) {
+        let port = self.inner.config.upstream_port;
+        let mut addrs = Vec::new();
+        let mut complete = true;
+        for ns in names.iter().take(MAX_GLUELESS_LOOKUPS) {
+            let types: &[u16] = if self.inner.config.ipv4 { &[rtype::A] } else { &[rtype::AAAA] };
+            for &t in types {
+                match self.resolve_in(ns.clone(), t, budget, depth + 1).await {
+                    Ok(res) => addrs.extend(
+                        res.answer
+                            .iter()
+                            .filter_map(Record::address)
+                            .map(|a| SocketAddr::new(a, port))
+                            .filter(|a| self.usable(a)),
+                    ),
+                    // Out of budget, time or depth, or held back by an
+                    // upstream limit: nothing learnt about the zone itself.
+                    Err(
+                        ResolveError::BudgetExhausted(_)
+                        | ResolveError::Cancelled
+                        | ResolveError::UpstreamLimited { .. },
+                    ) => complete = false,
+                    Err(_) => {}
+                }
+            }
+            if !addrs.is_empty() {
+                break;
+            }
+        }
+        (addrs, complete)
     }
 }
 
