@@ -342,6 +342,99 @@ mod tests {
         assert_eq!(base32hex_decode(b"0P9MHAVEQVM6T7VBL5LOP2U3T2RP3TOM"), Some(h));
     }
 
+    /// The NSEC3 chain of RFC 5155 Appendix A's zone `example` (salt
+    /// aabbccdd, 12 iterations, every record opt-out), built by hashing its
+    /// names: each owner with the types it holds (empty non-terminals with
+    /// none; the unsigned delegation c.example is left out, as opt-out
+    /// allows).
+    fn appendix_a_chain() -> Vec<Record> {
+        use rtype::*;
+        let zone = Name::from_ascii("example").expect("name");
+        let names: &[(&str, &[u16])] = &[
+            ("example", &[NS, SOA, MX, RRSIG, DNSKEY, NSEC3PARAM]),
+            ("2t7b4g4vsa5smi47k61mv5bv1a22bojr.example", &[A, RRSIG]),
+            ("a.example", &[NS, DS, RRSIG]),
+            ("ai.example", &[A, HINFO, AAAA, RRSIG]),
+            ("ns1.example", &[A, RRSIG]),
+            ("ns2.example", &[A, RRSIG]),
+            ("w.example", &[]),
+            ("*.w.example", &[MX, RRSIG]),
+            ("x.w.example", &[MX, RRSIG]),
+            ("y.w.example", &[]),
+            ("x.y.w.example", &[MX, RRSIG]),
+            ("xx.example", &[A, HINFO, AAAA, RRSIG]),
+        ];
+        let salt = [0xaa, 0xbb, 0xcc, 0xdd];
+        let mut hashed: Vec<(Vec<u8>, &[u16])> =
+            names.iter().map(|(n, types)| (hash(&Name::from_ascii(n).expect("name"), &salt, 12), *types)).collect();
+        hashed.sort();
+        (0..hashed.len())
+            .map(|i| {
+                let (h, types) = &hashed[i];
+                let next = &hashed[(i + 1) % hashed.len()].0;
+                let mut rdata = vec![1, 1, 0, 12, 4];
+                rdata.extend_from_slice(&salt);
+                rdata.push(next.len() as u8);
+                rdata.extend_from_slice(next);
+                rdata.extend(crate::records::make_bitmap(types));
+                let owner = zone.prepend(base32hex(h).as_bytes()).expect("owner");
+                Record { name: owner, rtype: rtype::NSEC3, class: 1, ttl: 3600, rdata: rdata.into() }
+            })
+            .collect()
+    }
+
+    /// The proofs of RFC 5155 Appendix B over that chain, and forgeries of
+    /// them: each proof holds with the records a server would send, and
+    /// fails when one of them is missing or says otherwise.
+    #[test]
+    fn rfc5155_appendix_b_proofs_and_their_forgeries() {
+        let n = |s: &str| Name::from_ascii(s).expect("name");
+        let zone = n("example");
+        let chain = appendix_a_chain();
+        let set = Nsec3Set::new(&zone, &chain);
+        // Hashes the RFC publishes for names of the zone.
+        let h = |s: &str| base32hex(&hash(&n(s), &[0xaa, 0xbb, 0xcc, 0xdd], 12));
+        assert_eq!(h("example"), "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom");
+        assert_eq!(h("a.example"), "35mthgpgcu1qg68fab165klnsnk3dpvl");
+        assert_eq!(h("ns1.example"), "2t7b4g4vsa5smi47k61mv5bv1a22bojr");
+        assert_eq!(h("x.w.example"), "b4um86eghhds6nea196smvmlo4ors995");
+
+        // B.1 Name error: a.c.x.w.example (opt-out spans: not provably
+        // secure, but proven).
+        assert_eq!(prove_nxdomain(&n("a.c.x.w.example"), &set), Ok(Proven::OptOut));
+        // B.2 No data: ns1.example MX; B.2.1 at an empty non-terminal.
+        assert_eq!(prove_nodata(&n("ns1.example"), rtype::MX, &set), Ok(Proven::Secure));
+        assert_eq!(prove_nodata(&n("y.w.example"), rtype::A, &set), Ok(Proven::Secure));
+        // B.3 Referral to an opt-out unsigned zone: no DS for c.example.
+        assert_eq!(prove_no_ds(&n("c.example"), &set), Ok(Proven::OptOut));
+        // B.4 Wildcard expansion: a.z.w.example from *.w.example.
+        assert!(prove_wildcard_expansion(&n("a.z.w.example"), 2, &set).is_ok());
+        // B.5 Wildcard no data: a.z.w.example AAAA (*.w.example has MX).
+        assert!(prove_nodata(&n("a.z.w.example"), rtype::AAAA, &set).is_ok());
+        // B.6 DS child zone no data: the child's apex NSEC3 answering a DS
+        // query. The RFC shows what the child's server sends; a validator
+        // does not take it, as the DS lives in the parent and the apex
+        // record (SOA set) speaks for the child side only (RFC 6840 §4.4).
+        assert!(prove_nodata(&zone, rtype::DS, &set).is_err());
+
+        // Forgeries.
+        let without = |owner_of: &str| {
+            let drop = h(owner_of);
+            let kept: Vec<Record> = chain.iter().filter(|r| !r.name.to_string().starts_with(&drop)).cloned().collect();
+            Nsec3Set::new(&zone, &kept)
+        };
+        // An NXDOMAIN for a name that exists (ai.example matches).
+        assert!(prove_nxdomain(&n("ai.example"), &set).is_err());
+        // A NODATA for a type the name has.
+        assert!(prove_nodata(&n("ns1.example"), rtype::A, &set).is_err());
+        // The closest encloser's NSEC3 left out.
+        assert!(prove_nxdomain(&n("a.c.x.w.example"), &without("x.w.example")).is_err());
+        // The matching NSEC3 left out of a NODATA.
+        assert!(prove_nodata(&n("ns1.example"), rtype::MX, &without("ns1.example")).is_err());
+        // A DS denial for a delegation that has one (a.example lists DS).
+        assert!(prove_no_ds(&n("a.example"), &set).is_err());
+    }
+
     #[test]
     fn a_set_past_the_iteration_limit_hashes_nothing() {
         let zone = Name::from_ascii("example.").expect("name");

@@ -75,3 +75,46 @@ async fn poison_never_reaches_the_cache() {
     let res = r.resolve(&n("www.example.test"), rtype::A).await.expect("resolves");
     assert_eq!(res.answer[0].address().map(|a| a.to_string()), Some("192.0.2.10".to_string()));
 }
+
+/// A reply that comes from another address than the server's (an off-path
+/// spoofer that guessed the ID and port) is never taken: the upstream
+/// socket is connected, so the kernel drops it, and the query times out;
+/// the same reply from the server's own address is taken.
+#[tokio::test]
+async fn replies_from_another_address_are_not_taken() {
+    use recursor::{NetTransport, Transport, TransportError, UpstreamQuery};
+    use tokio::net::UdpSocket;
+
+    let server = UdpSocket::bind("127.0.0.1:0").await.expect("server socket");
+    let spoofer = UdpSocket::bind("127.0.0.2:0").await.expect("spoofer socket");
+    let addr = server.local_addr().expect("addr");
+    let query = |timeout_ms| UpstreamQuery {
+        server: addr,
+        qname: crate::n("www.example.test"),
+        qtype: proto::rtype::A,
+        recursion_desired: false,
+        edns: Some(1232),
+        dnssec_ok: false,
+        tcp: false,
+        timeout: std::time::Duration::from_millis(timeout_ms),
+        ecs: None,
+        cookie: None,
+    };
+    // Answers each query with a well-formed reply (same ID and question),
+    // sent from the spoofer's socket the first time, then from the server's.
+    let answering = tokio::spawn(async move {
+        let mut buf = [0u8; 512];
+        for from_spoofer in [true, false] {
+            let (len, client) = server.recv_from(&mut buf).await.expect("query");
+            let mut reply = buf[..len].to_vec();
+            reply[2] |= 0x80; // QR
+            let socket = if from_spoofer { &spoofer } else { &server };
+            socket.send_to(&reply, client).await.expect("reply");
+        }
+    });
+    let net = NetTransport::default();
+    assert_eq!(net.query(query(300)).await.err(), Some(TransportError::Timeout), "the spoofed reply is not taken");
+    let reply = net.query(query(2000)).await.expect("the server's own reply is taken");
+    assert!(reply.has_flag(proto::flags::QR));
+    answering.await.expect("answering task");
+}
