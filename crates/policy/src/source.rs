@@ -188,7 +188,8 @@ impl LoadedSource {
     }
 
     pub(crate) fn action(&self, rule: RuleId) -> &Action {
-        self.rules.get(rule as usize - 1).unwrap_or(&Action::Default)
+        // Rule ids are 1-based; 0 ("no rule") is the default action.
+        (rule as usize).checked_sub(1).and_then(|i| self.rules.get(i)).unwrap_or(&Action::Default)
     }
 
     /// Every entry as text (`block example.test`, `allow x.test`,
@@ -688,7 +689,9 @@ impl RpzState {
             Action::Local(mut recs) => {
                 let key = (owner.into_bytes(), false);
                 if let Some(&r) = sink.local_rules.get(&key) {
-                    if let Some(Action::Local(existing)) = sink.rules.get_mut(r as usize - 1) {
+                    if let Some(Action::Local(existing)) =
+                        (r as usize).checked_sub(1).and_then(|i| sink.rules.get_mut(i))
+                    {
                         existing.append(&mut recs);
                     }
                     return Ok(());
