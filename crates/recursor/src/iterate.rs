@@ -685,32 +685,13 @@ impl Recursor {
             cut.trust = t.clone();
             return t;
         }
-        let Some(v) = &self.inner.config.validation else { return ZoneTrust::Off };
+        if self.inner.config.validation.is_none() {
+            return ZoneTrust::Off;
+        }
         let zone = cut.zone.clone();
         let trust = match self.query_cut(cut, &zone, rtype::DNSKEY, budget, depth, &[]).await {
             Ok((Classified::Answer { chain, sigs, .. }, _)) => {
-                let keys: Vec<Record> =
-                    chain.into_iter().filter(|r| r.rtype == rtype::DNSKEY && r.name == zone).collect();
-                match validate::check_dnskeys(
-                    &zone,
-                    &keys,
-                    &sigs,
-                    &ds,
-                    &anchor_keys,
-                    &v.policy,
-                    now,
-                    budget.verifications(),
-                ) {
-                    Ok((t, ttl)) => {
-                        self.remember_trust(&zone, &t, ttl, now);
-                        t
-                    }
-                    Err(b) => {
-                        let t = ZoneTrust::Bogus(b);
-                        self.remember_trust(&zone, &t, cache::BOGUS_TTL, now);
-                        t
-                    }
-                }
+                self.trust_dnskeys(&zone, chain, &sigs, &ds, &anchor_keys, budget)
             }
             _ => ZoneTrust::Bogus(dnssec::Bogus::DnskeyMissing {
                 zone: zone.to_string(),
@@ -719,6 +700,30 @@ impl Recursor {
         };
         cut.trust = trust.clone();
         trust
+    }
+
+    /// The trust a fetched DNSKEY answer gives `zone`: its keys checked
+    /// against the DS set or anchor keys, remembered either way (bogus for
+    /// at most `BOGUS_TTL`).
+    fn trust_dnskeys(
+        &self,
+        zone: &Name,
+        chain: Vec<Record>,
+        sigs: &[Record],
+        ds: &[dnssec::Ds],
+        anchor_keys: &[Box<[u8]>],
+        budget: &Budget,
+    ) -> ZoneTrust {
+        let Some(v) = &self.inner.config.validation else { return ZoneTrust::Off };
+        let keys: Vec<Record> = chain.into_iter().filter(|r| r.rtype == rtype::DNSKEY && r.name == *zone).collect();
+        let now = self.inner.clock.now_unix();
+        let (t, ttl) =
+            match validate::check_dnskeys(zone, &keys, sigs, ds, anchor_keys, &v.policy, now, budget.verifications()) {
+                Ok(x) => x,
+                Err(b) => (ZoneTrust::Bogus(b), cache::BOGUS_TTL),
+            };
+        self.remember_trust(zone, &t, ttl, now);
+        t
     }
 
     fn known_trust(&self, zone: &Name, now: u64) -> Option<ZoneTrust> {
@@ -870,17 +875,17 @@ impl Recursor {
             }
             let now = self.inner.clock.now_unix();
             let labels: Vec<Name> = (fz.name.label_count()..=target.label_count()).map(|n| target.suffix(n)).collect();
-            let mut trust: Option<(Name, ZoneTrust)> = None;
+            let mut trust: Option<ZoneTrust> = None;
             let mut start = 0;
             for (i, c) in labels.iter().enumerate().rev() {
                 if let Some(t) = self.known_trust(c, now).filter(|t| !matches!(t, ZoneTrust::Pending { .. })) {
-                    trust = Some((c.clone(), t));
+                    trust = Some(t);
                     start = i + 1;
                     break;
                 }
             }
             for c in labels.iter().skip(start) {
-                if let Some((_, t)) = &trust
+                if let Some(t) = &trust
                     && !matches!(t, ZoneTrust::Keys(_))
                 {
                     return t.clone();
@@ -888,7 +893,7 @@ impl Recursor {
                 if let Some(ZoneTrust::Pending { ds, anchor_keys }) = ZoneTrust::from_anchors(&self.trust_anchors(), c)
                 {
                     let t = self.forwarded_keys(fz, c, &ds, &anchor_keys, budget).await;
-                    trust = Some((c.clone(), t));
+                    trust = Some(t);
                     continue;
                 }
                 if c.is_root() {
@@ -913,7 +918,7 @@ impl Recursor {
                             .filter_map(|r| dnssec::Ds::parse(&r.rdata).ok())
                             .collect();
                         let t = self.forwarded_keys(fz, c, &ds, &[], budget).await;
-                        trust = Some((c.clone(), t));
+                        trust = Some(t);
                     }
                     (Security::Secure, outcome) => {
                         let private = outcome == Outcome::NxDomain && *c == fz.name;
@@ -931,7 +936,7 @@ impl Recursor {
                                 });
                             };
                             let t = self.resolved_keys(&p, budget, depth).await;
-                            trust = Some((p, t));
+                            trust = Some(t);
                         }
                     }
                     (Security::Insecure | Security::Unsupported(_), _) => return ZoneTrust::Insecure,
@@ -939,7 +944,7 @@ impl Recursor {
                     (Security::Indeterminate, _) => return ZoneTrust::Off,
                 }
             }
-            trust.map_or(ZoneTrust::Insecure, |(_, t)| t)
+            trust.unwrap_or(ZoneTrust::Insecure)
         })
     }
 
@@ -953,7 +958,9 @@ impl Recursor {
         anchor_keys: &[Box<[u8]>],
         budget: &Budget,
     ) -> ZoneTrust {
-        let Some(v) = &self.inner.config.validation else { return ZoneTrust::Off };
+        if self.inner.config.validation.is_none() {
+            return ZoneTrust::Off;
+        }
         for &server in &fz.servers {
             if budget.spend_query().is_err() {
                 break;
@@ -963,15 +970,7 @@ impl Recursor {
             let Classified::Answer { chain, sigs, .. } = classify(&reply, &fz.name, zone, rtype::DNSKEY) else {
                 continue;
             };
-            let keys: Vec<Record> = chain.into_iter().filter(|r| r.rtype == rtype::DNSKEY && r.name == *zone).collect();
-            let now = self.inner.clock.now_unix();
-            let budget = budget.verifications();
-            let (t, ttl) = match validate::check_dnskeys(zone, &keys, &sigs, ds, anchor_keys, &v.policy, now, budget) {
-                Ok(x) => x,
-                Err(b) => (ZoneTrust::Bogus(b), cache::BOGUS_TTL),
-            };
-            self.remember_trust(zone, &t, ttl, now);
-            return t;
+            return self.trust_dnskeys(zone, chain, &sigs, ds, anchor_keys, budget);
         }
         ZoneTrust::Bogus(dnssec::Bogus::DnskeyMissing { zone: zone.to_string(), what: "no DNSKEY answer".into() })
     }

@@ -51,7 +51,7 @@ fn scenarios() {
             continue;
         }
         let text = std::fs::read_to_string(path).expect("readable scenario");
-        let scenario = match parse(&text) {
+        let mut scenario = match parse(&text) {
             Ok(s) => s,
             Err(e) => {
                 failures.push(format!("{name}: does not parse: {e}"));
@@ -59,7 +59,7 @@ fn scenarios() {
             }
         };
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().expect("rt");
-        let result = rt.block_on(run(&scenario));
+        let result = rt.block_on(run(&mut scenario));
         match (result, &scenario.xfail) {
             (Ok(()), None) => passed += 1,
             (Err(e), None) => failures.push(format!("{name}: {e}")),
@@ -768,7 +768,7 @@ fn apply_config(s: &Scenario, c: &mut RecursorConfig, svc: &mut ServiceConfig, l
     Ok(())
 }
 
-async fn run(s: &Scenario) -> Result<(), String> {
+async fn run(s: &mut Scenario) -> Result<(), String> {
     let mut files = s.files.clone();
     files.push(("lab.toml".into(), s.behaviours.concat()));
     let policies: String = s
@@ -788,7 +788,7 @@ async fn run(s: &Scenario) -> Result<(), String> {
     apply_config(s, &mut config, &mut svc, &lab)?;
     let net = Arc::new(ScenarioNet {
         lab: lab.clone(),
-        replies: s.replies.iter().map(clone_scripted).collect(),
+        replies: std::mem::take(&mut s.replies),
         log: Mutex::new(Vec::new()),
         next_id: AtomicU16::new(1),
     });
@@ -847,24 +847,6 @@ async fn run(s: &Scenario) -> Result<(), String> {
         }
     }
     if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
-}
-
-fn clone_scripted(r: &Scripted) -> Scripted {
-    Scripted {
-        server: r.server,
-        qname: r.qname.clone(),
-        qtype: r.qtype,
-        tcp: r.tcp,
-        times: r.times,
-        used: AtomicUsize::new(0),
-        drop: r.drop,
-        from_zone: r.from_zone,
-        rcode: r.rcode,
-        flags: r.flags,
-        delay_ms: r.delay_ms,
-        remove: r.remove.clone(),
-        add: r.add.clone(),
-    }
 }
 
 /// Record data compared as the record's type says: names in it without
