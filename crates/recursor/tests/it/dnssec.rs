@@ -154,22 +154,36 @@ async fn keytrap_zone_is_bounded_and_the_cache_keeps_answering() {
     let mut out = Vec::with_capacity(1232);
     s.answer(&cached, TransportKind::Datagram, &mut out).await.expect("warm");
     let stop = Arc::new(AtomicBool::new(false));
+    // The hammer counts only the hits made while the trapped query is in
+    // flight: it starts counting once `trapping` is set, so the assertion
+    // below does not depend on how fast this machine is, only on the cache
+    // answering at all while validation runs.
+    let trapping = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let hammer = {
-        let (s, stop) = (s.clone(), stop.clone());
+        let (s, stop, trapping) = (s.clone(), stop.clone(), trapping.clone());
         tokio::spawn(async move {
             let (mut hits, mut worst) = (0u64, Duration::ZERO);
             let mut out = Vec::with_capacity(1232);
+            let mut ready = Some(ready_tx);
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
                 let r = s.try_fast(&cached, TransportKind::Datagram, &mut out);
                 worst = worst.max(t.elapsed());
                 assert!(matches!(r, recursor::FastPath::Answered(_)));
-                hits += 1;
+                if trapping.load(Ordering::Relaxed) {
+                    hits += 1;
+                }
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
                 tokio::task::yield_now().await;
             }
             (hits, worst)
         })
     };
+    ready_rx.await.expect("the hammer is running");
+    trapping.store(true, Ordering::Relaxed);
     let started = Instant::now();
     let mut trapped = Vec::new();
     s.answer(&query("www.keytrap.test", rtype::A, true, false), TransportKind::Datagram, &mut trapped)
@@ -183,7 +197,7 @@ async fn keytrap_zone_is_bounded_and_the_cache_keeps_answering() {
     assert_eq!(m.rcode(), 2);
     assert_eq!(m.ede()[0].0, proto::ede::code::DNSSEC_BOGUS);
     assert!(took < Duration::from_secs(3), "bounded: {took:?}");
-    assert!(hits > 100, "the cache kept answering: {hits}");
+    assert!(hits > 0, "the cache kept answering while validation ran: {hits}");
 }
 
 #[tokio::test]
