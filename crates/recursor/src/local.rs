@@ -55,6 +55,7 @@ impl LocalData {
                 recs.iter().filter(|r| r.rtype == qtype || qtype == rtype::ANY).cloned().collect();
             if answer.is_empty() {
                 answer = recs.iter().filter(|r| r.rtype == rtype::CNAME).cloned().collect();
+                self.follow_cname(&mut answer, qtype);
             }
             return Some(LocalAnswer { rcode: 0, answer });
         }
@@ -81,6 +82,38 @@ impl LocalData {
     }
 }
 
+impl LocalData {
+    /// A local CNAME whose target is local data too is followed here, as an
+    /// authority follows a CNAME inside its own zone (RFC 1034 §4.3.2), at
+    /// most [`MAX_LOCAL_CNAMES`] links and never round a loop; a target that
+    /// is not local data ends the answer at the CNAME, and the client's stub
+    /// asks for the target.
+    fn follow_cname(&self, answer: &mut Vec<Record>, qtype: u16) {
+        for _ in 0..MAX_LOCAL_CNAMES {
+            let Some(target) =
+                answer.last().filter(|r| r.rtype == rtype::CNAME).and_then(|r| Name::from_wire(&r.rdata).ok())
+            else {
+                return;
+            };
+            if answer.iter().any(|r| r.name == target) {
+                return;
+            }
+            let Some(recs) = self.by_name.get(&target) else { return };
+            let mut next: Vec<Record> = recs.iter().filter(|r| r.rtype == qtype).cloned().collect();
+            if next.is_empty() {
+                next = recs.iter().filter(|r| r.rtype == rtype::CNAME).cloned().collect();
+            }
+            if next.is_empty() {
+                return;
+            }
+            answer.append(&mut next);
+        }
+    }
+}
+
+/// CNAME links followed inside local data.
+const MAX_LOCAL_CNAMES: usize = 8;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,5 +133,29 @@ mod tests {
         assert_eq!(off.answer(&www, rtype::A), None);
         let lh = Name::from_ascii("localhost").expect("name");
         assert_eq!(local.answer(&lh, rtype::A).map(|a| a.answer[0].rdata.to_vec()), Some(vec![127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn local_cnames_are_followed_inside_local_data_only() {
+        let rec = proto::zonefile::parse_records(
+            "alias.lan. 60 IN CNAME box.lan.\n\
+             box.lan. 60 IN A 192.0.2.8\n\
+             out.lan. 60 IN CNAME www.example.net.\n\
+             loop1.lan. 60 IN CNAME loop2.lan.\n\
+             loop2.lan. 60 IN CNAME loop1.lan.",
+            None,
+        )
+        .expect("records");
+        let local = LocalData::new(rec, false);
+        let types = |name: &str, qtype| {
+            let name = Name::from_ascii(name).expect("name");
+            local.answer(&name, qtype).map(|a| a.answer.iter().map(|r| r.rtype).collect::<Vec<_>>())
+        };
+        assert_eq!(types("alias.lan", rtype::A), Some(vec![rtype::CNAME, rtype::A]));
+        // No AAAA at the target: the CNAME alone, as an authority answers.
+        assert_eq!(types("alias.lan", rtype::AAAA), Some(vec![rtype::CNAME]));
+        assert_eq!(types("alias.lan", rtype::CNAME), Some(vec![rtype::CNAME]));
+        assert_eq!(types("out.lan", rtype::A), Some(vec![rtype::CNAME]));
+        assert_eq!(types("loop1.lan", rtype::A), Some(vec![rtype::CNAME, rtype::CNAME]));
     }
 }
