@@ -36,6 +36,22 @@ fn certified_key(cert_pem: &[u8], key_pem: &[u8]) -> Result<Arc<CertifiedKey>, D
     Ok(Arc::new(ck))
 }
 
+/// Makes the signing key for a certificate whose private key is kept
+/// elsewhere (a keyless edge's key server): given the end-entity
+/// certificate, the key that signs for it.
+pub type RemoteKey =
+    Arc<dyn Fn(&CertificateDer<'static>) -> Result<Arc<dyn rustls::sign::SigningKey>, String> + Send + Sync>;
+
+/// A certified key from a PEM chain whose key is remote.
+fn remote_certified_key(cert_pem: &[u8], key_for: &RemoteKey) -> Result<Arc<CertifiedKey>, DoorError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| DoorError::Tls(format!("certificate PEM: {e}")))?;
+    let first = certs.first().ok_or_else(|| DoorError::Tls("no certificate in the PEM file".into()))?;
+    let signing = key_for(first).map_err(DoorError::Tls)?;
+    Ok(Arc::new(CertifiedKey::new(certs, signing)))
+}
+
 /// The certificate the TLS doors present, swapped atomically when its files
 /// change: new handshakes get the new one, open connections keep theirs.
 #[derive(Debug)]
@@ -49,6 +65,12 @@ impl CertStore {
         Ok(Arc::new(CertStore { current: ArcSwap::new(certified_key(cert_pem, key_pem)?) }))
     }
 
+    /// A store holding a certificate chain whose private key is not here:
+    /// `key_for` makes the key that signs for it (keyless edges).
+    pub fn remote(cert_pem: &[u8], key_for: &RemoteKey) -> Result<Arc<CertStore>, DoorError> {
+        Ok(Arc::new(CertStore { current: ArcSwap::new(remote_certified_key(cert_pem, key_for)?) }))
+    }
+
     /// Replaces the certificate; on error the old one stays in use.
     pub fn replace(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), DoorError> {
         self.current.store(certified_key(cert_pem, key_pem)?);
@@ -59,19 +81,50 @@ impl CertStore {
     /// their contents change; a bad pair is logged and the old one kept.
     pub fn watch(self: &Arc<Self>, cert: PathBuf, key: PathBuf, interval: Duration, tasks: &mut JoinSet<()>) {
         let store = self.clone();
+        self.watch_files(vec![cert, key], interval, tasks, move |files| match files {
+            [c, k] => store.replace(c, k),
+            _ => Err(DoorError::Tls("certificate and key expected".into())),
+        });
+    }
+
+    /// As [`CertStore::watch`] for a chain whose key is remote: a new chain
+    /// gets a new remote key, without a restart.
+    pub fn watch_remote(
+        self: &Arc<Self>,
+        cert: PathBuf,
+        key_for: RemoteKey,
+        interval: Duration,
+        tasks: &mut JoinSet<()>,
+    ) {
+        let store = self.clone();
+        self.watch_files(vec![cert], interval, tasks, move |files| {
+            let pem = files.first().ok_or_else(|| DoorError::Tls("certificate expected".into()))?;
+            store.current.store(remote_certified_key(pem, &key_for)?);
+            Ok(())
+        });
+    }
+
+    fn watch_files(
+        &self,
+        paths: Vec<PathBuf>,
+        interval: Duration,
+        tasks: &mut JoinSet<()>,
+        apply: impl Fn(&[Vec<u8>]) -> Result<(), DoorError> + Send + 'static,
+    ) {
         tasks.spawn(async move {
-            let read = || Some((std::fs::read(&cert).ok()?, std::fs::read(&key).ok()?));
+            let read = || paths.iter().map(|p| std::fs::read(p).ok()).collect::<Option<Vec<Vec<u8>>>>();
             let mut last = read();
+            let shown = paths.first().map(|p| p.display().to_string()).unwrap_or_default();
             loop {
                 tokio::time::sleep(interval).await;
                 let now = read();
                 if now.is_none() || now == last {
                     continue;
                 }
-                if let Some((c, k)) = &now {
-                    match store.replace(c, k) {
-                        Ok(()) => tracing::info!(cert = %cert.display(), "TLS certificate reloaded"),
-                        Err(e) => tracing::error!(cert = %cert.display(), error = %e, "TLS certificate not reloaded; keeping the old one"),
+                if let Some(files) = &now {
+                    match apply(files) {
+                        Ok(()) => tracing::info!(cert = %shown, "TLS certificate reloaded"),
+                        Err(e) => tracing::error!(cert = %shown, error = %e, "TLS certificate not reloaded; keeping the old one"),
                     }
                 }
                 last = now;

@@ -542,6 +542,104 @@ pub struct ServerConfig {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for the TLS doors.
     pub tls_private_key: Option<PathBuf>,
+    /// A keyless edge: the certificate's private key is at these key
+    /// servers, never here (`tls_private_key` must be unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<KeylessEdgeConfig>,
+}
+
+/// `server.keyless`: where the key servers are and how this edge proves
+/// who it is to them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeylessEdgeConfig {
+    /// Key servers, tried in this order.
+    pub servers: Vec<SocketAddr>,
+    /// The edge CA's certificate (`ca.pem` of the key server's state
+    /// directory): the key servers' certificates must chain to it.
+    pub ca_file: PathBuf,
+    /// This edge's client certificate (`onedot keyserver issue-edge`).
+    pub edge_certificate: PathBuf,
+    /// This edge's client key: it only authenticates the edge to the key
+    /// servers, and revoking the edge makes it worthless.
+    pub edge_key: PathBuf,
+    /// The name in the key servers' certificates; unset: their addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Longest wait for one signature, failover included; a handshake
+    /// fails (closed) after it.
+    #[serde(default = "default_keyless_deadline_ms")]
+    pub deadline_ms: u64,
+}
+
+fn default_keyless_deadline_ms() -> u64 {
+    1000
+}
+
+impl KeylessEdgeConfig {
+    /// The client's settings, with the PEM files read.
+    pub fn client_config(&self) -> anyhow::Result<keyless::KeylessConfig> {
+        let read = |p: &PathBuf| std::fs::read(p).with_context(|| format!("server.keyless: reading {}", p.display()));
+        Ok(keyless::KeylessConfig {
+            servers: self.servers.clone(),
+            server_name: self.server_name.clone(),
+            ca_pem: read(&self.ca_file)?,
+            edge_cert_pem: read(&self.edge_certificate)?,
+            edge_key_pem: read(&self.edge_key)?,
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+        })
+    }
+}
+
+/// The key server's configuration file (`onedot keyserver --config F`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyserverConfig {
+    /// Addresses edges connect to (mutual TLS 1.3).
+    pub listen: Vec<SocketAddr>,
+    /// Prometheus metrics over plain HTTP (`/metrics`); unset: none.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
+    /// The state directory made by `onedot keyserver init`: the edge CA,
+    /// the key server's certificate, the edge registry.
+    pub state_dir: PathBuf,
+    /// The private keys it holds.
+    #[serde(default, rename = "key")]
+    pub keys: Vec<KeyserverKey>,
+}
+
+/// `[[key]]` of the key server's configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyserverKey {
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1); must not be world-readable.
+    pub path: PathBuf,
+    /// Regions whose edges may use it; empty: all.
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// Edges that may use it; empty: all.
+    #[serde(default)]
+    pub edges: Vec<String>,
+}
+
+impl KeyserverConfig {
+    /// Reads and checks a key server configuration file.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<KeyserverConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let c: KeyserverConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        if c.listen.is_empty() {
+            bail!("{}: listen is empty", path.display());
+        }
+        Ok(c)
+    }
+
+    /// The keys with their policies.
+    pub fn policies(&self) -> Vec<keyless::KeyPolicy> {
+        self.keys
+            .iter()
+            .map(|k| keyless::KeyPolicy { path: k.path.clone(), regions: k.regions.clone(), edges: k.edges.clone() })
+            .collect()
+    }
 }
 
 /// `[[server.odoh_relay_targets]]`: a target the relay may forward to.
@@ -777,6 +875,7 @@ impl Default for ServerConfig {
             ddr_target: None,
             tls_certificate: None,
             tls_private_key: None,
+            keyless: None,
         }
     }
 }
@@ -871,7 +970,20 @@ impl Config {
         if self.server.listen.is_empty() {
             bail!("server.listen is empty: nothing would answer");
         }
-        if self.server.tls_certificate.is_some() != self.server.tls_private_key.is_some() {
+        if let Some(k) = &self.server.keyless {
+            if self.server.tls_private_key.is_some() {
+                bail!("server.keyless: a keyless edge holds no private key; remove server.tls_private_key");
+            }
+            if self.server.tls_certificate.is_none() {
+                bail!("server.keyless needs server.tls_certificate (the public chain)");
+            }
+            if k.servers.is_empty() {
+                bail!("server.keyless.servers is empty");
+            }
+            if !(10..=30_000).contains(&k.deadline_ms) {
+                bail!("server.keyless.deadline_ms must be between 10 and 30000");
+            }
+        } else if self.server.tls_certificate.is_some() != self.server.tls_private_key.is_some() {
             bail!("server.tls_certificate and server.tls_private_key go together");
         }
         if self.server.max_udp_payload < 512 {
@@ -1199,5 +1311,23 @@ mod tests {
         let anchors = c.trust_anchors().expect("anchors");
         let tags: Vec<u16> = anchors.iter().map(|r| u16::from_be_bytes([r.rdata[0], r.rdata[1]])).collect();
         assert_eq!(tags, [20326, 38696]);
+    }
+
+    #[test]
+    fn keyless_edges_hold_no_key_and_the_key_server_example_loads() {
+        let keyless = "keyless = { servers = [\"127.0.0.1:2407\"], ca_file = \"ca.pem\", \
+                       edge_certificate = \"e.pem\", edge_key = \"e.key\" }";
+        let c = Config::parse(&format!("[server]\ntls_certificate = \"c.pem\"\n{keyless}")).expect("keyless edge");
+        assert_eq!(c.server.keyless.as_ref().map(|k| k.deadline_ms), Some(1000));
+        let e =
+            Config::parse(&format!("[server]\ntls_certificate = \"c.pem\"\ntls_private_key = \"k.pem\"\n{keyless}"))
+                .expect_err("a key on a keyless edge");
+        assert!(format!("{e:#}").contains("holds no private key"), "{e:#}");
+        let e = Config::parse(&format!("[server]\n{keyless}")).expect_err("no chain");
+        assert!(format!("{e:#}").contains("needs server.tls_certificate"), "{e:#}");
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/keyserver.toml");
+        let ks = KeyserverConfig::load(&example).expect("examples/keyserver.toml");
+        assert_eq!((ks.listen.len(), ks.keys.len()), (1, 1));
+        assert_eq!(ks.policies()[0].regions, ["eu", "us"]);
     }
 }

@@ -7,6 +7,7 @@
 mod client;
 mod ddr;
 mod demo;
+mod keyserver;
 mod observe;
 mod run;
 mod web;
@@ -158,11 +159,49 @@ enum Command {
         #[arg(long)]
         counts_out: Option<PathBuf>,
     },
+    /// Run the key server of keyless edges (see docs/keyless.md), or
+    /// manage its edge CA.
+    Keyserver {
+        /// The key server's config file (see examples/keyserver.toml).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<KeyserverAction>,
+    },
     /// Print the effective configuration (defaults filled in).
     Config {
         /// The config file (default: built-in defaults).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeyserverAction {
+    /// Make a state directory: a new edge CA and the key server's certificate.
+    Init {
+        /// The directory (the config's `state_dir`).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// A DNS name or IP address edges reach the key server by (repeatable).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
+    /// Issue a client certificate for an edge and register it.
+    IssueEdge {
+        /// The edge's name.
+        name: String,
+        /// Its region (keys may be restricted to regions).
+        #[arg(long)]
+        region: String,
+        /// Where to write NAME.pem and NAME.key.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Revoke an edge: its next operation is refused.
+    Revoke {
+        /// The edge's name.
+        name: String,
     },
 }
 
@@ -311,6 +350,20 @@ fn main() -> anyhow::Result<()> {
         Command::Lists { config } => {
             let config = config::Config::load(&config)?;
             lists(&config)
+        }
+        Command::Keyserver { config, action } => {
+            let need = |c: Option<PathBuf>| c.context("--config KEYSERVER.toml is required");
+            match action {
+                None => {
+                    let config = need(config)?;
+                    runtime(0)?.block_on(keyserver::run(&config))
+                }
+                Some(KeyserverAction::Init { state_dir, names }) => keyserver::init(&state_dir, &names),
+                Some(KeyserverAction::IssueEdge { name, region, out }) => {
+                    keyserver::issue_edge(&need(config)?, &name, &region, &out)
+                }
+                Some(KeyserverAction::Revoke { name }) => keyserver::revoke(&need(config)?, &name),
+            }
         }
         Command::Config { config } => {
             let c = match config {

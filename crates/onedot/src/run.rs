@@ -459,13 +459,39 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let wants_tls = !config.server.dot_listen.is_empty()
         || !config.server.doh_listen.is_empty()
         || !config.server.doq_listen.is_empty();
-    match (&config.server.tls_certificate, &config.server.tls_private_key) {
-        (Some(cert), Some(key)) if wants_tls => {
+    let mut keyless_client = None;
+    let identity = match (&config.server.tls_certificate, &config.server.tls_private_key, &config.server.keyless) {
+        (Some(cert), _, Some(k)) if wants_tls => {
+            // A keyless edge: the chain is here, its key at the key servers.
+            let client = keyless::KeylessClient::start(k.client_config()?).context("server.keyless")?;
+            let key_for: doors::RemoteKey = {
+                let client = client.clone();
+                Arc::new(move |cert| {
+                    keyless::KeylessKey::for_certificate(&client, cert)
+                        .map(|k| k as Arc<dyn rustls::sign::SigningKey>)
+                        .map_err(|e| e.to_string())
+                })
+            };
+            let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+            let store = doors::CertStore::remote(&cert_pem, &key_for)
+                .with_context(|| format!("TLS certificate {} (keyless)", cert.display()))?;
+            store.watch_remote(cert.clone(), key_for, Duration::from_secs(5), &mut tasks);
+            tracing::info!(servers = ?k.servers, "keyless edge: TLS signatures come from the key servers");
+            keyless_client = Some(client);
+            Some(store)
+        }
+        (Some(cert), Some(key), None) if wants_tls => {
             let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
             let key_pem = std::fs::read(key).with_context(|| format!("reading {}", key.display()))?;
             let store = doors::CertStore::from_pem(&cert_pem, &key_pem)
                 .with_context(|| format!("TLS identity {} / {}", cert.display(), key.display()))?;
             store.watch(cert.clone(), key.clone(), Duration::from_secs(5), &mut tasks);
+            Some(store)
+        }
+        _ => None,
+    };
+    match identity {
+        Some(store) => {
             let dot_tls = doors::tls_config_from_store(store.clone(), &[b"dot"])?;
             for addr in &config.server.dot_listen {
                 let bound = doors::serve_dot(
@@ -544,12 +570,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 }
             }
         }
-        _ if wants_tls => {
+        None if wants_tls => {
             tracing::info!(
-                "DoT, DoH and DoQ are off: set server.tls_certificate and server.tls_private_key to turn them on"
+                "DoT, DoH and DoQ are off: set server.tls_certificate and server.tls_private_key (or server.keyless) to turn them on"
             );
         }
-        _ => {}
+        None => {}
     }
     // Last, so that a ready web listener means every door is up.
     let web = match config.web.address() {
@@ -560,6 +586,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 service: service.clone(),
                 admission: admission.clone(),
                 commitments: config.telemetry.commitments(),
+                keyless: keyless_client.clone(),
             });
             let bound = crate::web::serve(addr, state, &mut tasks).await?;
             tracing::info!(web = %bound, "listening");

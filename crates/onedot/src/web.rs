@@ -27,6 +27,8 @@ pub struct WebState {
     pub admission: Arc<doors::Admission>,
     /// The privacy commitments of the running config.
     pub commitments: telemetry::Commitments,
+    /// The keyless client of a keyless edge, for metrics.
+    pub keyless: Option<keyless::KeylessClient>,
 }
 
 /// Connections served at once; more wait in the accept queue.
@@ -34,19 +36,30 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// Starts the web listener on `addr`; returns the bound address.
 pub async fn serve(addr: SocketAddr, state: Arc<WebState>, tasks: &mut JoinSet<()>) -> anyhow::Result<SocketAddr> {
+    serve_fn(addr, tasks, move |req| respond(req, &state)).await
+}
+
+/// Serves HTTP/1.1 on `addr` with `page` answering every request (at most
+/// [`MAX_CONNECTIONS`] at once, header and connection timeouts); returns
+/// the bound address.
+pub async fn serve_fn<F>(addr: SocketAddr, tasks: &mut JoinSet<()>, page: F) -> anyhow::Result<SocketAddr>
+where
+    F: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+{
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("web listener {addr}"))?;
     let bound = listener.local_addr()?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let page = Arc::new(page);
     tasks.spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
             let Ok((stream, _)) = listener.accept().await else { continue };
-            let state = state.clone();
+            let page = page.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let service = hyper::service::service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(respond(&req, &state)) }
+                    let page = page.clone();
+                    async move { Ok::<_, Infallible>(page(&req)) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -59,7 +72,8 @@ pub async fn serve(addr: SocketAddr, state: Arc<WebState>, tasks: &mut JoinSet<(
     Ok(bound)
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+/// A response with `status`, `content_type` and `body`, never cached.
+pub fn reply(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
@@ -72,6 +86,32 @@ fn now() -> u64 {
 }
 
 /// Admission and upstream-limit counters, by action (never by address).
+fn keyless_metrics(o: &mut String, k: &keyless::KeylessStats) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering::Relaxed;
+    let signed = k.signed.load(Relaxed);
+    let _ = write!(
+        o,
+        "# HELP onedot_keyless_signatures_total TLS handshake signatures by the key servers, by result.\n\
+         # TYPE onedot_keyless_signatures_total counter\n\
+         onedot_keyless_signatures_total{{result=\"ok\"}} {signed}\n\
+         onedot_keyless_signatures_total{{result=\"failed\"}} {}\n\
+         # HELP onedot_keyless_signature_seconds_sum Time spent waiting for key server signatures.\n\
+         # TYPE onedot_keyless_signature_seconds_sum counter\n\
+         onedot_keyless_signature_seconds_sum {}\n\
+         # HELP onedot_keyless_servers_up Key servers with a live connection.\n\
+         # TYPE onedot_keyless_servers_up gauge\n\
+         onedot_keyless_servers_up {}\n\
+         # HELP onedot_keyless_unavailable 1 while no key server answers (new TLS handshakes fail).\n\
+         # TYPE onedot_keyless_unavailable gauge\n\
+         onedot_keyless_unavailable {}\n",
+        k.failed.load(Relaxed),
+        k.sum_us.load(Relaxed) as f64 / 1e6,
+        k.servers_up.load(Relaxed),
+        u8::from(k.unavailable.load(Relaxed)),
+    );
+}
+
 fn admission_metrics(o: &mut String, admission: &doors::Admission, (zone, server): (u64, u64)) {
     use std::fmt::Write;
     o.push_str("# HELP onedot_admission_total What admission did: rate-limit slips and drops, cookies, BADCOOKIE, shed resolutions, networks put in the kernel's drop filter.\n");
@@ -104,6 +144,9 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
             m.set_caches(rrsets.len() as u64, rrsets.weight(), answers.len() as u64, answers.weight());
             let mut text = m.render();
             admission_metrics(&mut text, &state.admission, state.service.recursor().upstream_refused());
+            if let Some(k) = &state.keyless {
+                keyless_metrics(&mut text, k.stats());
+            }
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
         "/privacy.json" => {

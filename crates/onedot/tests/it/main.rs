@@ -4,6 +4,7 @@ mod abuse;
 mod cli;
 mod demo;
 mod filtering;
+mod keyless;
 mod peers;
 mod privacy;
 mod tidy;
