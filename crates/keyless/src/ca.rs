@@ -6,6 +6,7 @@
 //! ```text
 //! ca.pem ca.key           the edge CA (edges trust ca.pem for the key server too)
 //! server.pem server.key   the key server's TLS identity
+//! data.key                the master secret of the edges' data keys
 //! edges.toml              the registry: name, region, certificate fingerprint, revoked
 //! ```
 
@@ -31,6 +32,34 @@ fn ca_key_path(dir: &Path) -> PathBuf {
 /// The key server's certificate and key in a state directory.
 pub fn server_paths(dir: &Path) -> (PathBuf, PathBuf) {
     (dir.join("server.pem"), dir.join("server.key"))
+}
+
+/// The master secret edges' data keys are derived from.
+fn data_master_path(dir: &Path) -> PathBuf {
+    dir.join("data.key")
+}
+
+/// The master secret of the data keys (32 bytes), made on first use and
+/// kept readable by its owner only.
+pub fn data_master(dir: &Path) -> Result<[u8; 32], KeylessError> {
+    use ring::rand::SecureRandom;
+    let path = data_master_path(dir);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            crate::pki::refuse_world_readable(&path)?;
+            <[u8; 32]>::try_from(bytes.as_slice())
+                .map_err(|_| KeylessError::Pki(format!("{}: not a 32-byte secret", path.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            ring::rand::SystemRandom::new()
+                .fill(&mut secret)
+                .map_err(|_| KeylessError::Pki("no randomness for the data-key secret".into()))?;
+            write_file(&path, &secret, true)?;
+            Ok(secret)
+        }
+        Err(e) => Err(KeylessError::Pki(format!("{}: {e}", path.display()))),
+    }
 }
 
 /// The edge registry in a state directory.
@@ -94,6 +123,7 @@ pub fn init(dir: &Path, names: &[String]) -> Result<(), KeylessError> {
     let (cert_path, key_path) = server_paths(dir);
     write_file(&key_path, key.serialize_pem().as_bytes(), true)?;
     write_file(&cert_path, cert.pem().as_bytes(), false)?;
+    data_master(dir)?;
     if !registry_path(dir).exists() {
         write_file(
             &registry_path(dir),

@@ -65,9 +65,10 @@ pub struct KeylessStats {
 }
 
 struct Job {
-    key_id: [u8; KEY_ID],
-    scheme: u16,
-    message: Vec<u8>,
+    /// The whole request frame (its id is set by the connection's writer).
+    frame: Vec<u8>,
+    /// The response opcode that answers it.
+    answer: u8,
     deadline: Instant,
     reply: std::sync::mpsc::SyncSender<Result<Vec<u8>, KeylessError>>,
 }
@@ -116,28 +117,9 @@ impl KeylessClient {
     /// blocking the calling thread until the answer or the deadline.
     pub fn sign(&self, key_id: [u8; KEY_ID], scheme: u16, message: &[u8]) -> Result<Vec<u8>, KeylessError> {
         let started = std::time::Instant::now();
-        let (reply, answer) = std::sync::mpsc::sync_channel(1);
-        let job = Job { key_id, scheme, message: message.to_vec(), deadline: Instant::now() + self.deadline, reply };
-        self.jobs.send(job).map_err(|_| KeylessError::NoServer)?;
-        // A healthy key server answers in tens of microseconds: wait for
-        // that on this thread. Only a slow answer moves the wait into
-        // `block_in_place`, whose hand-off of the worker costs more than
-        // the whole round trip (measured: 191 µs a signature with it, 61
-        // without, on loopback), so that a hung key server holds no worker.
-        let grace = self.deadline + Duration::from_millis(100);
-        let result = match answer.recv_timeout(INLINE_WAIT) {
-            Ok(r) => r,
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(KeylessError::NoServer),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let wait = || answer.recv_timeout(grace).unwrap_or(Err(KeylessError::Deadline(self.deadline)));
-                match tokio::runtime::Handle::try_current() {
-                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                        tokio::task::block_in_place(wait)
-                    }
-                    _ => wait(),
-                }
-            }
-        };
+        let mut frame = Vec::with_capacity(HEADER + KEY_ID + 2 + message.len());
+        wire::encode(&mut frame, op::SIGN, 0, &[&key_id, &scheme.to_be_bytes(), message]);
+        let result = self.call(frame, op::SIGNATURE);
         match &result {
             Ok(_) => {
                 self.stats.signed.fetch_add(1, Ordering::Relaxed);
@@ -158,6 +140,46 @@ impl KeylessClient {
             }
         }
         result
+    }
+}
+
+impl KeylessClient {
+    /// This edge's data keys (for sealing its disk) and the rotation
+    /// period in seconds, blocking until the answer or the deadline.
+    pub fn data_keys(&self) -> Result<(u32, Vec<wire::DataKey>), KeylessError> {
+        let mut frame = Vec::with_capacity(HEADER);
+        wire::encode(&mut frame, op::DATA_KEYS, 0, &[]);
+        let body = self.call(frame, op::KEYS)?;
+        wire::decode_keys(&body)
+            .ok_or_else(|| KeylessError::Refused { code: ErrorCode::BadFrame, reason: "malformed data keys".into() })
+    }
+
+    /// Sends `frame` to a key server and waits for the `answer` response's
+    /// body: the first [`INLINE_WAIT`] on this thread, then (on a
+    /// multi-threaded runtime) in `block_in_place`.
+    fn call(&self, frame: Vec<u8>, answer: u8) -> Result<Vec<u8>, KeylessError> {
+        let (reply, rx) = std::sync::mpsc::sync_channel(1);
+        let job = Job { frame, answer, deadline: Instant::now() + self.deadline, reply };
+        self.jobs.send(job).map_err(|_| KeylessError::NoServer)?;
+        // A healthy key server answers in tens of microseconds: wait for
+        // that on this thread. Only a slow answer moves the wait into
+        // `block_in_place`, whose hand-off of the worker costs more than
+        // the whole round trip (measured: 191 µs a signature with it, 61
+        // without, on loopback), so that a hung key server holds no worker.
+        let grace = self.deadline + Duration::from_millis(100);
+        match rx.recv_timeout(INLINE_WAIT) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(KeylessError::NoServer),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let wait = || rx.recv_timeout(grace).unwrap_or(Err(KeylessError::Deadline(self.deadline)));
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        tokio::task::block_in_place(wait)
+                    }
+                    _ => wait(),
+                }
+            }
+        }
     }
 }
 
@@ -356,8 +378,7 @@ impl Pool {
     /// deadline. A dead, hung or keyless server passes the operation on; a
     /// refusal on policy (forbidden, revoked) is final.
     async fn run(&self, job: Job) {
-        let mut frame = Vec::with_capacity(HEADER + KEY_ID + 2 + job.message.len());
-        wire::encode(&mut frame, op::SIGN, 0, &[&job.key_id, &job.scheme.to_be_bytes(), &job.message]);
+        let frame = &job.frame;
         let mut outcome = Err(KeylessError::NoServer);
         for (i, slot) in self.slots.iter().enumerate() {
             let now = Instant::now();
@@ -375,8 +396,8 @@ impl Pool {
                 answer.await.map_err(|_| Some(()))
             };
             match tokio::time::timeout(budget, attempt).await {
-                Ok(Ok((op::SIGNATURE, sig))) => {
-                    outcome = Ok(sig);
+                Ok(Ok((code, body))) if code == job.answer => {
+                    outcome = Ok(body);
                     break;
                 }
                 Ok(Ok((op::ERROR, body))) => {

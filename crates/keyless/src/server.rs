@@ -182,8 +182,17 @@ struct Metrics {
 
 const BUCKETS_US: [u64; 10] = [25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000];
 
+/// How edges' data keys are made: derived from the state directory's
+/// master secret for each (edge, epoch), an epoch lasting `rotation_s`.
+struct DataKeyPolicy {
+    master: [u8; 32],
+    rotation_s: u32,
+    epochs: u32,
+}
+
 /// The key server.
 pub struct KeyServer {
+    data: RwLock<DataKeyPolicy>,
     keys: RwLock<Arc<KeyStore>>,
     registry: Registry,
     tls: Arc<rustls::ServerConfig>,
@@ -220,13 +229,46 @@ impl KeyServer {
             .with_client_cert_verifier(verifier)
             .with_single_cert(chain, key)
             .map_err(|e| KeylessError::Tls(e.to_string()))?;
+        let master = crate::ca::data_master(dir)?;
         Ok(Arc::new(KeyServer {
+            data: RwLock::new(DataKeyPolicy { master, rotation_s: 86_400, epochs: 3 }),
             keys: RwLock::new(Arc::new(store)),
             registry: Registry::open(crate::ca::registry_path(dir)),
             tls: Arc::new(tls),
             metrics: Mutex::new(Metrics::default()),
             connections: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// Sets how data keys rotate: a new epoch every `rotation_s` seconds,
+    /// and `epochs` of them handed out (the newest seals, the older ones
+    /// still open what was sealed before: cover the longest retention).
+    pub fn set_data_key_rotation(&self, rotation_s: u32, epochs: u32) {
+        let mut d = self.data.write().unwrap_or_else(|e| e.into_inner());
+        d.rotation_s = rotation_s.max(60);
+        d.epochs = epochs.clamp(1, 64);
+    }
+
+    /// The data keys of `edge` at `now` (Unix seconds), newest first: one
+    /// per epoch, each derived (HKDF-SHA256) from the master secret, the
+    /// edge's name and the epoch, so each edge's keys are its own.
+    pub fn data_keys(&self, edge: &str, now: u64) -> (u32, Vec<wire::DataKey>) {
+        let d = self.data.read().unwrap_or_else(|e| e.into_inner());
+        let current = u32::try_from(now / u64::from(d.rotation_s)).unwrap_or(u32::MAX);
+        let salt = ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, b"onedot data key v1");
+        let prk = salt.extract(&d.master);
+        let keys = (0..d.epochs)
+            .filter_map(|back| current.checked_sub(back))
+            .filter_map(|epoch| {
+                let epoch_bytes = epoch.to_be_bytes();
+                let info: [&[u8]; 2] = [edge.as_bytes(), &epoch_bytes];
+                let okm = prk.expand(&info, ring::hkdf::HKDF_SHA256).ok()?;
+                let mut key = [0u8; 32];
+                okm.fill(&mut key).ok()?;
+                Some((epoch, key))
+            })
+            .collect();
+        (d.rotation_s, keys)
     }
 
     /// The keys in force.
@@ -338,6 +380,21 @@ impl KeyServer {
                             let _ = tx.send(frame).await;
                         });
                     } else if tx.send(self.sign(&edge, h.id, &body)).await.is_err() {
+                        break;
+                    }
+                }
+                op::DATA_KEYS => {
+                    let Some(edge) = self.registry.current().get(&fingerprint).cloned().filter(|e| !e.revoked) else {
+                        let _ = tx.send(error_frame(h.id, ErrorCode::Revoked, "edge revoked or unknown")).await;
+                        break;
+                    };
+                    let now =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    let (rotation, keys) = self.data_keys(&edge.name, now);
+                    tracing::info!(edge = %edge.name, epochs = keys.len(), "data keys given");
+                    let mut f = Vec::new();
+                    wire::encode(&mut f, op::KEYS, h.id, &[&wire::encode_keys(rotation, &keys)]);
+                    if tx.send(f).await.is_err() {
                         break;
                     }
                 }

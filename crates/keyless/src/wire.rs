@@ -29,10 +29,15 @@ pub mod op {
     pub const PING: u8 = 0x01;
     /// Request: key id, signature scheme (u16), message to sign.
     pub const SIGN: u8 = 0x02;
+    /// Request (empty body): this edge's data keys for sealing its disk.
+    pub const DATA_KEYS: u8 = 0x03;
     /// Response to PING: the same body.
     pub const PONG: u8 = 0x81;
     /// Response to SIGN: the signature.
     pub const SIGNATURE: u8 = 0x82;
+    /// Response to DATA_KEYS: the rotation period in seconds (u32), then
+    /// for each epoch held, newest first, the epoch (u32) and its 32-byte key.
+    pub const KEYS: u8 = 0x83;
     /// Response to anything: an error code (u8) and a UTF-8 reason.
     pub const ERROR: u8 = 0xff;
 }
@@ -144,6 +149,33 @@ pub fn encode(out: &mut Vec<u8>, opcode: u8, id: u32, body: &[&[u8]]) {
     }
 }
 
+/// One data key: its epoch and the key.
+pub type DataKey = (u32, [u8; 32]);
+
+/// Encodes a KEYS body.
+pub fn encode_keys(rotation_s: u32, keys: &[DataKey]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + keys.len() * 36);
+    out.extend_from_slice(&rotation_s.to_be_bytes());
+    for (epoch, key) in keys {
+        out.extend_from_slice(&epoch.to_be_bytes());
+        out.extend_from_slice(key);
+    }
+    out
+}
+
+/// Decodes a KEYS body; `None` when malformed or empty.
+pub fn decode_keys(body: &[u8]) -> Option<(u32, Vec<DataKey>)> {
+    let (rotation, mut rest) = body.split_first_chunk::<4>()?;
+    let mut keys = Vec::new();
+    while !rest.is_empty() {
+        let (epoch, r) = rest.split_first_chunk::<4>()?;
+        let (key, r) = r.split_first_chunk::<32>()?;
+        keys.push((u32::from_be_bytes(*epoch), *key));
+        rest = r;
+    }
+    (!keys.is_empty()).then_some((u32::from_be_bytes(*rotation), keys))
+}
+
 /// A SIGN request's body, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignRequest<'a> {
@@ -209,6 +241,10 @@ mod tests {
         let mut long = head;
         long[8..12].copy_from_slice(&(MAX_BODY as u32 + 1).to_be_bytes());
         assert_eq!(Header::decode(&long), Err(FrameError::TooLong(MAX_BODY + 1)));
+        let keys = encode_keys(86400, &[(9, [1; 32]), (8, [2; 32])]);
+        assert_eq!(decode_keys(&keys), Some((86400, vec![(9, [1; 32]), (8, [2; 32])])));
+        assert_eq!(decode_keys(&keys[..keys.len() - 1]), None);
+        assert_eq!(decode_keys(&keys[..4]), None);
     }
 
     #[test]

@@ -606,6 +606,23 @@ pub struct KeyserverConfig {
     /// The private keys it holds.
     #[serde(default, rename = "key")]
     pub keys: Vec<KeyserverKey>,
+    /// A new data-key epoch (for edges' sealed disks) every this many
+    /// seconds.
+    #[serde(default = "default_data_key_rotation_s")]
+    pub data_key_rotation_s: u32,
+    /// Epochs handed out, the newest first: what an edge sealed stays
+    /// readable for `data_key_rotation_s × (data_key_epochs − 1)` at least,
+    /// which must cover the longest retention (25 hours).
+    #[serde(default = "default_data_key_epochs")]
+    pub data_key_epochs: u32,
+}
+
+fn default_data_key_rotation_s() -> u32 {
+    86_400
+}
+
+fn default_data_key_epochs() -> u32 {
+    3
 }
 
 /// `[[key]]` of the key server's configuration.
@@ -629,6 +646,16 @@ impl KeyserverConfig {
         let c: KeyserverConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         if c.listen.is_empty() {
             bail!("{}: listen is empty", path.display());
+        }
+        if c.data_key_rotation_s < 60 || !(1..=64).contains(&c.data_key_epochs) {
+            bail!("{}: data_key_rotation_s must be at least 60 and data_key_epochs 1 to 64", path.display());
+        }
+        let covered = u64::from(c.data_key_rotation_s) * u64::from(c.data_key_epochs - 1);
+        if covered < 25 * 3600 {
+            tracing::warn!(
+                hours = covered / 3600,
+                "data keys cover less than the 25-hour retention: edges lose the oldest sealed records early"
+            );
         }
         Ok(c)
     }
@@ -1253,7 +1280,9 @@ mod tests {
         let mut seen = 0;
         for e in std::fs::read_dir(&dir).expect("examples dir") {
             let path = e.expect("entry").path();
-            if path.extension().is_some_and(|x| x == "toml") {
+            // keyserver.toml configures `onedot keyserver`, checked below.
+            let keyserver = path.file_stem().is_some_and(|s| s == "keyserver");
+            if path.extension().is_some_and(|x| x == "toml") && !keyserver {
                 let c = Config::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 if c.dnssec.trust_anchor_files.iter().all(|f| f.exists()) {
                     c.recursor().expect("recursor config");

@@ -16,6 +16,7 @@ pub async fn run(path: &Path) -> anyhow::Result<()> {
     let config = KeyserverConfig::load(path)?;
     let server = keyless::KeyServer::new(&config.state_dir, &config.policies())
         .with_context(|| format!("starting the key server from {}", path.display()))?;
+    server.set_data_key_rotation(config.data_key_rotation_s, config.data_key_epochs);
     for (name, id) in server.keys().describe() {
         tracing::info!(key = %name, id = %id, "key loaded");
     }

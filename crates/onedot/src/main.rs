@@ -406,7 +406,26 @@ fn audit(data_dir: &std::path::Path, config: &config::Config) -> anyhow::Result<
     }
     println!();
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let findings = telemetry::audit(data_dir, &config.telemetry.commitments(), now_ms);
+    let commitments = config.telemetry.commitments();
+    let findings = match &config.server.keyless {
+        // A keyless edge: its disk is sealed; the key server's data keys
+        // (when it answers) let the audit open what is there.
+        Some(k) => {
+            let vault =
+                keyless::KeylessClient::start(k.client_config()?).and_then(|c| c.data_keys()).map(|(_, keys)| {
+                    let keys: Vec<seal::DataKey> =
+                        keys.into_iter().map(|(epoch, key)| seal::DataKey { epoch, key }).collect();
+                    seal::Vault::with_keys(&keys)
+                });
+            if let Err(e) = &vault {
+                println!("NOTE  no data keys from the key servers ({e}): sealed records are not opened\n");
+            }
+            let mut sealed_files: Vec<std::path::PathBuf> = config.policy.state_file.iter().cloned().collect();
+            sealed_files.extend(config.dnssec.trust_anchor_state.iter().cloned());
+            telemetry::audit_sealed(data_dir, &commitments, now_ms, vault.as_ref().ok(), &sealed_files)
+        }
+        None => telemetry::audit(data_dir, &commitments, now_ms),
+    };
     let mut broken = Vec::new();
     for f in &findings {
         let tag = match f.outcome {

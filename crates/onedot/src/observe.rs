@@ -24,6 +24,8 @@ pub struct Observer {
     drop_client: bool,
     sample_rate: f64,
     research: Option<(Research, PathBuf)>,
+    /// Seals what is written (a keyless edge).
+    vault: Option<seal::Vault>,
 }
 
 fn door_index(d: Door) -> usize {
@@ -37,7 +39,11 @@ fn now() -> Duration {
 impl Observer {
     /// Sets up telemetry as configured: the stores (purged once now) and
     /// the research aggregate, with a task that closes research days.
-    pub fn start(config: &TelemetryConfig, profiles: Vec<String>) -> anyhow::Result<Observer> {
+    pub fn start(
+        config: &TelemetryConfig,
+        profiles: Vec<String>,
+        vault: Option<seal::Vault>,
+    ) -> anyhow::Result<Observer> {
         let metrics = Metrics::new(profiles.clone());
         let c = config.commitments();
         let mut writer = None;
@@ -52,6 +58,7 @@ impl Observer {
                     sample: c.sample_rate > 0.0,
                     sample_retention: Duration::from_secs(config.sample_retention_h * 3600),
                     purge_interval: Duration::from_secs(config.purge_interval_s.max(1)),
+                    vault: vault.clone(),
                 })?;
                 writer = Some(w);
                 thread = Some(t);
@@ -75,6 +82,7 @@ impl Observer {
             drop_client: config.query_log_client == "drop",
             sample_rate: c.sample_rate,
             research,
+            vault,
         })
     }
 
@@ -91,8 +99,8 @@ impl Observer {
                 if let Some((r, dir)) = &me.research
                     && let Some(export) = r.tick(now().as_secs())
                 {
-                    let dir = dir.clone();
-                    let _ = tokio::task::spawn_blocking(move || write_export(&dir, &export)).await;
+                    let (dir, vault) = (dir.clone(), me.vault.clone());
+                    let _ = tokio::task::spawn_blocking(move || write_export(&dir, &export, vault.as_ref())).await;
                 }
             }
         });
@@ -108,7 +116,7 @@ impl Observer {
             let _ = t.join();
         }
         if let Some((r, dir)) = &self.research {
-            write_export(dir, &r.snapshot());
+            write_export(dir, &r.snapshot(), self.vault.as_ref());
         }
     }
 
@@ -159,14 +167,14 @@ impl Observer {
         if let Some((r, dir)) = &self.research
             && let Some(export) = r.record(now().as_secs(), qname, client.addr)
         {
-            let dir = dir.clone();
-            std::thread::spawn(move || write_export(&dir, &export));
+            let (dir, vault) = (dir.clone(), self.vault.clone());
+            std::thread::spawn(move || write_export(&dir, &export, vault.as_ref()));
         }
     }
 }
 
-fn write_export(dir: &std::path::Path, export: &telemetry::research::DayExport) {
-    match telemetry::research::write(dir, export) {
+fn write_export(dir: &std::path::Path, export: &telemetry::research::DayExport, vault: Option<&seal::Vault>) {
+    match telemetry::research::write(dir, export, vault) {
         Ok((csv, _)) => tracing::info!(file = %csv.display(), names = export.rows.len(), "research export written"),
         Err(e) => tracing::error!(dir = %dir.display(), error = %e, "research export not written"),
     }

@@ -209,7 +209,7 @@ pub struct Running {
     /// The bound web listener.
     pub web: Option<SocketAddr>,
     policy: Arc<policy::Policy>,
-    policy_state: Option<std::path::PathBuf>,
+    policy_state: Option<StateFile>,
     observer: Arc<Observer>,
     tasks: JoinSet<()>,
     inflight: InFlight,
@@ -220,7 +220,7 @@ impl Running {
     pub async fn shutdown(mut self, grace: Duration) {
         self.tasks.abort_all();
         self.inflight.drain(grace).await;
-        save_policy_state(&self.policy, self.policy_state.as_deref());
+        save_policy_state(&self.policy, self.policy_state.as_ref());
         self.observer.close();
     }
 }
@@ -242,22 +242,74 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+/// The data keys of a keyless edge: asked for now (within the client's
+/// deadline) and then kept fresh by a task: every five seconds while none
+/// is held (the stores stay shut meanwhile), then every quarter of the
+/// rotation period (at most an hour), so a new epoch is held before it
+/// seals anything.
+async fn unlock_vault(client: keyless::KeylessClient, tasks: &mut JoinSet<()>) -> seal::Vault {
+    let vault = seal::Vault::locked();
+    let fetch = {
+        let (client, vault) = (client.clone(), vault.clone());
+        move || -> Option<u32> {
+            match client.data_keys() {
+                Ok((rotation, keys)) => {
+                    let keys: Vec<seal::DataKey> =
+                        keys.into_iter().map(|(epoch, key)| seal::DataKey { epoch, key }).collect();
+                    let first = !vault.is_unlocked();
+                    vault.replace(&keys);
+                    if first {
+                        tracing::info!(epochs = ?vault.epochs(), "data keys held: the data directory is sealed under them");
+                    }
+                    Some(rotation)
+                }
+                Err(e) => {
+                    if !vault.is_unlocked() {
+                        tracing::error!(error = %e, "no data keys from the key servers: nothing is written to disk until they answer");
+                    }
+                    None
+                }
+            }
+        }
+    };
+    let fetch = Arc::new(fetch);
+    let f = fetch.clone();
+    let mut rotation = tokio::task::spawn_blocking(move || f()).await.ok().flatten();
+    tasks.spawn(async move {
+        loop {
+            let wait = match rotation {
+                Some(r) => Duration::from_secs(u64::from(r / 4).clamp(60, 3600)),
+                None => Duration::from_secs(5),
+            };
+            tokio::time::sleep(wait).await;
+            let f = fetch.clone();
+            if let Ok(r) = tokio::task::spawn_blocking(move || f()).await {
+                rotation = r.or(rotation);
+            }
+        }
+    });
+    vault
 }
 
-/// Restores the transparency log from `path`; a file that cannot be read
-/// is reported and moved aside (never overwritten unread).
-fn restore_policy_state(policy: &policy::Policy, path: &std::path::Path) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+/// The transparency log's state file, sealed on a keyless edge.
+#[derive(Debug, Clone)]
+struct StateFile {
+    path: std::path::PathBuf,
+    vault: Option<seal::Vault>,
+}
+
+/// Restores the transparency log from its state file; a file that cannot
+/// be read is reported and moved aside (never overwritten unread). A sealed
+/// file without its data key is left alone: the log starts afresh.
+fn restore_policy_state(policy: &policy::Policy, state: &StateFile) {
+    let path = &state.path;
+    let text = match seal::read_file(path, state.vault.as_ref()) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(seal::SealError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return,
+        Err(seal::SealError::Locked) => {
+            tracing::error!(file = %path.display(), "transparency state sealed and no data key yet; starting a new log");
+            return;
+        }
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "transparency state unreadable");
             return;
@@ -270,11 +322,11 @@ fn restore_policy_state(policy: &policy::Policy, path: &std::path::Path) {
     }
 }
 
-fn save_policy_state(policy: &policy::Policy, path: Option<&std::path::Path>) {
-    if let Some(path) = path
-        && let Err(e) = write_atomically(path, policy.save_state(unix_now()).as_bytes())
+fn save_policy_state(policy: &policy::Policy, state: Option<&StateFile>) {
+    if let Some(s) = state
+        && let Err(e) = seal::write_file(&s.path, policy.save_state(unix_now()).as_bytes(), s.vault.as_ref())
     {
-        tracing::error!(file = %path.display(), error = %e, "transparency state not saved");
+        tracing::error!(file = %s.path.display(), error = %e, "transparency state not saved");
     }
 }
 
@@ -286,7 +338,7 @@ fn spawn_policy_reload(
     policy: Arc<policy::Policy>,
     watch: Duration,
     full: Duration,
-    state: Option<std::path::PathBuf>,
+    state: Option<StateFile>,
     tasks: &mut JoinSet<()>,
 ) {
     // Installed now, before the caller reports the server ready, so an
@@ -327,7 +379,7 @@ fn spawn_policy_reload(
             if changed || last_save.elapsed() >= Duration::from_secs(60) {
                 last_save = tokio::time::Instant::now();
                 let (p, s) = (policy.clone(), state.clone());
-                let _ = tokio::task::spawn_blocking(move || save_policy_state(&p, s.as_deref())).await;
+                let _ = tokio::task::spawn_blocking(move || save_policy_state(&p, s.as_ref())).await;
             }
         }
     });
@@ -346,7 +398,19 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let rc = config.recursor()?;
     let policy = Arc::new(config.policy()?);
     let mut tasks = JoinSet::new();
-    let observer = Arc::new(Observer::start(&config.telemetry, policy.profile_names()).context("telemetry")?);
+    // A keyless edge: the key servers sign its handshakes and give the data
+    // keys that seal everything it writes.
+    let keyless_client = match &config.server.keyless {
+        Some(k) => Some(keyless::KeylessClient::start(k.client_config()?).context("server.keyless")?),
+        None => None,
+    };
+    let vault = match &keyless_client {
+        Some(client) => Some(unlock_vault(client.clone(), &mut tasks).await),
+        None => None,
+    };
+    let state_file = config.policy.state_file.clone().map(|path| StateFile { path, vault: vault.clone() });
+    let observer =
+        Arc::new(Observer::start(&config.telemetry, policy.profile_names(), vault.clone()).context("telemetry")?);
     observer.spawn_ticker(&mut tasks);
     let transport = TimedTransport {
         inner: NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 },
@@ -357,11 +421,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let anchors = rc.validation.as_ref().map(|v| v.trust_anchors.clone());
     let recursor = Recursor::new(rc, Arc::new(transport), clock.clone());
     let loaded = std::time::Instant::now();
-    if let Some(path) = &config.policy.state_file {
-        restore_policy_state(&policy, path);
+    if let Some(state) = &state_file {
+        restore_policy_state(&policy, state);
     }
     policy.load_all(unix_now()).context("loading the filter sources")?;
-    save_policy_state(&policy, config.policy.state_file.as_deref());
+    save_policy_state(&policy, state_file.as_ref());
     if !config.policy.sources.is_empty() {
         tracing::info!(
             sources = config.policy.sources.len(),
@@ -389,7 +453,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // an interval.
     if let (Some(path), Some(configured)) = (&config.dnssec.trust_anchor_state, anchors) {
         use recursor::Clock;
-        let (managed, err) = recursor::ManagedAnchors::load(path, &configured, clock.now_unix());
+        let (managed, err) = recursor::ManagedAnchors::load_sealed(path, &configured, clock.now_unix(), vault.clone());
         if let Some(e) = err {
             tracing::error!(error = %e, "trust anchor state unusable; using the configured anchors");
         }
@@ -452,18 +516,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         policy.clone(),
         Duration::from_secs(config.policy.watch_interval_s.max(1)),
         Duration::from_secs(config.policy.reload_interval_s.max(1)),
-        config.policy.state_file.clone(),
+        state_file.clone(),
         &mut tasks,
     );
     let (mut dot, mut doh, mut doq) = (Vec::new(), Vec::new(), Vec::new());
     let wants_tls = !config.server.dot_listen.is_empty()
         || !config.server.doh_listen.is_empty()
         || !config.server.doq_listen.is_empty();
-    let mut keyless_client = None;
-    let identity = match (&config.server.tls_certificate, &config.server.tls_private_key, &config.server.keyless) {
-        (Some(cert), _, Some(k)) if wants_tls => {
+    let identity = match (&config.server.tls_certificate, &config.server.tls_private_key, &keyless_client) {
+        (Some(cert), _, Some(client)) if wants_tls => {
             // A keyless edge: the chain is here, its key at the key servers.
-            let client = keyless::KeylessClient::start(k.client_config()?).context("server.keyless")?;
             let key_for: doors::RemoteKey = {
                 let client = client.clone();
                 Arc::new(move |cert| {
@@ -476,8 +538,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             let store = doors::CertStore::remote(&cert_pem, &key_for)
                 .with_context(|| format!("TLS certificate {} (keyless)", cert.display()))?;
             store.watch_remote(cert.clone(), key_for, Duration::from_secs(5), &mut tasks);
-            tracing::info!(servers = ?k.servers, "keyless edge: TLS signatures come from the key servers");
-            keyless_client = Some(client);
+            tracing::info!("keyless edge: TLS signatures come from the key servers");
             Some(store)
         }
         (Some(cert), Some(key), None) if wants_tls => {
@@ -601,7 +662,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         let path = config.server.doh_paths.first().map_or("/dns-query", String::as_str);
         service.add_local_records(crate::ddr::records(&target, &dot, &doh, &doq, path, config.server.doh3));
     }
-    let policy_state = config.policy.state_file.clone();
+    let policy_state = state_file;
     Ok(Running { bound, dot, doh, doq, profiles, web, policy, policy_state, observer, tasks, inflight })
 }
 

@@ -17,6 +17,15 @@ use proto::{Name, Record, rtype};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AnchorStateError {
+    /// The file is sealed and cannot be opened (no data key, another key,
+    /// tampered with), or is in clear where it should be sealed.
+    #[error("trust anchor state {path}: {why}")]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// Reading or writing failed.
     #[error("trust anchor state {path}: {source}")]
     Io {
@@ -44,6 +53,8 @@ type Configured = (Name, Vec<Ds>, Vec<Box<[u8]>>);
 #[derive(Debug)]
 pub struct ManagedAnchors {
     path: PathBuf,
+    /// Seals the state file (a keyless edge).
+    vault: Option<seal::Vault>,
     /// The zones managed, with their configured DS anchors (for bootstrap).
     configured: Vec<Configured>,
     sets: Mutex<Vec<AnchorSet>>,
@@ -69,6 +80,18 @@ impl ManagedAnchors {
     /// returned as the error beside anchors built from `configured`, so the
     /// caller can report it and go on.
     pub fn load(path: &Path, configured: &[Record], now: u64) -> (ManagedAnchors, Option<AnchorStateError>) {
+        ManagedAnchors::load_sealed(path, configured, now, None)
+    }
+
+    /// As [`ManagedAnchors::load`], the state file sealed under `vault`
+    /// (read and written so; a file in clear or under an unknown key is
+    /// reported and the configured anchors used).
+    pub fn load_sealed(
+        path: &Path,
+        configured: &[Record],
+        now: u64,
+        vault: Option<seal::Vault>,
+    ) -> (ManagedAnchors, Option<AnchorStateError>) {
         let mut zones: Vec<Name> = configured.iter().map(|r| r.name.clone()).collect();
         zones.dedup();
         let configured_by_zone: Vec<Configured> = zones
@@ -94,15 +117,19 @@ impl ManagedAnchors {
                 .map(|(z, _, keys)| AnchorSet::new(z.clone(), keys, now))
                 .collect()
         };
-        let (sets, err) = match std::fs::read_to_string(path) {
-            Ok(text) => match parse_state(path, &text) {
+        let (sets, err) = match seal::read_file(path, vault.as_ref()) {
+            Ok(bytes) => match parse_state(path, &String::from_utf8_lossy(&bytes)) {
                 Ok(sets) => (sets, None),
                 Err(e) => (fresh(), Some(e)),
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (fresh(), None),
-            Err(source) => (fresh(), Some(AnchorStateError::Io { path: path.to_path_buf(), source })),
+            Err(seal::SealError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => (fresh(), None),
+            Err(seal::SealError::Io(source)) => {
+                (fresh(), Some(AnchorStateError::Io { path: path.to_path_buf(), source }))
+            }
+            Err(e) => (fresh(), Some(AnchorStateError::Sealed { path: path.to_path_buf(), why: e.to_string() })),
         };
-        (ManagedAnchors { path: path.to_path_buf(), configured: configured_by_zone, sets: Mutex::new(sets) }, err)
+        let sets = Mutex::new(sets);
+        (ManagedAnchors { path: path.to_path_buf(), vault, configured: configured_by_zone, sets }, err)
     }
 
     /// The anchors in force: managed DNSKEYs where a zone has them, the
@@ -169,20 +196,10 @@ impl ManagedAnchors {
                 let _ = writeln!(text, "{} {} {} {}", set.zone, k.state.as_str(), k.since, hex(&k.rdata));
             }
         }
-        let io = |source| AnchorStateError::Io { path: self.path.clone(), source };
-        let tmp = self.path.with_extension("tmp");
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(text.as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty())
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
+        seal::write_file(&self.path, text.as_bytes(), self.vault.as_ref()).map_err(|e| match e {
+            seal::SealError::Io(source) => AnchorStateError::Io { path: self.path.clone(), source },
+            e => AnchorStateError::Sealed { path: self.path.clone(), why: e.to_string() },
+        })?;
         Ok(())
     }
 }

@@ -41,6 +41,15 @@ fn finding(ok: bool, check: &'static str, detail: String) -> Finding {
 /// Runs every check: the configuration `c` against the published limits,
 /// then the files under `data_dir` against `c`, at `now_ms`.
 pub fn audit(data_dir: &Path, c: &Commitments, now_ms: u64) -> Vec<Finding> {
+    let mut out = config_findings(c);
+    check_query_log(&data_dir.join(QUERY_LOG_FILE), c, now_ms, &mut out);
+    let sample_clients = check_sample(&data_dir.join(SAMPLE_FILE), c, now_ms, &mut out);
+    scan_files(data_dir, &sample_clients, &mut out);
+    out
+}
+
+/// The configuration `c` against the published limits.
+fn config_findings(c: &Commitments) -> Vec<Finding> {
     let mut out = Vec::new();
     out.push(finding(
         !c.ecs,
@@ -74,10 +83,150 @@ pub fn audit(data_dir: &Path, c: &Commitments, now_ms: u64) -> Vec<Finding> {
             format!("telemetry.research_k = {}", c.research_k),
         ));
     }
-    check_query_log(&data_dir.join(QUERY_LOG_FILE), c, now_ms, &mut out);
-    let sample_clients = check_sample(&data_dir.join(SAMPLE_FILE), c, now_ms, &mut out);
-    scan_files(data_dir, &sample_clients, &mut out);
     out
+}
+
+/// The audit of a keyless edge, whose data directory is sealed: the
+/// configuration checks; nothing readable without the key server (no
+/// clear table holds a row, every other file under `data_dir` and every
+/// file of `sealed_files` that exists starts sealed); retention from the
+/// rows' times; and, with the data keys (`vault`), every row opened and the
+/// query log's networks checked as in clear.
+pub fn audit_sealed(
+    data_dir: &Path,
+    c: &Commitments,
+    now_ms: u64,
+    vault: Option<&seal::Vault>,
+    sealed_files: &[PathBuf],
+) -> Vec<Finding> {
+    const CLEAR: &str = "on a keyless edge, nothing on disk is readable without the key server";
+    let mut out = config_findings(c);
+    let mut files = Vec::new();
+    walk(data_dir, &mut files);
+    files.extend(sealed_files.iter().filter(|f| f.exists()).cloned());
+    let mut clear = Vec::new();
+    for f in &files {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with("-journal") || name.ends_with("-wal") || name.ends_with("-shm") {
+            continue; // pages of the stores below: their rows are sealed blobs
+        }
+        if name.ends_with(".sqlite") {
+            match clear_rows(f) {
+                Ok(0) => {}
+                Ok(n) => clear.push(format!("{n} rows in clear in {}", f.display())),
+                Err(e) => clear.push(format!("{}: {e}", f.display())),
+            }
+            continue;
+        }
+        match std::fs::read(f) {
+            Ok(bytes) if seal::is_sealed_file(&bytes) || bytes.is_empty() => {}
+            Ok(_) => clear.push(format!("{} is not sealed", f.display())),
+            Err(e) => clear.push(format!("{}: {e}", f.display())),
+        }
+    }
+    if clear.is_empty() {
+        out.push(finding(true, CLEAR, format!("{} file(s): sealed rows and sealed files only", files.len())));
+    } else {
+        let n = clear.len();
+        clear.truncate(5);
+        out.push(finding(false, CLEAR, format!("{n} found: {}", clear.join("; "))));
+    }
+    for (file, table, hours, check) in [
+        (
+            QUERY_LOG_FILE,
+            crate::store::QUERY_LOG_SEALED,
+            c.query_log_retention_h,
+            "the query log holds nothing older than its retention",
+        ),
+        (
+            SAMPLE_FILE,
+            crate::store::SAMPLE_SEALED,
+            c.sample_retention_h,
+            "the sample holds nothing older than its retention",
+        ),
+    ] {
+        let path = data_dir.join(file);
+        if !path.exists() {
+            out.push(Finding { outcome: Outcome::Note, check, detail: format!("no {file} on disk") });
+            continue;
+        }
+        match rusqlite::Connection::open(&path) {
+            Ok(conn) => {
+                retention(&conn, table, check, hours, now_ms, &mut out);
+                opened_rows(&conn, table, vault, &mut out);
+            }
+            Err(e) => out.push(finding(false, check, format!("{}: cannot be read: {e}", path.display()))),
+        }
+    }
+    out
+}
+
+/// Rows in the clear tables of a store (0 when it has none).
+fn clear_rows(path: &Path) -> rusqlite::Result<u64> {
+    let conn = rusqlite::Connection::open(path)?;
+    let mut rows = 0u64;
+    for table in ["query_log", "sample"] {
+        let exists: i64 =
+            conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |r| {
+                r.get(0)
+            })?;
+        if exists > 0 {
+            let sql = if table == "sample" { "SELECT COUNT(*) FROM sample" } else { "SELECT COUNT(*) FROM query_log" };
+            rows += conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64;
+        }
+    }
+    Ok(rows)
+}
+
+/// With the data keys: every sealed row of `table` opened, and the query
+/// log's client networks checked truncated.
+fn opened_rows(conn: &rusqlite::Connection, table: &str, vault: Option<&seal::Vault>, out: &mut Vec<Finding>) {
+    const CHECK: &str = "every sealed record opens with the edge's data keys, and holds what it should";
+    let Some(vault) = vault else {
+        out.push(Finding {
+            outcome: Outcome::Note,
+            check: CHECK,
+            detail: format!("{table}: no data key (key server unreachable): records not opened"),
+        });
+        return;
+    };
+    let sql = if table == crate::store::SAMPLE_SEALED {
+        "SELECT ts_ms, record FROM sample_sealed"
+    } else {
+        "SELECT ts_ms, record FROM query_log_sealed"
+    };
+    let (mut rows, mut broken, mut full) = (0u64, 0u64, Vec::new());
+    let result = conn.prepare(sql).and_then(|mut st| {
+        let mut q = st.query([])?;
+        while let Some(r) = q.next()? {
+            rows += 1;
+            let (ts, blob): (i64, Vec<u8>) = (r.get(0)?, r.get(1)?);
+            match vault.open(&crate::store::row_aad(table, ts as u64), &blob) {
+                Ok(plain) if table == crate::store::QUERY_LOG_SEALED => {
+                    let v: serde_json::Value = serde_json::from_slice(&plain).unwrap_or_default();
+                    if let Some(client) = v.get("client").and_then(|c| c.as_str()) {
+                        match client.parse::<IpAddr>() {
+                            Ok(ip) if truncate(ip) == ip => {}
+                            _ => full.push(client.to_string()),
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => broken += 1,
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Err(e) => out.push(finding(false, CHECK, format!("{table}: {e}"))),
+        Ok(()) if broken > 0 => {
+            out.push(finding(false, CHECK, format!("{table}: {broken} of {rows} rows do not open")))
+        }
+        Ok(()) if !full.is_empty() => {
+            out.push(finding(false, CHECK, format!("{table}: {} full client address(es)", full.len())))
+        }
+        Ok(()) => out.push(finding(true, CHECK, format!("{table}: {rows} rows open"))),
+    }
 }
 
 fn check_query_log(path: &Path, c: &Commitments, now_ms: u64, out: &mut Vec<Finding>) {

@@ -8,7 +8,8 @@
 //! with client networks truncated (/24, /56) or dropped, never full; only
 //! the sample holds full addresses, in a file of its own that nothing
 //! joins with the log; every store is purged past its retention at
-//! start-up and on a schedule.
+//! start-up and on a schedule; on a keyless edge every row and file is
+//! sealed (`seal`) and nothing is written while no data key is held.
 
 pub mod audit;
 pub mod inventory;
@@ -17,7 +18,7 @@ pub mod research;
 pub mod store;
 pub mod wire;
 
-pub use audit::{Finding, Outcome, audit};
+pub use audit::{Finding, Outcome, audit, audit_sealed};
 pub use inventory::{Commitments, INVENTORY, markdown};
 pub use metrics::Metrics;
 pub use research::Research;

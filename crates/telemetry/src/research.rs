@@ -9,7 +9,6 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -144,9 +143,9 @@ fn text(wire: &[u8]) -> String {
     s
 }
 
-/// Writes `export` as `DIR/YYYY-MM-DD.csv` and `.jsonl` (atomically);
-/// returns the two paths.
-pub fn write(dir: &Path, export: &DayExport) -> std::io::Result<(PathBuf, PathBuf)> {
+/// Writes `export` as `DIR/YYYY-MM-DD.csv` and `.jsonl` (atomically,
+/// sealed under `vault` when given); returns the two paths.
+pub fn write(dir: &Path, export: &DayExport, vault: Option<&seal::Vault>) -> std::io::Result<(PathBuf, PathBuf)> {
     std::fs::create_dir_all(dir)?;
     let date = crate::date(export.day * 86400);
     let mut csv = String::from("name,count\n");
@@ -159,11 +158,10 @@ pub fn write(dir: &Path, export: &DayExport) -> std::io::Result<(PathBuf, PathBu
     let csv_path = dir.join(format!("{date}.csv"));
     let jsonl_path = dir.join(format!("{date}.jsonl"));
     for (path, body) in [(&csv_path, csv), (&jsonl_path, jsonl)] {
-        let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(body.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
+        seal::write_file(path, body.as_bytes(), vault).map_err(|e| match e {
+            seal::SealError::Io(e) => e,
+            e => std::io::Error::other(e.to_string()),
+        })?;
     }
     Ok((csv_path, jsonl_path))
 }

@@ -147,49 +147,80 @@ if mode == "first":
     sys.stdout.flush()
 "#;
 
+/// A key server's files: its state directory (edge CA, registry), the
+/// door's keys (P-256 in force, RSA-2048 spare), an edge `ams1` in region
+/// `eu`, its config on a fixed free port.
+struct KeyServerSetup {
+    dir: PathBuf,
+    state: PathBuf,
+    keys: PathBuf,
+    edge: PathBuf,
+    /// The door's certificate as the edge has it.
+    cert: PathBuf,
+    /// An RSA certificate to swap in.
+    rsa_cert: PathBuf,
+    config: PathBuf,
+    port: u16,
+}
+
+impl KeyServerSetup {
+    fn new(tag: &str) -> KeyServerSetup {
+        let dir = unique_dir(tag);
+        let (state, keys, edge) = (dir.join("state"), dir.join("keys"), dir.join("edge"));
+        for d in [&keys, &edge] {
+            std::fs::create_dir_all(d).expect("dir");
+        }
+        run(Command::new(onedot())
+            .args(["keyserver", "init", "--state-dir"])
+            .arg(&state)
+            .args(["--name", "127.0.0.1"]));
+        let cert = edge.join("door.pem");
+        door_certificate(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], &cert, &keys.join("p256.key"));
+        let rsa_cert = dir.join("rsa.pem");
+        door_certificate(&["-newkey", "rsa:2048"], &rsa_cert, &keys.join("rsa.key"));
+        let port = free_port();
+        let config = dir.join("keyserver.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = [\"127.0.0.1:{port}\"]\nmetrics_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n\
+                 [[key]]\npath = \"{}\"\nregions = [\"eu\"]\n[[key]]\npath = \"{}\"\n",
+                state.display(),
+                keys.join("p256.key").display(),
+                keys.join("rsa.key").display()
+            ),
+        )
+        .expect("keyserver config");
+        run(Command::new(onedot())
+            .args(["keyserver", "--config"])
+            .arg(&config)
+            .args(["issue-edge", "ams1", "--region", "eu", "--out"])
+            .arg(&edge));
+        KeyServerSetup { dir, state, keys, edge, cert, rsa_cert, config, port }
+    }
+
+    /// The `[server]` lines of a keyless edge with every encrypted door.
+    fn edge_server(&self) -> String {
+        let p = |p: PathBuf| p.display().to_string();
+        format!(
+            "tls_certificate = \"{}\"\ndot_listen = [\"127.0.0.1:0\"]\ndoh_listen = [\"127.0.0.1:0\"]\n\
+             doq_listen = [\"127.0.0.1:0\"]\nkeyless = {{ servers = [\"127.0.0.1:{}\"], ca_file = \"{}\", \
+             edge_certificate = \"{}\", edge_key = \"{}\", deadline_ms = 1000 }}",
+            p(self.cert.clone()),
+            self.port,
+            p(self.state.join("ca.pem")),
+            p(self.edge.join("ams1.pem")),
+            p(self.edge.join("ams1.key"))
+        )
+    }
+}
+
 #[test]
 fn a_keyless_edge_serves_every_encrypted_door_and_fails_closed() {
-    let dir = unique_dir("keyless");
-    let (state, keys, edge) = (dir.join("state"), dir.join("keys"), dir.join("edge"));
-    for d in [&keys, &edge] {
-        std::fs::create_dir_all(d).expect("dir");
-    }
-    run(Command::new(onedot()).args(["keyserver", "init", "--state-dir"]).arg(&state).args(["--name", "127.0.0.1"]));
-    let cert = edge.join("door.pem");
-    door_certificate(&["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"], &cert, &keys.join("p256.key"));
-    let rsa_cert = dir.join("rsa.pem");
-    door_certificate(&["-newkey", "rsa:2048"], &rsa_cert, &keys.join("rsa.key"));
-    let ks_port = free_port();
-    let ks_config = dir.join("keyserver.toml");
-    std::fs::write(
-        &ks_config,
-        format!(
-            "listen = [\"127.0.0.1:{ks_port}\"]\nmetrics_listen = \"127.0.0.1:0\"\nstate_dir = \"{}\"\n\
-             [[key]]\npath = \"{}\"\nregions = [\"eu\"]\n[[key]]\npath = \"{}\"\n",
-            state.display(),
-            keys.join("p256.key").display(),
-            keys.join("rsa.key").display()
-        ),
-    )
-    .expect("keyserver config");
-    run(Command::new(onedot())
-        .args(["keyserver", "--config"])
-        .arg(&ks_config)
-        .args(["issue-edge", "ams1", "--region", "eu", "--out"])
-        .arg(&edge));
-    let (mut ks, ks_metrics) = start_key_server(&ks_config);
-
-    let ca = state.join("ca.pem");
-    let p = |p: PathBuf| p.display().to_string();
-    let server = format!(
-        "tls_certificate = \"{}\"\ndot_listen = [\"127.0.0.1:0\"]\ndoh_listen = [\"127.0.0.1:0\"]\n\
-         doq_listen = [\"127.0.0.1:0\"]\nkeyless = {{ servers = [\"127.0.0.1:{ks_port}\"], ca_file = \"{}\", \
-         edge_certificate = \"{}\", edge_key = \"{}\", deadline_ms = 1000 }}",
-        p(cert.clone()),
-        p(ca),
-        p(edge.join("ams1.pem")),
-        p(edge.join("ams1.key"))
-    );
+    let ks_setup = KeyServerSetup::new("keyless");
+    let KeyServerSetup { dir, keys, edge, cert, rsa_cert, config: ks_config, .. } = &ks_setup;
+    let (mut ks, ks_metrics) = start_key_server(ks_config);
+    let server = ks_setup.edge_server();
     let f = Fixture::start_with("keyless-edge", &[], &server, "");
     let log = f.log.lock().expect("log").clone();
     let (dot, doh, doq) = (logged_port(&log, "dot="), logged_port(&log, "doh="), logged_port(&log, "doq="));
@@ -198,7 +229,7 @@ fn a_keyless_edge_serves_every_encrypted_door_and_fails_closed() {
     // No private key of the door anywhere in the edge's files or config.
     let door_key = std::fs::read_to_string(keys.join("p256.key")).expect("key");
     let body: String = door_key.lines().filter(|l| !l.starts_with("-----")).collect();
-    for d in [&edge, &f.dir] {
+    for d in [edge, &f.dir] {
         for entry in std::fs::read_dir(d).expect("dir").map_while(Result::ok) {
             let text: String = std::fs::read_to_string(entry.path()).unwrap_or_default().lines().collect();
             assert!(!text.contains(&body), "{} holds the door's key", entry.path().display());
@@ -273,7 +304,7 @@ print("h3", r.rcode(), r.answer[0][0])
     assert!(f.get("/metrics").contains("onedot_keyless_unavailable 1"));
 
     // It comes back: handshakes succeed again without restarting the edge.
-    let (mut ks, _) = start_key_server(&ks_config);
+    let (mut ks, _) = start_key_server(ks_config);
     let deadline = Instant::now() + Duration::from_secs(10);
     while kdig_tls(dot) != "192.0.2.10" {
         assert!(Instant::now() < deadline, "handshakes resume\n{}", f.log.lock().expect("log"));
@@ -282,7 +313,7 @@ print("h3", r.rcode(), r.answer[0][0])
 
     // The chain changes to an RSA certificate: picked up without a restart,
     // signed by the key server with the RSA key.
-    std::fs::copy(&rsa_cert, &cert).expect("swap certificate");
+    std::fs::copy(rsa_cert, cert).expect("swap certificate");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let out = Command::new("openssl")
@@ -300,10 +331,115 @@ print("h3", r.rcode(), r.answer[0][0])
     assert_eq!(kdig_tls(dot), "192.0.2.10", "an RSA handshake through the key server");
 
     // Revoked: the next handshake fails, at once, on the open connection.
-    run(Command::new(onedot()).args(["keyserver", "--config"]).arg(&ks_config).args(["revoke", "ams1"]));
+    run(Command::new(onedot()).args(["keyserver", "--config"]).arg(ks_config).args(["revoke", "ams1"]));
     assert_eq!(kdig_tls(dot), "", "a revoked edge gets no signature");
     assert!(ask(do53, "www.example.test", 1, false).is_some());
     stop(&mut ks);
     drop(f);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Asks `name` A from `source` (a loopback address of the client's own).
+fn ask_from(source: &str, server: SocketAddr, name: &str) -> bool {
+    let Ok(sock) = std::net::UdpSocket::bind((source, 0)) else { return false };
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut q = Vec::new();
+    let qname = proto::Name::from_ascii(name).expect("name");
+    proto::build::build_query(&mut q, 0x5eed, qname.as_wire(), 1, true, Some(1232), false);
+    let mut buf = [0u8; 1500];
+    sock.send_to(&q, server).is_ok() && sock.recv(&mut buf).is_ok()
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn a_keyless_edge_seals_its_disk_and_a_kill_leaves_nothing_readable() {
+    let ks_setup = KeyServerSetup::new("sealed");
+    let (mut ks, _) = start_key_server(&ks_setup.config);
+    let data = ks_setup.dir.join("data");
+    let telemetry = format!(
+        "[telemetry]\ndata_dir = \"{}\"\nquery_log = true\nsample_rate = 1.0\n[policy]\nstate_file = \"{}\"\n",
+        data.display(),
+        data.join("transparency.json").display()
+    );
+    let mut f = Fixture::start_with("sealed-edge", &[], &ks_setup.edge_server(), &telemetry);
+    let do53 = f.door("unfiltered");
+    let clients = ["127.0.0.2", "127.0.0.3", "127.9.8.7"];
+    let names = ["www.example.test", "secretname.example.test", "mail.example.test"];
+    for c in clients {
+        for n in names {
+            assert!(ask_from(c, do53, n), "{n} from {c}");
+        }
+    }
+    // The writer flushes every 200 ms; then the power goes.
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = f.serve.kill();
+    let _ = f.serve.wait();
+    let mut files = Vec::new();
+    files_under(&data, &mut files);
+    assert!(files.iter().any(|p| p.ends_with("sample.sqlite")), "the stores exist: {files:?}");
+    let mut needles: Vec<Vec<u8>> = clients.iter().map(|c| c.as_bytes().to_vec()).collect();
+    needles.push(b"127.0.0.0".to_vec()); // the query log's truncated network
+    needles.push(b"127.9.8.0".to_vec());
+    needles.push(b"secretname".to_vec()); // the name, as text and inside the wire form
+    needles.push(b"example.test".to_vec());
+    for file in &files {
+        let bytes = std::fs::read(file).expect("read");
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_slice()),
+                "{} holds {:?} in clear",
+                file.display(),
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+    // The audit, given the data keys by the key server, opens every row.
+    let config = f.dir.join("onedot.toml");
+    let audit = || {
+        let out = Command::new(onedot())
+            .args(["audit", "--data-dir"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("audit runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = audit();
+    assert!(text.contains("PASS  on a keyless edge, nothing on disk is readable without the key server"), "{text}");
+    assert!(text.contains("PASS  every sealed record opens with the edge's data keys"), "{text}");
+    let opened: u64 = text
+        .lines()
+        .filter(|l| l.contains("rows open"))
+        .filter_map(|l| l.split_whitespace().rev().nth(2).and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    assert!(opened >= 18, "9 queries in the log and 9 in the sample: {opened}\n{text}");
+    // Without the key server the audit cannot open them (and says so).
+    stop(&mut ks);
+    let text = audit();
+    assert!(text.contains("records not opened"), "{text}");
+    // A restart with the key server up: the stores open and are written again.
+    let (mut ks, _) = start_key_server(&ks_setup.config);
+    drop(f);
+    let f = Fixture::start_with("sealed-edge", &[], &ks_setup.edge_server(), &telemetry);
+    assert!(ask_from("127.0.0.2", f.door("unfiltered"), "again.example.test"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f.log.lock().expect("log").contains("data keys held") {
+        assert!(Instant::now() < deadline, "{}", f.log.lock().expect("log"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(f);
+    stop(&mut ks);
+    let _ = std::fs::remove_dir_all(&ks_setup.dir);
 }

@@ -344,6 +344,25 @@ async fn trust_anchor_state_is_kept_on_disk() {
     assert!(err.is_none());
     assert_eq!(again.current()[0].rdata, key.rdata);
 
+    // Sealed (a keyless edge): written sealed, read back with the data key,
+    // unreadable without it, and a planted file in clear refused.
+    let vault = seal::Vault::with_keys(&[seal::DataKey { epoch: 1, key: [9; 32] }]);
+    let sealed_path = dir.join("sealed.state");
+    let (sealed, err) =
+        recursor::ManagedAnchors::load_sealed(&sealed_path, std::slice::from_ref(&ds), now, Some(vault.clone()));
+    assert!(err.is_none());
+    r.probe_trust_anchors(&sealed).await.expect("probe");
+    let raw = std::fs::read(&sealed_path).expect("sealed state written");
+    assert!(seal::is_sealed_file(&raw) && !raw.windows(6).any(|w| w == b". vali"), "sealed on disk");
+    let (again, err) =
+        recursor::ManagedAnchors::load_sealed(&sealed_path, std::slice::from_ref(&ds), now, Some(vault.clone()));
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(again.current()[0].rdata, key.rdata);
+    let (_, err) = recursor::ManagedAnchors::load(&sealed_path, std::slice::from_ref(&ds), now);
+    assert!(err.is_some_and(|e| e.to_string().contains("no data key")), "locked without the key");
+    let (_, err) = recursor::ManagedAnchors::load_sealed(&path, std::slice::from_ref(&ds), now, Some(vault));
+    assert!(err.is_some_and(|e| e.to_string().contains("not sealed")), "a clear file refused when sealing");
+
     // Corrupt: reported with file and line, configured anchors used.
     std::fs::write(&path, "; state\n. valid not-a-time abcd\n").expect("write");
     let (fallback, err) = recursor::ManagedAnchors::load(&path, std::slice::from_ref(&ds), now);
