@@ -97,6 +97,25 @@ fn kdig_tls(port: u16) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Waits (at most 15 s) until the DoT door at `port` presents a
+/// certificate whose key `openssl s_client` describes with `shown`.
+fn served_key(port: u16, shown: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-alpn", "dot"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("openssl runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if text.contains(shown) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "waiting for {shown:?}:\n{text}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 /// A port from the serve log's `KEY=127.0.0.1:PORT`.
 fn logged_port(log: &str, key: &str) -> u16 {
     log.split_whitespace()
@@ -314,21 +333,30 @@ print("h3", r.rcode(), r.answer[0][0])
     // The chain changes to an RSA certificate: picked up without a restart,
     // signed by the key server with the RSA key.
     std::fs::copy(rsa_cert, cert).expect("swap certificate");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let out = Command::new("openssl")
-            .args(["s_client", "-connect", &format!("127.0.0.1:{dot}"), "-alpn", "dot"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("openssl runs");
-        let text = String::from_utf8_lossy(&out.stdout);
-        if text.contains("Server public key is 2048 bit") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the RSA chain is served:\n{text}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    served_key(dot, "Server public key is 2048 bit");
     assert_eq!(kdig_tls(dot), "192.0.2.10", "an RSA handshake through the key server");
+
+    // The key server takes new keys on SIGHUP (P-384, Ed25519); the edge's
+    // chain moves to each in turn and kdig completes a handshake with it.
+    let mut ks_text = std::fs::read_to_string(ks_config).expect("config");
+    let mut spares = Vec::new();
+    for (name, kind) in [
+        ("p384", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384"]),
+        ("ed25519", ["-newkey", "ed25519", "", ""]),
+    ] {
+        let kind: Vec<&str> = kind.into_iter().filter(|a| !a.is_empty()).collect();
+        let spare = dir.join(format!("{name}.pem"));
+        door_certificate(&kind, &spare, &keys.join(format!("{name}.key")));
+        ks_text.push_str(&format!("[[key]]\npath = \"{}\"\n", keys.join(format!("{name}.key")).display()));
+        spares.push(spare);
+    }
+    std::fs::write(ks_config, ks_text).expect("config");
+    run(Command::new("kill").args(["-HUP", &ks.id().to_string()]));
+    for (spare, shown) in spares.iter().zip(["Server public key is 384 bit", "Peer signature type: ed25519"]) {
+        std::fs::copy(spare, cert).expect("swap certificate");
+        served_key(dot, shown);
+        assert_eq!(kdig_tls(dot), "192.0.2.10", "{shown}: a handshake through the key server");
+    }
 
     // Revoked: the next handshake fails, at once, on the open connection.
     run(Command::new(onedot()).args(["keyserver", "--config"]).arg(ks_config).args(["revoke", "ams1"]));

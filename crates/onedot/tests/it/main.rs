@@ -22,23 +22,33 @@ pub fn repo() -> PathBuf {
 }
 
 /// Starts `onedot lab` on a free port (writing its trust anchor to
-/// `anchor_out` if given); returns the process and the port.
+/// `anchor_out` if given); returns the process and the port. A lab that
+/// exits without a port (every port it tried taken, say, with many tests
+/// binding sockets at once) is started again, twice at most, and what it
+/// printed is shown if none comes up.
 pub fn start_lab(anchor_out: Option<&Path>) -> (std::process::Child, u16) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let mut cmd = Command::new(onedot());
-    cmd.args(["lab", "--port", "0"]);
-    if let Some(a) = anchor_out {
-        cmd.arg("--trust-anchor-out").arg(a);
-    }
-    let mut lab = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("lab starts");
-    let mut port = 0u16;
-    for line in BufReader::new(lab.stderr.take().expect("stderr")).lines().map_while(Result::ok) {
-        if let Some(rest) = line.strip_prefix("lab: root servers 127.53.0.1:") {
-            port = rest.split_whitespace().next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            break;
+    let mut failures = String::new();
+    for attempt in 1..=3 {
+        let mut cmd = Command::new(onedot());
+        cmd.args(["lab", "--port", "0"]);
+        if let Some(a) = anchor_out {
+            cmd.arg("--trust-anchor-out").arg(a);
         }
+        let mut lab = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("lab starts");
+        let mut seen = String::new();
+        for line in BufReader::new(lab.stderr.take().expect("stderr")).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix("lab: root servers 127.53.0.1:")
+                && let Some(port) = rest.split_whitespace().next().and_then(|p| p.parse().ok())
+            {
+                return (lab, port);
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        let status = lab.wait();
+        failures.push_str(&format!("attempt {attempt} ({status:?}):\n{seen}\n"));
     }
-    assert!(port > 0, "lab printed its port");
-    (lab, port)
+    panic!("the lab did not start:\n{failures}");
 }
