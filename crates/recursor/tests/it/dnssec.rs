@@ -145,7 +145,6 @@ async fn each_broken_zone_fails_with_its_ede() {
 /// other clients keep getting answers from the cache.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keytrap_zone_is_bounded_and_the_cache_keeps_answering() {
-    use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::{Duration, Instant};
     let (_lab, r) = validating().await;
     let cfg = ServiceConfig { local: recursor::LocalData::new(Vec::new(), false), ..ServiceConfig::default() };
@@ -153,51 +152,40 @@ async fn keytrap_zone_is_bounded_and_the_cache_keeps_answering() {
     let cached = query("www.example.test", rtype::A, true, false);
     let mut out = Vec::with_capacity(1232);
     s.answer(&cached, TransportKind::Datagram, &mut out).await.expect("warm");
-    let stop = Arc::new(AtomicBool::new(false));
-    // The hammer counts only the hits made while the trapped query is in
-    // flight: it starts counting once `trapping` is set, so the assertion
-    // below does not depend on how fast this machine is, only on the cache
-    // answering at all while validation runs.
-    let trapping = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let hammer = {
-        let (s, stop, trapping) = (s.clone(), stop.clone(), trapping.clone());
+    // The trapped query runs on a worker; this thread asks the cache until
+    // it ends (at least once, right after it started): every ask must be
+    // answered from the cache, whatever validation is doing meanwhile. How
+    // many asks fit is printed, not asserted: on a loaded machine this
+    // thread may not run at all during the 3 ms the validation takes.
+    let started = Instant::now();
+    let trapped = {
+        let s = s.clone();
         tokio::spawn(async move {
-            let (mut hits, mut worst) = (0u64, Duration::ZERO);
-            let mut out = Vec::with_capacity(1232);
-            let mut ready = Some(ready_tx);
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let r = s.try_fast(&cached, TransportKind::Datagram, &mut out);
-                worst = worst.max(t.elapsed());
-                assert!(matches!(r, recursor::FastPath::Answered(_)));
-                if trapping.load(Ordering::Relaxed) {
-                    hits += 1;
-                }
-                if let Some(tx) = ready.take() {
-                    let _ = tx.send(());
-                }
-                tokio::task::yield_now().await;
-            }
-            (hits, worst)
+            let mut out = Vec::new();
+            s.answer(&query("www.keytrap.test", rtype::A, true, false), TransportKind::Datagram, &mut out)
+                .await
+                .expect("answer");
+            (out, started.elapsed())
         })
     };
-    ready_rx.await.expect("the hammer is running");
-    trapping.store(true, Ordering::Relaxed);
-    let started = Instant::now();
-    let mut trapped = Vec::new();
-    s.answer(&query("www.keytrap.test", rtype::A, true, false), TransportKind::Datagram, &mut trapped)
-        .await
-        .expect("answer");
-    let took = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    let (hits, worst) = hammer.await.expect("hammer");
+    let (mut hits, mut worst) = (0u64, Duration::ZERO);
+    loop {
+        let t = Instant::now();
+        let r = s.try_fast(&cached, TransportKind::Datagram, &mut out);
+        worst = worst.max(t.elapsed());
+        assert!(matches!(r, recursor::FastPath::Answered(_)), "the cache answers while validation runs");
+        hits += 1;
+        if trapped.is_finished() {
+            break;
+        }
+        std::hint::spin_loop();
+    }
+    let (trapped, took) = trapped.await.expect("trapped query");
     let m = Message::parse(&trapped).expect("valid");
     println!("keytrap: SERVFAIL after {took:?}; {hits} cache hits meanwhile, slowest {worst:?}; EDE {:?}", m.ede());
     assert_eq!(m.rcode(), 2);
     assert_eq!(m.ede()[0].0, proto::ede::code::DNSSEC_BOGUS);
     assert!(took < Duration::from_secs(3), "bounded: {took:?}");
-    assert!(hits > 0, "the cache kept answering while validation ran: {hits}");
 }
 
 #[tokio::test]
