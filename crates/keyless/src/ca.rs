@@ -86,20 +86,8 @@ fn ca_params() -> Result<CertificateParams, KeylessError> {
 
 /// Writes `contents` to `path`, readable by its owner only when `secret`.
 pub fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), KeylessError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(if secret { 0o600 } else { 0o644 })
-        .open(&tmp)
-        .map_err(|e| KeylessError::Pki(format!("{}: {e}", tmp.display())))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| KeylessError::Pki(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|e| KeylessError::Pki(format!("{}: {e}", path.display())))
+    seal::write_atomic(path, contents, if secret { 0o600 } else { 0o644 })
+        .map_err(|e| KeylessError::Pki(format!("{}: {e}", path.display())))
 }
 
 /// Makes a state directory: the edge CA and the key server's certificate

@@ -36,7 +36,7 @@ struct StoredKey {
 
 /// The keys in force, by id.
 pub struct KeyStore {
-    keys: HashMap<[u8; KEY_ID], StoredKey>,
+    keys: HashMap<[u8; KEY_ID], Arc<StoredKey>>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -56,7 +56,7 @@ impl KeyStore {
             let spki =
                 key.public_key().ok_or_else(|| KeylessError::Pki(format!("{}: no public key", p.path.display())))?;
             let name = p.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-            keys.insert(key_id(spki.as_ref()), StoredKey { key, name, policy: p.clone() });
+            keys.insert(key_id(spki.as_ref()), Arc::new(StoredKey { key, name, policy: p.clone() }));
         }
         Ok(KeyStore { keys })
     }
@@ -373,13 +373,15 @@ impl KeyServer {
                     // connection's pipelined operations use every core.
                     // ECDSA and Ed25519 take tens of microseconds, less
                     // than handing them to another thread: signed here.
-                    if self.is_slow(&body) {
+                    // The key is looked up once, here, for both choices.
+                    let stored = SignRequest::parse(&body).and_then(|r| self.keys().keys.get(r.key_id).cloned());
+                    if stored.as_ref().is_some_and(|k| k.key.algorithm() == rustls::SignatureAlgorithm::RSA) {
                         let (server, tx, body) = (self.clone(), tx.clone(), body.clone());
                         tokio::spawn(async move {
-                            let frame = server.sign(&edge, h.id, &body);
+                            let frame = server.sign(&edge, h.id, &body, stored.as_deref());
                             let _ = tx.send(frame).await;
                         });
-                    } else if tx.send(self.sign(&edge, h.id, &body)).await.is_err() {
+                    } else if tx.send(self.sign(&edge, h.id, &body, stored.as_deref())).await.is_err() {
                         break;
                     }
                 }
@@ -409,17 +411,11 @@ impl KeyServer {
         let _ = tx.0.lock().await.shutdown().await;
     }
 
-    /// Whether a SIGN body is for an RSA key (slow to sign).
-    fn is_slow(&self, body: &[u8]) -> bool {
-        SignRequest::parse(body)
-            .and_then(|r| self.keys().keys.get(r.key_id).map(|k| k.key.algorithm() == rustls::SignatureAlgorithm::RSA))
-            .unwrap_or(false)
-    }
-
-    /// One SIGN operation for `edge`: the response frame.
-    fn sign(&self, edge: &EdgeRecord, id: u32, body: &[u8]) -> Vec<u8> {
+    /// One SIGN operation for `edge` with the key its body names (`stored`,
+    /// `None` when there is no such key): the response frame.
+    fn sign(&self, edge: &EdgeRecord, id: u32, body: &[u8], stored: Option<&StoredKey>) -> Vec<u8> {
         let started = Instant::now();
-        let (frame, key_name, result) = self.sign_inner(edge, id, body);
+        let (frame, key_name, result) = self.sign_inner(edge, id, body, stored);
         let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match result {
             Ok(scheme) => tracing::info!(edge = %edge.name, key = %key_name, ?scheme, micros, "signed"),
@@ -443,13 +439,13 @@ impl KeyServer {
         edge: &EdgeRecord,
         id: u32,
         body: &[u8],
+        stored: Option<&StoredKey>,
     ) -> (Vec<u8>, String, Result<rustls::SignatureScheme, ErrorCode>) {
         let refuse = |code: ErrorCode, why: &str, key: String| (error_frame(id, code, why), key, Err(code));
         let Some(req) = SignRequest::parse(body) else {
             return refuse(ErrorCode::BadFrame, "SIGN body too short", String::new());
         };
-        let keys = self.keys();
-        let Some(stored) = keys.keys.get(req.key_id) else {
+        let Some(stored) = stored else {
             return refuse(ErrorCode::KeyNotFound, "no such key here", short_id(req.key_id));
         };
         let name = stored.name.clone();

@@ -171,7 +171,6 @@ fn file_aad(path: &Path) -> Vec<u8> {
 /// Writes `bytes` to `path` atomically (a temporary file, fsync, rename,
 /// the directory synced), sealed when a vault is given.
 pub fn write_file(path: &Path, bytes: &[u8], vault: Option<&Vault>) -> Result<(), SealError> {
-    use std::io::Write;
     let body = match vault {
         Some(v) => {
             let mut out = FILE_MAGIC.to_vec();
@@ -180,10 +179,20 @@ pub fn write_file(path: &Path, bytes: &[u8], vault: Option<&Vault>) -> Result<()
         }
         None => bytes.to_vec(),
     };
+    write_atomic(path, &body, 0o644)?;
+    Ok(())
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the
+/// new one, never a torn one: written to a `.tmp` beside it with
+/// permissions `mode`, synced, renamed over, and the directory synced.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&body)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
