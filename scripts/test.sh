@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl openssl)
+DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl openssl chromium)
 
 banner() {
     printf '\n==================== %s ====================\n' "$*"
@@ -51,6 +51,10 @@ fi
 # ---------------------------------------------------------------- python
 banner "Checking dnspython (>= 2.6, with its DoH and DoQ clients)"
 ensure_dnspython
+
+# ---------------------------------------------------------------- web assets
+banner "Checking the dashboard's chart library (uPlot, from the npm registry)"
+bash "$ROOT/scripts/assets.sh"
 
 # ---------------------------------------------------------------- cargo tools
 banner "Checking cargo-nextest"

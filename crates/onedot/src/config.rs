@@ -50,6 +50,55 @@ pub struct Config {
     /// Abuse and overload defence: rate limits, cookies, connection caps,
     /// resolution slots, upstream limits.
     pub limits: LimitsConfig,
+    /// The disruption observatory: per-minute counts by country and
+    /// network.
+    pub observatory: ObservatoryConfig,
+}
+
+/// `[observatory]`: client addresses turned into per-minute counts by
+/// country and autonomous system before they are dropped.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObservatoryConfig {
+    /// Count (off by default; needs `telemetry.data_dir`).
+    pub enabled: bool,
+    /// A MaxMind-format database with `country.iso_code` (GeoLite2-Country)
+    /// or `country_code` (ip-location-db).
+    pub country_db: Option<PathBuf>,
+    /// A MaxMind-format database with `autonomous_system_number`
+    /// (GeoLite2-ASN, ip-location-db's ASN builds). May be the same file.
+    pub asn_db: Option<PathBuf>,
+    /// Queries a published group needs (country, network, minute...).
+    pub k: u64,
+    /// Days minute rows are kept.
+    pub retention_days: u64,
+    /// Days hourly roll-ups are kept.
+    pub rollup_retention_days: u64,
+    /// Cells in each minute's table (distinct country, network, door,
+    /// rcode, EDE class a minute); beyond it queries count as overflow.
+    pub cells: usize,
+    /// What counts as an event (`[observatory.detect]`).
+    pub detect: observatory::detect::Thresholds,
+    /// Where the dashboard's chart library is (`uPlot.iife.min.js`,
+    /// `uPlot.min.css`, from the npm package `uplot`: `scripts/assets.sh`
+    /// fetches them); unset, the pages show tables and lists only.
+    pub assets_dir: Option<PathBuf>,
+}
+
+impl Default for ObservatoryConfig {
+    fn default() -> Self {
+        ObservatoryConfig {
+            enabled: false,
+            country_db: None,
+            asn_db: None,
+            k: 20,
+            retention_days: 7,
+            rollup_retention_days: 400,
+            cells: 1 << 16,
+            detect: observatory::detect::Thresholds::default(),
+            assets_dir: None,
+        }
+    }
 }
 
 /// `[limits]`: what keeps onedot serving its real users under attack.
@@ -880,6 +929,7 @@ impl Default for Config {
             web: WebConfig::default(),
             telemetry: TelemetryConfig::default(),
             limits: LimitsConfig::default(),
+            observatory: ObservatoryConfig::default(),
         }
     }
 }
@@ -971,8 +1021,15 @@ impl Config {
         if let Some(f) = config.policy.state_file.as_mut().filter(|f| f.is_relative()) {
             *f = dir.join(&*f);
         }
-        if let Some(f) = config.telemetry.data_dir.as_mut().filter(|f| f.is_relative()) {
-            *f = dir.join(&*f);
+        for f in [
+            &mut config.telemetry.data_dir,
+            &mut config.observatory.country_db,
+            &mut config.observatory.asn_db,
+            &mut config.observatory.assets_dir,
+        ] {
+            if let Some(f) = f.as_mut().filter(|f| f.is_relative()) {
+                *f = dir.join(&*f);
+            }
         }
         Ok(config)
     }
@@ -1058,6 +1115,29 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&t.sample_rate) {
             bail!("telemetry.sample_rate = {} is not a fraction between 0 and 1", t.sample_rate);
+        }
+        let o = &self.observatory;
+        if o.enabled && t.data_dir.is_none() {
+            bail!("observatory.enabled needs telemetry.data_dir (where its minute rows are kept)");
+        }
+        if o.k < 2 {
+            bail!("observatory.k = {} would publish single queries; use 2 or more (20 is the default)", o.k);
+        }
+        if o.retention_days == 0 || o.rollup_retention_days < o.retention_days {
+            bail!("observatory.retention_days must be at least 1 and rollup_retention_days at least as long");
+        }
+        if !(64..=1 << 24).contains(&o.cells) {
+            bail!("observatory.cells must be between 64 and 16777216");
+        }
+        let d = &o.detect;
+        if !(d.drop_ratio > 0.0 && d.drop_ratio < 1.0 && d.surge_ratio > 1.0 && d.country_holds <= 1.0)
+            || d.drop_minutes == 0
+            || d.surge_minutes == 0
+            || !(1..=12).contains(&d.weeks)
+        {
+            bail!(
+                "observatory.detect: drop_ratio must be in (0, 1), surge_ratio above 1, country_holds at most 1, minutes at least 1, weeks 1 to 12"
+            );
         }
         for p in &self.policy.profiles {
             if let Some(path) = p.doh_paths.iter().find(|x| !x.starts_with('/')) {

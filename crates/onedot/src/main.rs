@@ -8,6 +8,7 @@ mod client;
 mod ddr;
 mod demo;
 mod keyserver;
+mod observatory_web;
 mod observe;
 mod run;
 mod web;
@@ -168,11 +169,45 @@ enum Command {
         #[command(subcommand)]
         action: Option<KeyserverAction>,
     },
+    /// The disruption observatory's tools.
+    Observatory {
+        #[command(subcommand)]
+        action: ObservatoryAction,
+    },
     /// Print the effective configuration (defaults filled in).
     Config {
         /// The config file (default: built-in defaults).
         #[arg(long, short)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ObservatoryAction {
+    /// Write the lab's MaxMind-format database: 127.(i+1).a.0/24 is the
+    /// i-th country, AS 64512 + 100 (i+1) + a (for the demo, tests and
+    /// benchmarks, which pose as clients from many countries on loopback).
+    LabGeo {
+        /// The file to write.
+        out: PathBuf,
+        /// Country codes, comma-separated.
+        #[arg(long, default_value = "DE,FR,BR,IN,NG,US,JP,ID,IR,RU,EG,MM", value_delimiter = ',')]
+        countries: Vec<String>,
+        /// Networks (/24s) per country.
+        #[arg(long, default_value_t = 16)]
+        networks: u8,
+    },
+    /// Simulate a month of traffic from twelve countries with four
+    /// injected events (shutdown, route hijack, censorship surge, TLD
+    /// outage) and a quiet month, through the real aggregation, store and
+    /// detector; print how the detector did, as JSON.
+    Simulate {
+        /// Where the two months' stores are written (made afresh).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Days in each month.
+        #[arg(long, default_value_t = 30)]
+        days: u64,
     },
 }
 
@@ -365,6 +400,41 @@ fn main() -> anyhow::Result<()> {
                 Some(KeyserverAction::Revoke { name }) => keyserver::revoke(&need(config)?, &name),
             }
         }
+        Command::Observatory { action: ObservatoryAction::LabGeo { out, countries, networks } } => {
+            if countries.len() > 250
+                || countries.iter().any(|c| observatory::geo::country(c) == observatory::geo::UNKNOWN)
+            {
+                anyhow::bail!("--countries takes up to 250 two-letter codes");
+            }
+            let codes: Vec<&str> = countries.iter().map(String::as_str).collect();
+            std::fs::write(&out, observatory::mmdb::lab_database(&codes, networks))
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {} ({} countries, {networks} networks each)", out.display(), codes.len());
+            Ok(())
+        }
+        Command::Observatory { action: ObservatoryAction::Simulate { data_dir, days } } => {
+            use observatory::simulate::{START, month, month_events};
+            if !(14..=120).contains(&days) {
+                anyhow::bail!("--days must be 14 to 120 (a week of baseline, then events from day 10 to 23)");
+            }
+            let truth = month_events(START);
+            let events = month(&data_dir.join("events"), START, days, &truth, 7)?;
+            let quiet = month(&data_dir.join("quiet"), START + days * 86_400, days, &[], 11)?;
+            let per_day = |n: u64| n as f64 / days as f64;
+            let report = serde_json::json!({
+                "days": days,
+                "truth": truth,
+                "events_month": events,
+                "quiet_month": quiet,
+                "per_node_day": {
+                    "minute_rows": per_day(events.minute_rows),
+                    "hour_rows": per_day(events.hour_rows),
+                    "sqlite_bytes": per_day(events.file_bytes),
+                },
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Config { config } => {
             let c = match config {
                 Some(p) => config::Config::load(&p)?,
@@ -426,6 +496,20 @@ fn audit(data_dir: &std::path::Path, config: &config::Config) -> anyhow::Result<
         }
         None => telemetry::audit(data_dir, &commitments, now_ms),
     };
+    // The observatory's file: aggregates only (no column that could hold
+    // an address), minute rows within their retention. In clear on a
+    // keyless edge too: it is what is published.
+    let mut findings = findings;
+    let o = &config.observatory;
+    findings.extend(
+        observatory::store::audit(data_dir, o.retention_days * 86_400, now_ms / 1000, 11 * 60).into_iter().map(
+            |(ok, check, detail)| telemetry::Finding {
+                outcome: if ok { telemetry::Outcome::Pass } else { telemetry::Outcome::Fail },
+                check,
+                detail,
+            },
+        ),
+    );
     let mut broken = Vec::new();
     for f in &findings {
         let tag = match f.outcome {

@@ -11,7 +11,7 @@ use doors::{Client, Door};
 use telemetry::{LogRecord, Metrics, Record, Research, SampleRecord, Writer, truncate};
 use tokio::task::JoinSet;
 
-use crate::config::TelemetryConfig;
+use crate::config::{ObservatoryConfig, TelemetryConfig};
 
 /// The telemetry side of the pipeline.
 pub struct Observer {
@@ -26,6 +26,9 @@ pub struct Observer {
     research: Option<(Research, PathBuf)>,
     /// Seals what is written (a keyless edge).
     vault: Option<seal::Vault>,
+    /// The disruption observatory, when on.
+    pub observatory: Option<Arc<observatory::Observatory>>,
+    observatory_writer: std::sync::Mutex<Option<observatory::Writer>>,
 }
 
 fn door_index(d: Door) -> usize {
@@ -41,6 +44,7 @@ impl Observer {
     /// the research aggregate, with a task that closes research days.
     pub fn start(
         config: &TelemetryConfig,
+        obs: &ObservatoryConfig,
         profiles: Vec<String>,
         vault: Option<seal::Vault>,
     ) -> anyhow::Result<Observer> {
@@ -73,7 +77,16 @@ impl Observer {
                 "EDNS Client Subnet is on: client networks (/24, /56) go to these authorities, against the published commitments"
             );
         }
+        let (observatory, observatory_writer) = match (&config.data_dir, obs.enabled) {
+            (Some(dir), true) => {
+                let (o, w) = start_observatory(obs, dir)?;
+                (Some(o), Some(w))
+            }
+            _ => (None, None),
+        };
         Ok(Observer {
+            observatory,
+            observatory_writer: std::sync::Mutex::new(observatory_writer),
             metrics,
             profiles,
             writer,
@@ -109,6 +122,9 @@ impl Observer {
     /// At shutdown: writes what the stores have queued, waits for the
     /// writer, and writes the research export of the day so far.
     pub fn close(&self) {
+        if let Some(mut w) = self.observatory_writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            w.stop();
+        }
         if let Some(w) = &self.writer {
             w.stop();
         }
@@ -132,6 +148,15 @@ impl Observer {
         let ede = if cached { None } else { telemetry::wire::first_ede(response) };
         if let Some(code) = ede {
             self.metrics.ede(code);
+        }
+        if let Some(o) = &self.observatory {
+            let ede = if cached { telemetry::wire::first_ede(response) } else { ede };
+            o.record(client.addr, door_index(client.door) as u8, rcode, ede);
+            if (rcode == 2 || matches!(ede, Some(22 | 23)))
+                && let Some((qname, _)) = question
+            {
+                o.record_failure(qname);
+            }
         }
         let Some((qname, _)) = question else { return };
         if let Some(w) = &self.writer {
@@ -171,6 +196,30 @@ impl Observer {
             std::thread::spawn(move || write_export(&dir, &export, vault.as_ref()));
         }
     }
+}
+
+/// Opens the observatory's databases (a broken one is logged and every
+/// address counts as unknown: the node serves either way) and its store,
+/// and starts its writer.
+fn start_observatory(
+    obs: &ObservatoryConfig,
+    dir: &std::path::Path,
+) -> anyhow::Result<(Arc<observatory::Observatory>, observatory::Writer)> {
+    let (geo, err) = observatory::open_geo(obs.country_db.as_deref(), obs.asn_db.as_deref());
+    match err {
+        Some(e) => tracing::error!(error = %e, "observatory: every address counts as unknown until this is mended"),
+        None if geo.is_empty() => {
+            tracing::warn!("observatory: no country_db or asn_db, every address counts as unknown")
+        }
+        None => tracing::info!(?geo, "observatory databases loaded"),
+    }
+    let clock = observatory::system_clock();
+    let o = Arc::new(observatory::Observatory::new(geo, obs.cells, clock()));
+    let doors = Door::ALL.iter().map(|d| d.as_str().to_string()).collect();
+    let store =
+        observatory::store::Store::open(dir, doors, obs.retention_days * 86_400, obs.rollup_retention_days * 86_400)?;
+    let w = observatory::Writer::start(o.clone(), store, clock);
+    Ok((o, w))
 }
 
 fn write_export(dir: &std::path::Path, export: &telemetry::research::DayExport, vault: Option<&seal::Vault>) {

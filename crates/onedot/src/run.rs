@@ -385,6 +385,36 @@ fn spawn_policy_reload(
     });
 }
 
+/// Re-opens the observatory's databases on SIGHUP (a new GeoLite2 or
+/// ip-location-db release); a file that fails to open leaves the old
+/// databases counting.
+fn spawn_observatory_reload(
+    o: Arc<observatory::Observatory>,
+    config: crate::config::ObservatoryConfig,
+    tasks: &mut JoinSet<()>,
+) {
+    #[cfg(unix)]
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+    #[cfg(unix)]
+    tasks.spawn(async move {
+        while hup.recv().await.is_some() {
+            let c = config.clone();
+            let opened = tokio::task::spawn_blocking(move || {
+                observatory::GeoDb::open(c.country_db.as_deref(), c.asn_db.as_deref())
+            })
+            .await;
+            match opened {
+                Ok(Ok(geo)) => {
+                    tracing::info!(?geo, "observatory databases reloaded");
+                    o.set_geo(geo);
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "observatory databases not reloaded; the old ones count"),
+                Err(_) => {}
+            }
+        }
+    });
+}
+
 /// The number of workers a config asks for.
 pub fn workers(config: &Config) -> usize {
     match config.server.workers {
@@ -409,9 +439,14 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         None => None,
     };
     let state_file = config.policy.state_file.clone().map(|path| StateFile { path, vault: vault.clone() });
-    let observer =
-        Arc::new(Observer::start(&config.telemetry, policy.profile_names(), vault.clone()).context("telemetry")?);
+    let observer = Arc::new(
+        Observer::start(&config.telemetry, &config.observatory, policy.profile_names(), vault.clone())
+            .context("telemetry")?,
+    );
     observer.spawn_ticker(&mut tasks);
+    if let Some(o) = &observer.observatory {
+        spawn_observatory_reload(o.clone(), config.observatory.clone(), &mut tasks);
+    }
     let transport = TimedTransport {
         inner: NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 },
         encrypted: encrypted_upstreams(config)?,
@@ -648,6 +683,15 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 admission: admission.clone(),
                 commitments: config.telemetry.commitments(),
                 keyless: keyless_client.clone(),
+                observatory: match (&config.telemetry.data_dir, config.observatory.enabled) {
+                    (Some(dir), true) => Some(crate::observatory_web::ObservatoryWeb {
+                        data_dir: dir.clone(),
+                        k: config.observatory.k,
+                        thresholds: config.observatory.detect,
+                        assets_dir: config.observatory.assets_dir.clone(),
+                    }),
+                    _ => None,
+                },
             });
             let bound = crate::web::serve(addr, state, &mut tasks).await?;
             tracing::info!(web = %bound, "listening");

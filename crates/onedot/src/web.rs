@@ -29,6 +29,8 @@ pub struct WebState {
     pub commitments: telemetry::Commitments,
     /// The keyless client of a keyless edge, for metrics.
     pub keyless: Option<keyless::KeylessClient>,
+    /// The observatory's published view, when it is on.
+    pub observatory: Option<crate::observatory_web::ObservatoryWeb>,
 }
 
 /// Connections served at once; more wait in the accept queue.
@@ -135,6 +137,11 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "GET only\n");
     }
+    if let Some(web) = &state.observatory
+        && let Some(r) = crate::observatory_web::respond(req.uri().path(), req.uri().query(), web, now())
+    {
+        return r;
+    }
     match req.uri().path() {
         "/health" => reply(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/metrics" => {
@@ -146,6 +153,9 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
             admission_metrics(&mut text, &state.admission, state.service.recursor().upstream_refused());
             if let Some(k) = &state.keyless {
                 keyless_metrics(&mut text, k.stats());
+            }
+            if let Some(o) = &state.observer.observatory {
+                text.push_str(&o.render_metrics());
             }
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
@@ -239,7 +249,7 @@ fn privacy_page(c: &telemetry::Commitments) -> String {
 }
 
 /// Escapes text for HTML.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

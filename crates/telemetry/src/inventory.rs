@@ -141,6 +141,22 @@ pub const INVENTORY: &[Item] = &[
         setting: "telemetry.research_export",
     },
     Item {
+        id: "observatory-place-cache",
+        what: "For the disruption observatory: per client network (/24, /48), a 21-bit hash tag with the country and autonomous system it maps to (the network itself is not stored)",
+        location: "memory",
+        lifetime: "until replaced by another network or a restart",
+        identifies: Identifies::No,
+        setting: "observatory.enabled (off)",
+    },
+    Item {
+        id: "observatory-minutes",
+        what: "Query counts per minute and per hour by country code, autonomous system number, door, response code and EDE class; addresses are mapped and dropped in memory, never stored; published (API, CSV) only for groups of at least k queries",
+        location: "observatory.sqlite",
+        lifetime: "minute rows observatory.retention_days (7 days), hourly roll-ups observatory.rollup_retention_days (400 days)",
+        identifies: Identifies::No,
+        setting: "observatory.enabled (off), observatory.k",
+    },
+    Item {
         id: "process-log",
         what: "The log on stderr: start-up, reloads, errors; per-query detail only at debug level, never with client addresses",
         location: "stderr (the operator's log collector)",

@@ -38,6 +38,23 @@ impl Drop for Fixture {
     }
 }
 
+/// A self-signed certificate for localhost and 127.0.0.1 in `dir`, and
+/// the `[server]` lines of a DoH door (HTTP/1.1 and 2) on a free port with
+/// the other encrypted doors off; returns them and the certificate's path.
+pub(crate) fn doh_only_tls(dir: &std::path::Path) -> (String, PathBuf) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("cert");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("key");
+    let server = format!(
+        "tls_certificate = {:?}\ntls_private_key = {:?}\ndoh_listen = [\"127.0.0.1:0\"]\ndot_listen = []\ndoq_listen = []\ndoh3 = false\n",
+        cert_path.display().to_string(),
+        key_path.display().to_string()
+    );
+    (server, cert_path)
+}
+
 pub(crate) fn unique_dir(tag: &str) -> PathBuf {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("onedot-filter-{tag}-{}-{nanos}", std::process::id()))

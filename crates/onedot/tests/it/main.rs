@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod filtering;
 mod keyless;
+mod observatory;
 mod peers;
 mod privacy;
 mod tidy;

@@ -312,16 +312,7 @@ fn ecs_is_off_by_default_and_truncated_and_allow_listed_when_on() {
 fn odoh_relay_and_target_each_see_only_their_half() {
     let certs = unique_dir("odoh-certs");
     std::fs::create_dir_all(&certs).expect("dir");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("cert");
-    let (cert_path, key_path) = (certs.join("cert.pem"), certs.join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).expect("cert");
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("key");
-    let tls = format!(
-        "tls_certificate = {:?}\ntls_private_key = {:?}\ndoh_listen = [\"127.0.0.1:0\"]\ndot_listen = []\ndoq_listen = []\ndoh3 = false\n",
-        cert_path.display().to_string(),
-        key_path.display().to_string()
-    );
+    let (tls, cert_path) = crate::filtering::doh_only_tls(&certs);
     let telemetry = "[telemetry]\ndata_dir = \"data\"\nquery_log = true\nsample_rate = 1.0\n";
     let mut target = Fixture::start_with("odoh-target", &[], &format!("{tls}odoh_target = true\n"), telemetry);
     let tport = target.doh.expect("target DoH").port();
