@@ -24,6 +24,9 @@
 # dnsutils, unbound, knot-resolver, pdns-recursor, dnsdist, nghttp2-client)
 # with daemons kept from starting, and dnspython. Needs root (port 53).
 # `python3 bench/readme.py` then writes the README's tables from the JSON.
+# Then onedot alone, warm, with the observatory off and on, alternated
+# three times, written to bench/results/observatory-ab.json as well;
+# ONLY_OBSERVATORY=1 runs just that part (and leaves latest.json alone).
 SECONDS_RUN="${1:-20}"
 LAB_PORT=53
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -155,9 +158,49 @@ measure() { # NAME: cold, warm, p99, tcp for a freshly started resolver
 }
 
 printf '%-16s %-5s %12s %8s %9s %9s %8s %8s %s\n' resolver mode qps cpu_us mean_ms p99_ms lost rss_mib seconds
+if [ -z "${ONLY_OBSERVATORY:-}" ]; then
 for r in onedot unbound kresd pdns-recursor; do
     measure "$r"
 done
+fi
+
+# The observatory's cost: onedot's warm run with it off (the config above)
+# and on (the lab's MaxMind database, telemetry.data_dir, nothing else
+# written), alternated three times, each on a fresh start warmed by one
+# pass over the questions. dnsperf asks from one address, so the lookup is
+# the per-network cache's hit (the steady state of a busy node; the
+# database lookup itself is crates/observatory/benches/observatory.rs).
+"$BIN" observatory lab-geo "$WORK/lab-geo.mmdb" > /dev/null
+sed '/^\[web\]/i [telemetry]\ndata_dir = "'"$WORK"'/obs-data"\nsample_rate = 0.0\n[observatory]\nenabled = true\ncountry_db = "'"$WORK"'/lab-geo.mmdb"\nasn_db = "'"$WORK"'/lab-geo.mmdb"\n' \
+    "$WORK/onedot.toml" > "$WORK/onedot-obs.toml"
+cp "$WORK/onedot.toml" "$WORK/onedot-plain.toml"
+for round in 1 2 3; do
+    for obs in off on; do
+        if [ $obs = on ]; then cp "$WORK/onedot-obs.toml" "$WORK/onedot.toml"; else cp "$WORK/onedot-plain.toml" "$WORK/onedot.toml"; fi
+        start onedot || continue
+        taskset -c 1 dnsperf -s 127.0.0.1 -p 5401 -d "$WORK/queries.txt" -n 1 -q 20 -t 5 > /dev/null 2>&1 || true
+        f="$WORK/onedot-obs-$obs-$round.txt"
+        before=$(ticks "${PIDS_NOW[@]}")
+        dnsperf_run "$f" udp 5401 "$SECONDS_RUN" 100
+        after=$(ticks "${PIDS_NOW[@]}")
+        done=$(field "$f" 'Queries completed:')
+        row "onedot-observatory-$obs" "warm-$round" "$(field "$f" 'Queries per second:')" "$(cpu_per "$before" "$after" "${done:-0}")" \
+            "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" null "$(field "$f" 'Queries lost:')" "$(rss_of "${PIDS_NOW[@]}")"
+        stop
+    done
+done
+cp "$WORK/onedot-plain.toml" "$WORK/onedot.toml"
+OBS_ROWS=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM minutes").fetchone()[0])' "$WORK/obs-data/observatory.sqlite" 2>/dev/null || echo null)
+echo "observatory: $OBS_ROWS minute rows written over the three 'on' runs"
+mkdir -p bench/results
+{
+    echo "{\"machine\": $(machine_json), \"date\": \"$(date -u +%F)\", \"seconds\": $SECONDS_RUN, \"questions\": $NQ, \"minute_rows\": $OBS_ROWS,"
+    echo " \"results\": [$(IFS=,; printf '%s\n' "${rows[@]}" | grep onedot-observatory | paste -sd,)]}"
+} > bench/results/observatory-ab.json
+echo "wrote bench/results/observatory-ab.json"
+if [ -n "${ONLY_OBSERVATORY:-}" ]; then
+    exit 0
+fi
 
 # Unbound's own account of its RRset cache holding the same set: one pass
 # over the questions, then its extended statistics (kept out of the timed
