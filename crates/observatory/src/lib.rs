@@ -18,6 +18,7 @@
 //! drive the same code through a month in seconds.
 
 pub mod aggregate;
+pub mod clickhouse;
 pub mod detect;
 pub mod geo;
 pub mod mmdb;
@@ -46,6 +47,9 @@ pub enum ObservatoryError {
         /// Why.
         reason: String,
     },
+    /// ClickHouse refused, or could not be reached.
+    #[error("observatory ClickHouse: {0}")]
+    ClickHouse(String),
     /// The SQLite store failed.
     #[error("observatory store {path}: {reason}")]
     Store {
@@ -70,6 +74,9 @@ pub struct Observatory {
     agg: Aggregator,
     written: AtomicU64,
     write_errors: AtomicU64,
+    fleet_written: AtomicU64,
+    fleet_errors: AtomicU64,
+    fleet_dropped: AtomicU64,
 }
 
 impl std::fmt::Debug for Observatory {
@@ -87,6 +94,9 @@ impl Observatory {
             agg: Aggregator::new(cells, now_s),
             written: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
+            fleet_written: AtomicU64::new(0),
+            fleet_errors: AtomicU64::new(0),
+            fleet_dropped: AtomicU64::new(0),
         }
     }
 
@@ -128,10 +138,18 @@ impl Observatory {
              onedot_observatory_write_errors_total {}\n\
              # HELP onedot_observatory_late_total Queries not counted because the writer fell a minute behind.\n\
              # TYPE onedot_observatory_late_total counter\n\
-             onedot_observatory_late_total {}\n",
+             onedot_observatory_late_total {}\n\
+             # HELP onedot_observatory_fleet_minutes_total Minutes written to the fleet's ClickHouse, failed, and dropped after an hour of failures.\n\
+             # TYPE onedot_observatory_fleet_minutes_total counter\n\
+             onedot_observatory_fleet_minutes_total{{result=\"written\"}} {}\n\
+             onedot_observatory_fleet_minutes_total{{result=\"failed\"}} {}\n\
+             onedot_observatory_fleet_minutes_total{{result=\"dropped\"}} {}\n",
             self.written.load(Ordering::Relaxed),
             self.write_errors.load(Ordering::Relaxed),
             self.agg.late(),
+            self.fleet_written.load(Ordering::Relaxed),
+            self.fleet_errors.load(Ordering::Relaxed),
+            self.fleet_dropped.load(Ordering::Relaxed),
         )
     }
 }
@@ -174,13 +192,23 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread over `obs` and `store`, on `clock`.
-    pub fn start(obs: Arc<Observatory>, mut store: store::Store, clock: Clock) -> Writer {
+    /// Starts the thread over `obs` and `store`, on `clock`; with `fleet`,
+    /// every finished minute also goes to ClickHouse (kept and retried for
+    /// an hour while it cannot be reached).
+    pub fn start(
+        obs: Arc<Observatory>,
+        mut store: store::Store,
+        clock: Clock,
+        fleet: Option<clickhouse::ClickHouse>,
+    ) -> Writer {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("observatory".into())
             .spawn(move || {
-                let write = |store: &mut store::Store, minutes: Vec<MinuteCounts>| {
+                let doors = store.doors().to_vec();
+                let mut pending: std::collections::VecDeque<MinuteCounts> = std::collections::VecDeque::new();
+                let mut schema = false;
+                let mut write = |store: &mut store::Store, minutes: Vec<MinuteCounts>| {
                     for m in minutes {
                         match store.write(&m) {
                             Ok(()) => obs.written.fetch_add(1, Ordering::Relaxed),
@@ -189,6 +217,37 @@ impl Writer {
                                 obs.write_errors.fetch_add(1, Ordering::Relaxed)
                             }
                         };
+                        if fleet.is_some() {
+                            if pending.len() >= 60 {
+                                pending.pop_front();
+                                obs.fleet_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                            pending.push_back(m);
+                        }
+                    }
+                    let Some(ch) = &fleet else { return };
+                    if !pending.is_empty() && !schema {
+                        match ch.ensure_schema() {
+                            Ok(()) => schema = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "observatory: ClickHouse schema not made; minutes kept");
+                                obs.fleet_errors.fetch_add(1, Ordering::Relaxed);
+                                return;
+                            }
+                        }
+                    }
+                    while let Some(m) = pending.front() {
+                        match ch.insert(m, &doors) {
+                            Ok(()) => {
+                                obs.fleet_written.fetch_add(1, Ordering::Relaxed);
+                                pending.pop_front();
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, kept = pending.len(), "observatory: ClickHouse insert failed; minutes kept");
+                                obs.fleet_errors.fetch_add(1, Ordering::Relaxed);
+                                break;
+                            }
+                        }
                     }
                 };
                 let mut last_purge = 0u64;
@@ -276,7 +335,7 @@ mod tests {
         let db = mmdb::lab_database(&["DE"], 1);
         let obs = Arc::new(Observatory::new(GeoDb::from_bytes(Some(db.clone()), Some(db)).expect("db"), 64, 6000));
         let store = store::Store::open(&dir, vec!["udp".into()], 86_400, 86_400).expect("store");
-        let mut w = Writer::start(obs.clone(), store, clock);
+        let mut w = Writer::start(obs.clone(), store, clock, None);
         for _ in 0..7 {
             obs.record(IpAddr::from([127, 1, 0, 9]), 0, 0, None);
         }

@@ -75,6 +75,11 @@ impl Store {
         &self.path
     }
 
+    /// The doors' names, by index.
+    pub fn doors(&self) -> &[String] {
+        &self.doors
+    }
+
     /// Adds a finished minute to the minute rows and to its hour's roll-up
     /// (adding, so a minute written twice, e.g. across a restart, sums).
     pub fn write(&mut self, m: &MinuteCounts) -> Result<(), ObservatoryError> {

@@ -83,6 +83,46 @@ pub struct ObservatoryConfig {
     /// `uPlot.min.css`, from the npm package `uplot`: `scripts/assets.sh`
     /// fetches them); unset, the pages show tables and lists only.
     pub assets_dir: Option<PathBuf>,
+    /// The fleet's ClickHouse (`[observatory.clickhouse]`): every node adds
+    /// its minutes there, and the dashboard shows the fleet's sum.
+    pub clickhouse: Option<ClickHouseConfig>,
+}
+
+/// `[observatory.clickhouse]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClickHouseConfig {
+    /// `http://host:port` of ClickHouse's HTTP interface.
+    pub url: String,
+    /// The database (made if missing), table `minutes` in it.
+    #[serde(default = "default_clickhouse_database")]
+    pub database: String,
+    /// This node's name in the fleet's rows.
+    pub node: String,
+    /// ClickHouse user, if not `default`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Its password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_clickhouse_database() -> String {
+    "onedot".into()
+}
+
+impl ClickHouseConfig {
+    /// The client for this table.
+    pub fn client(&self) -> anyhow::Result<observatory::clickhouse::ClickHouse> {
+        observatory::clickhouse::ClickHouse::new(
+            &self.url,
+            &self.database,
+            &self.node,
+            self.user.clone(),
+            self.password.clone(),
+        )
+        .map_err(|e| anyhow::anyhow!("observatory.clickhouse: {e}"))
+    }
 }
 
 impl Default for ObservatoryConfig {
@@ -97,6 +137,7 @@ impl Default for ObservatoryConfig {
             cells: 1 << 16,
             detect: observatory::detect::Thresholds::default(),
             assets_dir: None,
+            clickhouse: None,
         }
     }
 }
@@ -1128,6 +1169,9 @@ impl Config {
         }
         if !(64..=1 << 24).contains(&o.cells) {
             bail!("observatory.cells must be between 64 and 16777216");
+        }
+        if let Some(c) = &o.clickhouse {
+            c.client()?;
         }
         let d = &o.detect;
         if !(d.drop_ratio > 0.0 && d.drop_ratio < 1.0 && d.surge_ratio > 1.0 && d.country_holds <= 1.0)

@@ -24,6 +24,8 @@ pub struct ObservatoryWeb {
     pub thresholds: observatory::detect::Thresholds,
     /// Where the chart library is, if anywhere.
     pub assets_dir: Option<PathBuf>,
+    /// The fleet's ClickHouse, for the fleet view.
+    pub fleet: Option<observatory::clickhouse::ClickHouse>,
 }
 
 fn bad(why: String) -> Response<Full<Bytes>> {
@@ -35,6 +37,7 @@ pub fn respond(path: &str, query: Option<&str>, web: &ObservatoryWeb, now: u64) 
     match path {
         "/observatory" | "/observatory/" => return Some(front_page(web, now)),
         "/observatory/api/series" => return Some(series(query.unwrap_or(""), web, now)),
+        "/observatory/api/fleet" => return Some(fleet(query.unwrap_or(""), web, now)),
         _ => {}
     }
     if let Some(code) = path.strip_prefix("/observatory/country/") {
@@ -131,29 +134,61 @@ fn serve(web: &ObservatoryWeb, q: &Query, csv: bool) -> Response<Full<Bytes>> {
     }
 }
 
+/// `from`, `to` (Unix seconds; default the last day) and `format=csv`
+/// from a query string, at most `max_days` apart.
+fn span(query: &str, now: u64, max_days: u64) -> Result<(u64, u64, bool), String> {
+    let (mut from, mut to, mut csv) = (now.saturating_sub(86_400), now + 60, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if (k, v) == ("format", "csv") {
+            csv = true;
+            continue;
+        }
+        let Ok(n) = v.parse::<u64>() else { return Err(format!("{k}={v:?} is not a number")) };
+        match k {
+            "from" => from = n,
+            "to" => to = n,
+            _ => return Err(format!("unknown parameter {k:?}")),
+        }
+    }
+    if to <= from || to - from > max_days * 86_400 {
+        return Err(format!("from must be before to, at most {max_days} days apart"));
+    }
+    Ok((from, to, csv))
+}
+
 /// `/observatory/api/events?from=&to=` (Unix seconds, default the last
 /// day, at most a week): the detector run over that span; every event is
 /// about a whole country, network or TLD, never a small group.
 fn events(query: &str, web: &ObservatoryWeb, now: u64) -> Response<Full<Bytes>> {
-    let (mut from, mut to) = (now.saturating_sub(86_400), now);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let Ok(n) = v.parse::<u64>() else { return bad(format!("{k}={v:?} is not a number")) };
-        match k {
-            "from" => from = n,
-            "to" => to = n,
-            _ => return bad(format!("unknown parameter {k:?}")),
-        }
-    }
-    if to <= from || to - from > 7 * 86_400 {
-        return bad("from must be before to, at most 7 days apart".into());
-    }
+    let (from, to, csv) = match span(query, now, 7) {
+        Ok(s) => s,
+        Err(why) => return bad(why),
+    };
     let (from_m, to_m) = (from / 60, to.div_ceil(60));
     let t = web.thresholds;
     let found = store::open_reader(&web.data_dir)
         .and_then(|conn| observatory::detect::load(&conn, from_m, to_m, t.weeks))
         .map(|input| observatory::detect::detect(&input, from_m, to_m, &t));
     match found {
+        Ok(events) if csv => {
+            let mut out = String::from("kind,country,asn,tld,start,end,depth,confidence,detail\n");
+            for e in &events {
+                out.push_str(&format!(
+                    "{},{},{},{},{},{},{:.3},{:.3},\"{}\"\n",
+                    e.kind.as_str(),
+                    e.country.as_deref().unwrap_or(""),
+                    e.asn.map(|a| a.to_string()).unwrap_or_default(),
+                    e.tld.as_deref().unwrap_or(""),
+                    e.start,
+                    e.end.map(|x| x.to_string()).unwrap_or_default(),
+                    e.depth,
+                    e.confidence,
+                    e.detail.replace('"', "'")
+                ));
+            }
+            reply(StatusCode::OK, "text/csv; charset=utf-8", out)
+        }
         Ok(events) => {
             let body = serde_json::json!({ "from": from, "to": to, "thresholds": t, "events": events });
             reply(StatusCode::OK, "application/json", serde_json::to_vec(&body).unwrap_or_default())
@@ -295,8 +330,23 @@ fn front_page(web: &ObservatoryWeb, now: u64) -> Response<Full<Bytes>> {
         let c = esc(p.country.as_deref().unwrap_or(""));
         body.push_str(&format!("<tr><td><a href=\"/observatory/country/{c}\">{c}</a></td><td>{}</td></tr>", p.count));
     }
+    body.push_str("</table>");
+    if web.fleet.is_some() {
+        body.push_str("<h2>Fleet this hour (every node, from ClickHouse)</h2>");
+        match fleet_hour(web, now) {
+            Ok(rows) => {
+                body.push_str("<table id=\"fleet\"><tr><th>country</th><th>queries</th><th>nodes</th></tr>");
+                for (c, n, nodes) in rows {
+                    let c = esc(&c);
+                    body.push_str(&format!("<tr><td>{c}</td><td>{n}</td><td>{nodes}</td></tr>"));
+                }
+                body.push_str("</table>");
+            }
+            Err(e) => body.push_str(&format!("<p>ClickHouse did not answer: {}</p>", esc(&e.to_string()))),
+        }
+    }
     body.push_str(
-        "</table><p>JSON: <a href=\"/observatory/api/events\">events</a>, \
+        "<p>JSON: <a href=\"/observatory/api/events\">events</a>, \
         <a href=\"/observatory/api/hours?by=country\">hours by country</a> \
         (<a href=\"/observatory/api/hours?by=country&amp;format=csv\">CSV</a>).</p>",
     );
@@ -398,4 +448,37 @@ fn series(query: &str, web: &ObservatoryWeb, now: u64) -> Response<Full<Bytes>> 
         "expected": expected.iter().map(|v| v.filter(|x| *x >= k).map(|x| (x * 10.0).round() / 10.0)).collect::<Vec<_>>(),
     });
     reply(StatusCode::OK, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// The fleet's last hour by country: (country, queries, nodes), most first.
+fn fleet_hour(web: &ObservatoryWeb, now: u64) -> Result<Vec<(String, u64, u64)>, observatory::ObservatoryError> {
+    match &web.fleet {
+        Some(ch) => ch.fleet_totals(now.saturating_sub(3600), now + 60, web.k),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// `/observatory/api/fleet?from=&to=` (default the last day): every
+/// node's minutes from ClickHouse, summed by minute and country; groups
+/// below k left out.
+fn fleet(query: &str, web: &ObservatoryWeb, now: u64) -> Response<Full<Bytes>> {
+    let Some(ch) = &web.fleet else {
+        return reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "no observatory.clickhouse configured\n");
+    };
+    let (from, to) = match span(query, now, 31) {
+        Ok((from, to, false)) => (from, to),
+        Ok(_) => return bad("format=csv is not offered here".into()),
+        Err(why) => return bad(why),
+    };
+    match ch.fleet_by_country(from, to, web.k) {
+        Ok(rows) => {
+            let points: Vec<_> = rows
+                .into_iter()
+                .map(|(t, c, n, nodes)| serde_json::json!({ "t": t, "country": c, "count": n, "nodes": nodes }))
+                .collect();
+            let body = serde_json::json!({ "k": web.k, "from": from, "to": to, "points": points });
+            reply(StatusCode::OK, "application/json", serde_json::to_vec(&body).unwrap_or_default())
+        }
+        Err(e) => reply(StatusCode::BAD_GATEWAY, "text/plain; charset=utf-8", format!("{e}\n")),
+    }
 }

@@ -218,7 +218,8 @@ fn start_observatory(
     let doors = Door::ALL.iter().map(|d| d.as_str().to_string()).collect();
     let store =
         observatory::store::Store::open(dir, doors, obs.retention_days * 86_400, obs.rollup_retention_days * 86_400)?;
-    let w = observatory::Writer::start(o.clone(), store, clock);
+    let fleet = obs.clickhouse.as_ref().map(|c| c.client()).transpose()?;
+    let w = observatory::Writer::start(o.clone(), store, clock, fleet);
     Ok((o, w))
 }
 

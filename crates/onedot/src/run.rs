@@ -689,6 +689,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                         k: config.observatory.k,
                         thresholds: config.observatory.detect,
                         assets_dir: config.observatory.assets_dir.clone(),
+                        fleet: config.observatory.clickhouse.as_ref().map(|c| c.client()).transpose()?,
                     }),
                     _ => None,
                 },

@@ -240,6 +240,142 @@ fn the_dashboard_draws_a_country_with_an_event_in_headless_chromium() {
     // Without JavaScript the events list is there in the HTML itself.
     let page = f.get("/observatory/country/MM");
     assert!(page.contains("<ul id=\"events\"><li class=\"shutdown\">"), "{page}");
+    // The network's page, and the events as CSV.
+    let network = f.get("/observatory/asn/64710");
+    assert!(network.contains("<h1>AS64710 (MM)</h1>") && network.contains("class=\"shutdown\""), "{network}");
+    let csv = f.get("/observatory/api/events?format=csv");
+    assert!(
+        csv.contains("kind,country,asn,tld,start,end,depth,confidence,detail") && csv.contains("\nshutdown,MM,,,"),
+        "{csv}"
+    );
     drop(f);
+    let _ = std::fs::remove_dir_all(&side);
+}
+
+/// A ClickHouse server of the tests' own on loopback (Debian's
+/// `clickhouse-server`, which scripts/test.sh installs), stopped on drop.
+struct ClickHouseServer {
+    child: std::process::Child,
+    http: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for ClickHouseServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+fn clickhouse_server() -> Option<ClickHouseServer> {
+    if Command::new("clickhouse-server").arg("--help").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "clickhouse-server is not installed (scripts/test.sh installs it)");
+        eprintln!("skipped: clickhouse-server is not installed");
+        return None;
+    }
+    let dir = unique_dir("clickhouse");
+    std::fs::create_dir_all(dir.join("data")).expect("dir");
+    let (http, tcp) = (free_port(), free_port());
+    let d = dir.display();
+    std::fs::write(
+        dir.join("config.xml"),
+        format!(
+            "<yandex><logger><level>warning</level><console>1</console></logger>\
+             <http_port>{http}</http_port><tcp_port>{tcp}</tcp_port><listen_host>127.0.0.1</listen_host>\
+             <path>{d}/data/</path><tmp_path>{d}/tmp/</tmp_path><user_files_path>{d}/user_files/</user_files_path>\
+             <format_schema_path>{d}/format_schemas/</format_schema_path>\
+             <users_config>{d}/users.xml</users_config><default_profile>default</default_profile>\
+             <default_database>default</default_database><mark_cache_size>67108864</mark_cache_size></yandex>"
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        dir.join("users.xml"),
+        "<yandex><profiles><default></default></profiles><quotas><default></default></quotas>\
+         <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>\
+         <profile>default</profile><quota>default</quota></default></users></yandex>",
+    )
+    .expect("users");
+    let log = std::fs::File::create(dir.join("server.log")).expect("log");
+    let child = Command::new("clickhouse-server")
+        .arg(format!("--config-file={}", dir.join("config.xml").display()))
+        .current_dir(&dir)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("clickhouse-server starts");
+    let server = ClickHouseServer { child, http, dir };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
+        if let Ok(out) = Command::new("curl").args(["-s", &format!("http://127.0.0.1:{http}/ping")]).output()
+            && String::from_utf8_lossy(&out.stdout).starts_with("Ok.")
+        {
+            return Some(server);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(server.dir.join("server.log")).unwrap_or_default();
+    panic!("clickhouse-server did not answer on {http}:\n{log}");
+}
+
+#[test]
+fn two_nodes_write_to_one_clickhouse_and_the_fleet_view_shows_the_sum() {
+    let Some(ch) = clickhouse_server() else { return };
+    let side = unique_dir("observatory-fleet");
+    std::fs::create_dir_all(&side).expect("dir");
+    let geo = side.join("geo.mmdb");
+    std::fs::write(&geo, observatory::mmdb::lab_database(&COUNTRIES, 4)).expect("geo");
+    let node = |name: &str| {
+        format!(
+            "{}[observatory.clickhouse]\nurl = \"http://127.0.0.1:{}\"\nnode = \"{name}\"\n",
+            config(&geo, &side.join(name)).replace("k = 5", "k = 2"),
+            ch.http
+        )
+    };
+    // Node ams1: 30 queries from Germany; node fra1: 20 from Germany and
+    // 10 from France. Each writes its minutes when it stops.
+    for (name, de, fr) in [("ams1", 30, 0), ("fra1", 20, 10)] {
+        let mut f = Fixture::start(name, &[], &node(name));
+        let udp = f.door("unfiltered");
+        for i in 0..de {
+            assert!(ask_from(&format!("127.1.{}.{}", i % 4, 10 + i / 4), udp, "www.example.test"));
+        }
+        for i in 0..fr {
+            assert!(ask_from(&format!("127.2.0.{}", 10 + i), udp, "www.example.test"));
+        }
+        f.stop();
+        let log = f.log.lock().expect("log").clone();
+        assert!(!log.contains("ClickHouse insert failed"), "{log}");
+    }
+    // A third node reads the fleet's sum.
+    let f = Fixture::start("viewer", &[], &node("viewer"));
+    let front = f.get("/observatory");
+    assert!(front.contains("<tr><td>DE</td><td>50</td><td>2</td></tr>"), "{front}");
+    assert!(front.contains("<tr><td>FR</td><td>10</td><td>1</td></tr>"), "{front}");
+    let api = f.get("/observatory/api/fleet");
+    let body = api.split("\r\n\r\n").nth(1).unwrap_or("");
+    let json: serde_json::Value = serde_json::from_str(body).expect("fleet JSON");
+    let de: u64 = json["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .filter(|p| p["country"] == "DE")
+        .map(|p| p["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(de, 50, "{api}");
+    drop(f);
+    // No address in ClickHouse either.
+    let rows = Command::new("curl")
+        .args(["-s", "--data-binary", "SELECT * FROM onedot.minutes FORMAT TabSeparated"])
+        .arg(format!("http://127.0.0.1:{}/", ch.http))
+        .output()
+        .expect("curl");
+    let rows = String::from_utf8_lossy(&rows.stdout);
+    assert!(rows.contains("ams1") && rows.contains("fra1") && !rows.contains("127."), "{rows}");
     let _ = std::fs::remove_dir_all(&side);
 }
