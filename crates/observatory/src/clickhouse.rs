@@ -164,6 +164,17 @@ impl ClickHouse {
         Ok(())
     }
 
+    /// Deletes this node's rows older than `before` (Unix seconds): the
+    /// fleet's copy keeps the same retention as the node's minute rows.
+    pub fn purge(&self, before: u64) -> Result<(), ObservatoryError> {
+        let node = self.node.replace('\'', "\\'");
+        self.post(
+            None,
+            format!("ALTER TABLE {}.minutes DELETE WHERE node = '{node}' AND t < {before}", self.database).as_bytes(),
+        )?;
+        Ok(())
+    }
+
     /// Adds a finished minute's cells, as this node's.
     pub fn insert(&self, m: &MinuteCounts, doors: &[String]) -> Result<(), ObservatoryError> {
         if m.cells.is_empty() {

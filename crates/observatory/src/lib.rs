@@ -259,6 +259,13 @@ impl Writer {
                         if let Err(e) = store.purge(now) {
                             tracing::error!(error = %e, "observatory purge failed");
                         }
+                        if let Some(ch) = &fleet
+                            && let Err(e) = ch
+                                .ensure_schema()
+                                .and_then(|()| ch.purge(now.saturating_sub(store.minute_retention_s())))
+                        {
+                            tracing::warn!(error = %e, "observatory: ClickHouse purge failed");
+                        }
                     }
                     match stopped.recv_timeout(Duration::from_secs(1)) {
                         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}

@@ -75,6 +75,11 @@ impl Store {
         &self.path
     }
 
+    /// How long minute rows are kept, seconds.
+    pub fn minute_retention_s(&self) -> u64 {
+        self.minute_retention_s
+    }
+
     /// The doors' names, by index.
     pub fn doors(&self) -> &[String] {
         &self.doors

@@ -151,8 +151,8 @@ pub const INVENTORY: &[Item] = &[
     Item {
         id: "observatory-minutes",
         what: "Query counts per minute and per hour by country code, autonomous system number, door, response code and EDE class; addresses are mapped and dropped in memory, never stored; published (API, CSV) only for groups of at least k queries",
-        location: "observatory.sqlite",
-        lifetime: "minute rows observatory.retention_days (7 days), hourly roll-ups observatory.rollup_retention_days (400 days)",
+        location: "observatory.sqlite; with observatory.clickhouse, the minute rows also in the fleet's ClickHouse, tagged with the node's name",
+        lifetime: "minute rows observatory.retention_days (7 days; the node purges its ClickHouse rows on the same schedule), hourly roll-ups observatory.rollup_retention_days (400 days)",
         identifies: Identifies::No,
         setting: "observatory.enabled (off), observatory.k",
     },

@@ -350,7 +350,7 @@ fn two_nodes_write_to_one_clickhouse_and_the_fleet_view_shows_the_sum() {
         }
         f.stop();
         let log = f.log.lock().expect("log").clone();
-        assert!(!log.contains("ClickHouse insert failed"), "{log}");
+        assert!(!log.contains("ClickHouse insert failed") && !log.contains("ClickHouse purge failed"), "{log}");
     }
     // A third node reads the fleet's sum.
     let f = Fixture::start("viewer", &[], &node("viewer"));
@@ -377,5 +377,25 @@ fn two_nodes_write_to_one_clickhouse_and_the_fleet_view_shows_the_sum() {
         .expect("curl");
     let rows = String::from_utf8_lossy(&rows.stdout);
     assert!(rows.contains("ams1") && rows.contains("fra1") && !rows.contains("127."), "{rows}");
+    // A node's purge removes its own rows past retention, and only its own
+    // (ClickHouse applies the delete in the background).
+    let ams1 = observatory::clickhouse::ClickHouse::new(
+        &format!("http://127.0.0.1:{}", ch.http),
+        "onedot",
+        "ams1",
+        None,
+        None,
+    )
+    .expect("client");
+    ams1.purge(u64::from(u32::MAX)).expect("purge");
+    let nodes = || {
+        ams1.post(None, b"SELECT node, sum(count) FROM onedot.minutes GROUP BY node ORDER BY node FORMAT TabSeparated")
+            .expect("query")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while nodes().contains("ams1") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(nodes(), "fra1\t30\n");
     let _ = std::fs::remove_dir_all(&side);
 }
