@@ -147,6 +147,29 @@ impl CachedAnswer {
             && self.wire.get(end..end + 4) == Some(&[t0, t1, c0, c1][..])
     }
 
+    /// The question's name (wire form, as first asked) and type.
+    pub fn question(&self) -> Option<(&[u8], u16)> {
+        let mut pos = HEADER_LEN;
+        loop {
+            let len = usize::from(*self.wire.get(pos)?);
+            if len == 0 {
+                break;
+            }
+            if len & 0xc0 != 0 {
+                return None;
+            }
+            pos += 1 + len;
+        }
+        let name = self.wire.get(HEADER_LEN..=pos)?;
+        let t = self.wire.get(pos + 1..pos + 3)?;
+        Some((name, u16::from_be_bytes([t[0], t[1]])))
+    }
+
+    /// Records in the answer section.
+    pub fn answer_count(&self) -> u16 {
+        self.wire.get(6..8).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
     /// Whether this is a cached resolution failure (SERVFAIL).
     pub fn is_failure(&self) -> bool {
         self.rcode() == Rcode::ServFail as u8
@@ -333,6 +356,14 @@ impl AnswerCache {
     /// Drops everything.
     pub fn clear(&self) {
         self.entries.clear();
+    }
+
+    /// Keeps only the answers `keep` says yes to (for `onedot ctl flush`);
+    /// returns how many went.
+    pub fn retain(&self, keep: impl Fn(&CachedAnswer) -> bool) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, a| keep(a));
+        before.saturating_sub(self.entries.len())
     }
 }
 

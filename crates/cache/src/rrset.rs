@@ -733,6 +733,19 @@ impl RrsetCache {
     pub fn weight(&self) -> u64 {
         self.entries.weight()
     }
+
+    /// Keeps only the entries `keep` says yes to (for `onedot ctl flush`);
+    /// returns how many went.
+    pub fn retain(&self, keep: impl Fn(&RrsetEntry) -> bool) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|_, e| keep(e));
+        before.saturating_sub(self.entries.len())
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
 }
 
 #[cfg(test)]

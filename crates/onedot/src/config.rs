@@ -53,6 +53,16 @@ pub struct Config {
     /// The disruption observatory: per-minute counts by country and
     /// network.
     pub observatory: ObservatoryConfig,
+    /// The local control socket (`onedot ctl`).
+    pub control: ControlConfig,
+}
+
+/// `[control]`: the local control socket of `onedot ctl`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// A Unix socket path (mode 0600); unset: no control socket.
+    pub socket: Option<PathBuf>,
 }
 
 /// `[observatory]`: client addresses turned into per-minute counts by
@@ -971,6 +981,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             limits: LimitsConfig::default(),
             observatory: ObservatoryConfig::default(),
+            control: ControlConfig::default(),
         }
     }
 }
@@ -1067,6 +1078,7 @@ impl Config {
             &mut config.observatory.country_db,
             &mut config.observatory.asn_db,
             &mut config.observatory.assets_dir,
+            &mut config.control.socket,
         ] {
             if let Some(f) = f.as_mut().filter(|f| f.is_relative()) {
                 *f = dir.join(&*f);

@@ -5,6 +5,7 @@
 //! wire format); the built-in `lab` internet backs `demo` and `lab`.
 
 mod client;
+mod control;
 mod ddr;
 mod demo;
 mod keyserver;
@@ -169,6 +170,24 @@ enum Command {
         #[command(subcommand)]
         action: Option<KeyserverAction>,
     },
+    /// Talk to a running onedot over its control socket (`[control]
+    /// socket`): status, stats, flush NAME [TYPE], flush-zone NAME,
+    /// flush-all, flush-negative, flush-bogus, lists-reload, log-level
+    /// FILTER, inflight.
+    Ctl {
+        /// The config whose `control.socket` to use.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The socket itself.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// The command and its arguments (`help` lists them).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true)]
+        command: Vec<String>,
+    },
     /// The disruption observatory's tools.
     Observatory {
         #[command(subcommand)]
@@ -253,10 +272,20 @@ fn write_counts(lab: &lab::Lab, path: &std::path::Path) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .init();
+        control::set_log_filter(move |text| {
+            let f = tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
+            handle.reload(f).map_err(|e| e.to_string())
+        });
+    }
     match cli.command {
         Command::Serve { config } => {
             let config = config::Config::load(&config)?;
@@ -399,6 +428,23 @@ fn main() -> anyhow::Result<()> {
                 }
                 Some(KeyserverAction::Revoke { name }) => keyserver::revoke(&need(config)?, &name),
             }
+        }
+        Command::Ctl { config, socket, json, command } => {
+            if command[0] == "help" {
+                for (c, what) in control::COMMANDS {
+                    println!("  {c:<20} {what}");
+                }
+                return Ok(());
+            }
+            let socket = match (socket, config) {
+                (Some(s), _) => s,
+                (None, Some(c)) => config::Config::load(&c)?
+                    .control
+                    .socket
+                    .with_context(|| format!("{} sets no [control] socket", c.display()))?,
+                (None, None) => anyhow::bail!("give --config FILE (with [control] socket) or --socket PATH"),
+            };
+            control::client(&socket, &command[0], &command[1..], json)
         }
         Command::Observatory { action: ObservatoryAction::LabGeo { out, countries, networks } } => {
             if countries.len() > 250

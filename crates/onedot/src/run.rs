@@ -213,6 +213,8 @@ pub struct Running {
     observer: Arc<Observer>,
     tasks: JoinSet<()>,
     inflight: InFlight,
+    /// The control socket, removed at shutdown.
+    pub control: Option<std::path::PathBuf>,
 }
 
 impl Running {
@@ -222,6 +224,9 @@ impl Running {
         self.inflight.drain(grace).await;
         save_policy_state(&self.policy, self.policy_state.as_ref());
         self.observer.close();
+        if let Some(path) = &self.control {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -673,6 +678,21 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         None => {}
     }
+    let control = match &config.control.socket {
+        Some(path) => {
+            let ctl = Arc::new(crate::control::Control {
+                service: service.clone(),
+                policy: policy.clone(),
+                observer: observer.clone(),
+                inflight: inflight.clone(),
+                started: std::time::Instant::now(),
+            });
+            let path = crate::control::serve(path, ctl, &mut tasks).await?;
+            tracing::info!(control = %path.display(), "listening");
+            Some(path)
+        }
+        None => None,
+    };
     // Last, so that a ready web listener means every door is up.
     let web = match config.web.address() {
         Some(addr) => {
@@ -708,7 +728,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         service.add_local_records(crate::ddr::records(&target, &dot, &doh, &doq, path, config.server.doh3));
     }
     let policy_state = state_file;
-    Ok(Running { bound, dot, doh, doq, profiles, web, policy, policy_state, observer, tasks, inflight })
+    Ok(Running { bound, dot, doh, doq, profiles, web, policy, policy_state, observer, tasks, inflight, control })
 }
 
 /// Waits for SIGINT or SIGTERM.

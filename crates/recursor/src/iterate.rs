@@ -157,6 +157,16 @@ impl Recursor {
         &self.inner.cache
     }
 
+    /// The questions being resolved now (name and type; never the client
+    /// network an ECS resolution carries), for `onedot ctl inflight`.
+    pub fn inflight(&self) -> Vec<(Name, u16)> {
+        let map = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(Name, u16)> = map.keys().map(|(n, t, _)| (n.clone(), *t)).collect();
+        out.sort_by_key(|(n, t)| (n.to_string(), *t));
+        out.dedup();
+        out
+    }
+
     /// Upstream queries not sent so far: over a zone's limit, over a
     /// server's.
     pub fn upstream_refused(&self) -> (u64, u64) {

@@ -2,6 +2,7 @@
 
 mod abuse;
 mod cli;
+mod control;
 mod demo;
 mod filtering;
 mod keyless;
