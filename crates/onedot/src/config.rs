@@ -1342,6 +1342,7 @@ impl Config {
                         .map(|n| proto::Name::from_ascii(n))
                         .collect::<Result<_, _>>()
                         .map_err(|e| anyhow::anyhow!("dnssec.negative_trust_anchors: {e}"))?,
+                    runtime_anchors: recursor::RuntimeAnchors::default(),
                 })
             } else {
                 None

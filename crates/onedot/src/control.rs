@@ -26,6 +26,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("lists-reload", "re-read every filter source now"),
     ("log-level FILTER", "set the log filter (info, debug, onedot=debug,...)"),
     ("inflight", "queries in flight and the questions being resolved"),
+    ("nta add|remove|list [NAME]", "negative trust anchors while running (the subtree is flushed)"),
 ];
 
 /// Sets the process's log filter (installed by `main`).
@@ -206,6 +207,51 @@ async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, Stri
                 .map(|(n, t)| json!({ "name": n.to_string(), "type": proto::rtype::name(t).map_or(format!("TYPE{t}"), str::to_string) }))
                 .collect();
             Ok(json!({ "queries_in_flight": ctl.inflight.count(), "resolving": questions }))
+        }
+        "nta" => {
+            let anchors = ctl
+                .service
+                .recursor()
+                .config()
+                .validation
+                .as_ref()
+                .map(|v| v.runtime_anchors.clone())
+                .ok_or("DNSSEC validation is off: there is nothing to make an exception to")?;
+            let flush = |zone: &proto::Name| {
+                let below = |n: &[u8]| wire_name(n).is_some_and(|n| n.is_subdomain_of(zone));
+                (answers.retain(|e| !e.question().is_some_and(|(n, _)| below(n))), rrsets.retain(|e| !below(e.owner())))
+            };
+            match args.first().map(String::as_str) {
+                Some("add") => {
+                    let name = name_arg(args, 1, "nta add")?;
+                    let added = anchors.add(name.clone());
+                    let (a, r) = flush(&name);
+                    tracing::warn!(nta = %name, "negative trust anchor added by onedot ctl: answers below it are not validated");
+                    Ok(json!({ "added": added, "answers": a, "rrsets": r }))
+                }
+                Some("remove") => {
+                    let name = name_arg(args, 1, "nta remove")?;
+                    let removed = anchors.remove(&name);
+                    let (a, r) = flush(&name);
+                    tracing::info!(nta = %name, "negative trust anchor removed by onedot ctl");
+                    Ok(json!({ "removed": removed, "answers": a, "rrsets": r }))
+                }
+                Some("list") | None => {
+                    let configured = ctl
+                        .service
+                        .recursor()
+                        .config()
+                        .validation
+                        .as_ref()
+                        .map(|v| v.negative_trust_anchors.clone())
+                        .unwrap_or_default();
+                    Ok(json!({
+                        "configured": configured.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "added": anchors.list().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    }))
+                }
+                Some(other) => Err(format!("nta {other:?}: use nta add NAME, nta remove NAME or nta list")),
+            }
         }
         "" => Err("no command".into()),
         other => Err(format!(

@@ -38,7 +38,7 @@ pub use limits::{UpstreamLimiter, UpstreamLimits};
 pub use local::LocalData;
 pub use service::{FastPath, Service, ServiceConfig, TransportKind};
 pub use transport::{NetTransport, Transport, TransportError, UpstreamQuery};
-pub use validate::{Security, ValidationConfig};
+pub use validate::{RuntimeAnchors, Security, ValidationConfig};
 
 /// Wall-clock time (Unix seconds) for TTLs; monotonic time is tokio's.
 pub trait Clock: Send + Sync + 'static {

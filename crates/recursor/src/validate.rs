@@ -72,12 +72,51 @@ pub struct ValidationConfig {
     /// Negative trust anchors (RFC 7646): domains, with everything below
     /// them, treated as insecure whatever their signatures say.
     pub negative_trust_anchors: Vec<Name>,
+    /// Negative trust anchors added while running (`onedot ctl nta`),
+    /// shared by every clone of this config.
+    pub runtime_anchors: RuntimeAnchors,
+}
+
+/// Negative trust anchors an operator adds and removes while serving
+/// (RFC 7646 section 9: they are meant to be temporary), shared.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeAnchors(std::sync::Arc<std::sync::RwLock<Vec<Name>>>);
+
+impl RuntimeAnchors {
+    /// Adds `name`; false if it was there.
+    pub fn add(&self, name: Name) -> bool {
+        let mut v = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if v.contains(&name) {
+            return false;
+        }
+        v.push(name);
+        true
+    }
+
+    /// Removes `name`; false if it was not there.
+    pub fn remove(&self, name: &Name) -> bool {
+        let mut v = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let before = v.len();
+        v.retain(|n| n != name);
+        v.len() != before
+    }
+
+    /// The anchors now.
+    pub fn list(&self) -> Vec<Name> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn covers(&self, name: &Name) -> bool {
+        let v = self.0.read().unwrap_or_else(|e| e.into_inner());
+        !v.is_empty() && v.iter().any(|nta| name.is_subdomain_of(nta))
+    }
 }
 
 impl ValidationConfig {
-    /// Whether `name` is at or below a negative trust anchor.
+    /// Whether `name` is at or below a negative trust anchor (configured
+    /// or added while running).
     pub fn under_negative_anchor(&self, name: &Name) -> bool {
-        self.negative_trust_anchors.iter().any(|nta| name.is_subdomain_of(nta))
+        self.negative_trust_anchors.iter().any(|nta| name.is_subdomain_of(nta)) || self.runtime_anchors.covers(name)
     }
 
     /// Validation from the given anchors with default limits.
@@ -87,6 +126,7 @@ impl ValidationConfig {
             policy: AlgorithmPolicy::default(),
             max_verifications: 256,
             negative_trust_anchors: Vec::new(),
+            runtime_anchors: RuntimeAnchors::default(),
         }
     }
 }

@@ -82,6 +82,9 @@ fn every_ctl_command_works_against_a_running_onedot() {
     assert!(ok, "{out}");
     let inflight = json(&f, &["inflight"]);
     assert!(inflight["queries_in_flight"].is_u64() && inflight["resolving"].is_array(), "{inflight}");
+    // This server does not validate: an NTA has nothing to except.
+    let (ok, out) = ctl(&f, &["nta", "add", "bogus.test"]);
+    assert!(!ok && out.contains("validation is off"), "{out}");
     let (ok, help) = ctl(&f, &["help"]);
     assert!(ok && help.contains("flush-zone NAME"), "{help}");
 

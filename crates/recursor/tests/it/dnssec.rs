@@ -205,6 +205,30 @@ async fn negative_trust_anchors_make_a_zone_insecure() {
 }
 
 #[tokio::test]
+async fn negative_trust_anchors_added_and_removed_while_running() {
+    let (_lab, r) = validating().await;
+    let bogus = r.resolve(&n("www.bogus.test"), rtype::A).await;
+    assert!(
+        bogus.is_err() || bogus.as_ref().is_ok_and(|x| matches!(x.security, Security::Bogus(_))),
+        "bogus before: {bogus:?}"
+    );
+    let anchors = r.config().validation.as_ref().expect("validating").runtime_anchors.clone();
+    assert!(anchors.add(n("bogus.test")));
+    assert!(!anchors.add(n("bogus.test")), "added once");
+    r.cache().clear();
+    let res = r.resolve(&n("www.bogus.test"), rtype::A).await.expect("under the NTA");
+    assert_eq!((res.outcome, res.security), (Outcome::Answer, Security::Insecure));
+    assert_eq!(anchors.list(), vec![n("bogus.test")]);
+    assert!(anchors.remove(&n("bogus.test")));
+    r.cache().clear();
+    let after = r.resolve(&n("www.bogus.test"), rtype::A).await;
+    assert!(
+        after.is_err() || after.as_ref().is_ok_and(|x| matches!(x.security, Security::Bogus(_))),
+        "bogus again: {after:?}"
+    );
+}
+
+#[tokio::test]
 async fn nsec3_denials_opt_out_and_iteration_limits() {
     let (_lab, r) = validating().await;
     for (name, t, outcome) in [
