@@ -197,14 +197,22 @@ impl Aggregator {
         self.add(key, 1);
     }
 
-    /// Adds `n` to a cell of the current minute.
-    pub fn add(&self, key: CellKey, n: u64) {
+    /// The current minute's table, or `None` (and `n` counted as late)
+    /// while the writer is more than a minute behind.
+    #[inline]
+    fn current_table(&self, n: u64) -> Option<&Table> {
         let m = self.current.load(Ordering::Relaxed);
         let t = &self.tables[(m & 1) as usize];
         if t.minute.load(Ordering::Acquire) != m {
             self.late.fetch_add(n, Ordering::Relaxed);
-            return;
+            return None;
         }
+        Some(t)
+    }
+
+    /// Adds `n` to a cell of the current minute.
+    pub fn add(&self, key: CellKey, n: u64) {
+        let Some(t) = self.current_table(n) else { return };
         let k = key.pack();
         let start = spread(k) as usize & self.mask;
         for i in start..start + PROBES.min(self.mask + 1) {
@@ -227,12 +235,7 @@ impl Aggregator {
     /// Counts `n` resolution failures under `tld` (a label as on the wire,
     /// any case) in the current minute. Allocation-free.
     pub fn add_failure(&self, tld: &[u8], n: u64) {
-        let m = self.current.load(Ordering::Relaxed);
-        let t = &self.tables[(m & 1) as usize];
-        if t.minute.load(Ordering::Acquire) != m {
-            self.late.fetch_add(n, Ordering::Relaxed);
-            return;
-        }
+        let Some(t) = self.current_table(n) else { return };
         let mut label = [0u8; 32];
         for (d, s) in label.iter_mut().zip(tld) {
             *d = s.to_ascii_lowercase();

@@ -454,8 +454,8 @@ pub fn overlay(
             input.country_hours.get(country).unwrap_or(&empty_h),
         ),
     };
-    let base = Baseline::new(hours, weeks, from / 60);
-    (from..to).map(|m| (minutes.get(&m).copied().unwrap_or(0.0), base.minute(m))).unzip()
+    let (seen, expected) = series(minutes, &Baseline::new(hours, weeks, from / 60), from, to);
+    (seen, expected.into_iter().map(|x| x.is_finite().then_some(x)).collect())
 }
 
 /// The doors counted as encrypted.

@@ -182,6 +182,71 @@ pub fn open_geo(country: Option<&Path>, asn: Option<&Path>) -> (GeoDb, Option<Ob
     }
 }
 
+/// The writer's side of the fleet's ClickHouse: minutes waiting to go (an
+/// hour at most), and whether the table is known to exist.
+struct Fleet {
+    ch: clickhouse::ClickHouse,
+    doors: Vec<String>,
+    pending: std::collections::VecDeque<MinuteCounts>,
+    schema: bool,
+}
+
+impl Fleet {
+    fn new(ch: clickhouse::ClickHouse, doors: Vec<String>) -> Fleet {
+        Fleet { ch, doors, pending: std::collections::VecDeque::new(), schema: false }
+    }
+
+    /// Queues a written minute; past an hour's worth the oldest is dropped.
+    fn push(&mut self, m: MinuteCounts, obs: &Observatory) {
+        if self.pending.len() >= 60 {
+            self.pending.pop_front();
+            obs.fleet_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        self.pending.push_back(m);
+    }
+
+    /// Makes the table once; false (counted) while ClickHouse refuses.
+    fn ensure_schema(&mut self, obs: &Observatory) -> bool {
+        if !self.schema {
+            match self.ch.ensure_schema() {
+                Ok(()) => self.schema = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "observatory: ClickHouse schema not made; minutes kept");
+                    obs.fleet_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.schema
+    }
+
+    /// Sends the queued minutes in order, stopping at the first failure.
+    fn flush(&mut self, obs: &Observatory) {
+        if self.pending.is_empty() || !self.ensure_schema(obs) {
+            return;
+        }
+        while let Some(m) = self.pending.front() {
+            if let Err(e) = self.ch.insert(m, &self.doors) {
+                tracing::warn!(error = %e, kept = self.pending.len(), "observatory: ClickHouse insert failed; minutes kept");
+                obs.fleet_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            obs.fleet_written.fetch_add(1, Ordering::Relaxed);
+            self.pending.pop_front();
+        }
+    }
+
+    /// Deletes this node's rows older than `before` (making the table
+    /// first if need be: the first purge runs at start, so the table is
+    /// there before the first minute ends).
+    fn purge(&mut self, before: u64, obs: &Observatory) {
+        if self.ensure_schema(obs)
+            && let Err(e) = self.ch.purge(before)
+        {
+            tracing::warn!(error = %e, "observatory: ClickHouse purge failed");
+        }
+    }
+}
+
 /// The writer thread: every second it moves the minute on and writes the
 /// minutes that ended; every ten minutes it purges. Stopped by
 /// [`Writer::stop`], which writes the current minute's partial counts.
@@ -205,10 +270,8 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("observatory".into())
             .spawn(move || {
-                let doors = store.doors().to_vec();
-                let mut pending: std::collections::VecDeque<MinuteCounts> = std::collections::VecDeque::new();
-                let mut schema = false;
-                let mut write = |store: &mut store::Store, minutes: Vec<MinuteCounts>| {
+                let mut fleet = fleet.map(|ch| Fleet::new(ch, store.doors().to_vec()));
+                let write = |store: &mut store::Store, fleet: &mut Option<Fleet>, minutes: Vec<MinuteCounts>| {
                     for m in minutes {
                         match store.write(&m) {
                             Ok(()) => obs.written.fetch_add(1, Ordering::Relaxed),
@@ -217,54 +280,25 @@ impl Writer {
                                 obs.write_errors.fetch_add(1, Ordering::Relaxed)
                             }
                         };
-                        if fleet.is_some() {
-                            if pending.len() >= 60 {
-                                pending.pop_front();
-                                obs.fleet_dropped.fetch_add(1, Ordering::Relaxed);
-                            }
-                            pending.push_back(m);
+                        if let Some(f) = fleet.as_mut() {
+                            f.push(m, &obs);
                         }
                     }
-                    let Some(ch) = &fleet else { return };
-                    if !pending.is_empty() && !schema {
-                        match ch.ensure_schema() {
-                            Ok(()) => schema = true,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "observatory: ClickHouse schema not made; minutes kept");
-                                obs.fleet_errors.fetch_add(1, Ordering::Relaxed);
-                                return;
-                            }
-                        }
-                    }
-                    while let Some(m) = pending.front() {
-                        match ch.insert(m, &doors) {
-                            Ok(()) => {
-                                obs.fleet_written.fetch_add(1, Ordering::Relaxed);
-                                pending.pop_front();
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, kept = pending.len(), "observatory: ClickHouse insert failed; minutes kept");
-                                obs.fleet_errors.fetch_add(1, Ordering::Relaxed);
-                                break;
-                            }
-                        }
+                    if let Some(f) = fleet.as_mut() {
+                        f.flush(&obs);
                     }
                 };
                 let mut last_purge = 0u64;
                 loop {
                     let now = clock();
-                    write(&mut store, obs.agg.tick(now));
+                    write(&mut store, &mut fleet, obs.agg.tick(now));
                     if now >= last_purge + 600 {
                         last_purge = now;
                         if let Err(e) = store.purge(now) {
                             tracing::error!(error = %e, "observatory purge failed");
                         }
-                        if let Some(ch) = &fleet
-                            && let Err(e) = ch
-                                .ensure_schema()
-                                .and_then(|()| ch.purge(now.saturating_sub(store.minute_retention_s())))
-                        {
-                            tracing::warn!(error = %e, "observatory: ClickHouse purge failed");
+                        if let Some(f) = fleet.as_mut() {
+                            f.purge(now.saturating_sub(store.minute_retention_s()), &obs);
                         }
                     }
                     match stopped.recv_timeout(Duration::from_secs(1)) {
@@ -272,8 +306,8 @@ impl Writer {
                         _ => break,
                     }
                 }
-                write(&mut store, obs.agg.tick(clock()));
-                write(&mut store, obs.agg.drain_all());
+                write(&mut store, &mut fleet, obs.agg.tick(clock()));
+                write(&mut store, &mut fleet, obs.agg.drain_all());
             })
             .ok();
         if thread.is_none() {

@@ -124,6 +124,15 @@ fn is_negative(a: &cache::CachedAnswer) -> bool {
     a.rcode() == 3 || (a.rcode() == 0 && a.answer_count() == 0)
 }
 
+/// Drops `zone` and every name below it from both caches; returns the
+/// answers and RRsets dropped.
+fn flush_below(service: &recursor::Service, zone: &proto::Name) -> (usize, usize) {
+    let below = |n: &[u8]| proto::Name::from_wire(n).is_ok_and(|n| n.is_subdomain_of(zone));
+    let a = service.answers().retain(|e| !e.question().is_some_and(|(n, _)| below(n)));
+    let r = service.recursor().cache().retain(|e| !below(e.owner()));
+    (a, r)
+}
+
 async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, String> {
     let answers = ctl.service.answers();
     let rrsets = ctl.service.recursor().cache();
@@ -161,10 +170,7 @@ async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, Stri
             Ok(json!({ "answers": a, "rrsets": r }))
         }
         "flush-zone" => {
-            let zone = name_arg(args, 0, cmd)?;
-            let below = |n: &[u8]| wire_name(n).is_some_and(|n| n.is_subdomain_of(&zone));
-            let a = answers.retain(|e| !e.question().is_some_and(|(n, _)| below(n)));
-            let r = rrsets.retain(|e| !below(e.owner()));
+            let (a, r) = flush_below(&ctl.service, &name_arg(args, 0, cmd)?);
             Ok(json!({ "answers": a, "rrsets": r }))
         }
         "flush-all" => {
@@ -217,10 +223,7 @@ async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, Stri
                 .as_ref()
                 .map(|v| v.runtime_anchors.clone())
                 .ok_or("DNSSEC validation is off: there is nothing to make an exception to")?;
-            let flush = |zone: &proto::Name| {
-                let below = |n: &[u8]| wire_name(n).is_some_and(|n| n.is_subdomain_of(zone));
-                (answers.retain(|e| !e.question().is_some_and(|(n, _)| below(n))), rrsets.retain(|e| !below(e.owner())))
-            };
+            let flush = |zone: &proto::Name| flush_below(&ctl.service, zone);
             match args.first().map(String::as_str) {
                 Some("add") => {
                     let name = name_arg(args, 1, "nta add")?;

@@ -149,8 +149,14 @@ impl Observer {
         if let Some(code) = ede {
             self.metrics.ede(code);
         }
+        // The answer's first EDE for the observatory and the query log,
+        // read once (a cached answer's was not read above).
+        let answer_ede = match (cached, self.observatory.is_some() || (self.log && self.writer.is_some())) {
+            (true, true) => telemetry::wire::first_ede(response),
+            _ => ede,
+        };
         if let Some(o) = &self.observatory {
-            let ede = if cached { telemetry::wire::first_ede(response) } else { ede };
+            let ede = answer_ede;
             o.record(client.addr, door_index(client.door) as u8, rcode, ede);
             if (rcode == 2 || matches!(ede, Some(22 | 23)))
                 && let Some((qname, _)) = question
@@ -170,7 +176,7 @@ impl Observer {
                     qname: proto::Name::from_wire(qname).map(|n| n.to_string()).unwrap_or_default(),
                     qtype,
                     rcode,
-                    ede: if cached { telemetry::wire::first_ede(response) } else { ede },
+                    ede: answer_ede,
                 };
                 if !w.send(Record::Log(rec)) {
                     self.metrics.dropped_record();

@@ -703,8 +703,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 admission: admission.clone(),
                 commitments: config.telemetry.commitments(),
                 keyless: keyless_client.clone(),
-                observatory: match (&config.telemetry.data_dir, config.observatory.enabled) {
-                    (Some(dir), true) => Some(crate::observatory_web::ObservatoryWeb {
+                observatory: match (&config.telemetry.data_dir, &observer.observatory) {
+                    (Some(dir), Some(_)) => Some(crate::observatory_web::ObservatoryWeb {
                         data_dir: dir.clone(),
                         k: config.observatory.k,
                         thresholds: config.observatory.detect,
