@@ -10,7 +10,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl openssl chromium clickhouse-server)
+DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl openssl chromium clickhouse-server prometheus)
 
 banner() {
     printf '\n==================== %s ====================\n' "$*"

@@ -175,6 +175,32 @@ impl CachedAnswer {
         self.rcode() == Rcode::ServFail as u8
     }
 
+    /// The response as stored (ID 0, no OPT), for a snapshot.
+    pub fn wire(&self) -> &[u8] {
+        &self.wire
+    }
+
+    /// The Extended DNS Error repeated with it.
+    pub fn ede(&self) -> Option<(u16, &str)> {
+        self.ede.as_ref().map(|(c, t)| (*c, &**t))
+    }
+
+    /// Whether each copy served adds to a block counter (a blocked answer).
+    pub fn counts_hits(&self) -> bool {
+        self.hits.is_some()
+    }
+
+    /// An answer from a snapshot: `wire` must be a response with its
+    /// question and no OPT record, every record whole and nothing after
+    /// the last; the TTL offsets are found again by walking it. `None`
+    /// when it is not.
+    pub fn from_wire(wire: &[u8], stored_at: u64, ttl: u32, ede: Option<(u16, Box<str>)>) -> Option<CachedAnswer> {
+        let offsets = ttl_offsets(wire)?;
+        let answer = CachedAnswer::new(wire.into(), offsets.into(), stored_at, ttl, ede);
+        answer.question()?;
+        Some(answer)
+    }
+
     /// Writes the answer for `query` into `out` (cleared first). Allocation
     /// free when `out` already has room. Returns the response length.
     pub fn write(&self, query: &QueryView<'_>, opts: &WriteOptions, out: &mut Vec<u8>) -> usize {
@@ -272,6 +298,41 @@ impl Weighter<Key, Arc<CachedAnswer>> for ByteWeighter {
     }
 }
 
+/// The position just past the (possibly compressed) name at `at`.
+fn skip_name(wire: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let len = *wire.get(at)?;
+        match len & 0xc0 {
+            0 if len == 0 => return Some(at + 1),
+            0 => at += 1 + usize::from(len),
+            0xc0 => return wire.get(at + 1).map(|_| at + 2),
+            _ => return None,
+        }
+    }
+}
+
+/// The offset of every record's TTL in a response with one question and
+/// no OPT record; `None` unless the records end exactly at its end.
+fn ttl_offsets(wire: &[u8]) -> Option<Vec<u16>> {
+    if wire.len() < HEADER_LEN || wire.len() > usize::from(u16::MAX) || wire[4..6] != [0, 1] {
+        return None;
+    }
+    let count = |i: usize| usize::from(u16::from_be_bytes([wire[i], wire[i + 1]]));
+    let records = count(6) + count(8) + count(10);
+    let mut at = skip_name(wire, HEADER_LEN)? + 4;
+    let mut offsets = Vec::with_capacity(records);
+    for _ in 0..records {
+        at = skip_name(wire, at)?;
+        let fixed = wire.get(at..at + 10)?;
+        if u16::from_be_bytes([fixed[0], fixed[1]]) == rtype::OPT {
+            return None;
+        }
+        offsets.push((at + 4) as u16);
+        at += 10 + usize::from(u16::from_be_bytes([fixed[8], fixed[9]]));
+    }
+    (at == wire.len()).then_some(offsets)
+}
+
 /// Whole responses keyed by question, bounded by bytes.
 pub struct AnswerCache {
     entries: Cache<Key, Arc<CachedAnswer>, ByteWeighter>,
@@ -364,6 +425,23 @@ impl AnswerCache {
         let before = self.entries.len();
         self.entries.retain(|_, a| keep(a));
         before.saturating_sub(self.entries.len())
+    }
+
+    /// Calls `f` with every answer and its variant byte (for a snapshot;
+    /// answers added or evicted meanwhile may be seen or missed).
+    pub fn for_each(&self, mut f: impl FnMut(u8, &Arc<CachedAnswer>)) {
+        for (key, answer) in self.entries.iter() {
+            f(key.variant, &answer);
+        }
+    }
+
+    /// Stores an answer from a snapshot under its own question.
+    pub fn insert_answer(&self, variant: u8, answer: Arc<CachedAnswer>) {
+        let Some((qname, qtype)) = answer.question() else { return };
+        let end = HEADER_LEN + qname.len();
+        let qclass = answer.wire.get(end + 2..end + 4).map_or(1, |c| u16::from_be_bytes([c[0], c[1]]));
+        let key = self.key(qname, qtype, qclass, variant);
+        self.entries.insert(key, answer);
     }
 }
 

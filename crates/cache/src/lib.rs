@@ -11,11 +11,15 @@
 //! keep expired entries until evicted so they can be served stale
 //! (RFC 8767) when the authorities cannot be reached.
 //!
+//! [`snapshot`] writes both to bytes and reads them back, checked, across
+//! a restart.
+//!
 //! Invariant: time is an input (`now`, Unix seconds); the cache never reads a
 //! clock.
 
 mod answer;
 mod rrset;
+pub mod snapshot;
 
 pub use answer::{AnswerCache, CachedAnswer, Freshness, RESPONSE_PAD_BLOCK, WriteOptions, variant};
 pub use rrset::{BOGUS_TTL, Negative, Rank, RrsetCache, RrsetEntry, Security};

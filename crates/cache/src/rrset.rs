@@ -547,6 +547,49 @@ impl RrsetEntry {
         out
     }
 
+    /// The entry's bytes, for a cache snapshot.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// An entry from bytes [`RrsetEntry::as_bytes`] gave, or `None` when
+    /// they are not one. The check decodes every part and encodes them
+    /// again: only bytes that come back identical are taken, so a corrupt
+    /// or crafted snapshot can neither panic a later read nor slip in data
+    /// a resolution would not have stored.
+    pub fn from_bytes(b: &[u8]) -> Option<RrsetEntry> {
+        let flags = *b.first()?;
+        let start = if flags & HAS_CLASS != 0 { HEADER + 2 } else { HEADER };
+        if b.len() <= start || flags & KIND_MASK == 3 {
+            return None;
+        }
+        let candidate = RrsetEntry(b.into());
+        let owner = Name::from_wire(candidate.owner()).ok()?;
+        let stored_at = candidate.stored_at();
+        let records = candidate.records_at(stored_at);
+        if records.len() != candidate.rdatas().count() {
+            return None;
+        }
+        let soa = candidate.soa_at(stored_at);
+        if (flags & HAS_SOA != 0) != soa.is_some() {
+            return None;
+        }
+        let again = RrsetEntry::encode(
+            owner.as_wire(),
+            candidate.rtype(),
+            candidate.class(),
+            flags & KIND_MASK,
+            &records,
+            soa.as_ref(),
+            &candidate.dnssec_at(stored_at),
+            candidate.security(),
+            candidate.rank(),
+            candidate.ttl(),
+            stored_at,
+        );
+        (again.0[..] == *b).then_some(candidate)
+    }
+
     /// Bytes of the allocation, as malloc charges for it.
     fn heap_bytes(&self) -> usize {
         // An `Arc<[u8]>` allocation is the two reference counts and the bytes.
@@ -745,6 +788,21 @@ impl RrsetCache {
     /// Drops everything.
     pub fn clear(&self) {
         self.entries.clear();
+    }
+
+    /// Calls `f` with every entry (for a snapshot; entries added or
+    /// evicted meanwhile may be seen or missed).
+    pub fn for_each(&self, mut f: impl FnMut(&RrsetEntry)) {
+        for (_, e) in self.entries.iter() {
+            f(&e);
+        }
+    }
+
+    /// Stores an entry from a snapshot under its owner and type, unless a
+    /// fresh entry of higher rank is there.
+    pub fn insert_entry(&self, entry: RrsetEntry, now: u64) {
+        let key = self.key(entry.owner(), entry.rtype());
+        self.store(key, entry, now);
     }
 }
 

@@ -82,7 +82,16 @@ where
     F: Fn(quinn::Connection) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let endpoint = quinn::Endpoint::server(config, addr).map_err(|source| DoorError::Bind { addr, source })?;
+    let bind = |source| DoorError::Bind { addr, source };
+    let socket: std::net::UdpSocket = match crate::inherit::take(crate::inherit::Kind::Udp, addr).into_iter().next() {
+        Some(fd) => fd.into(),
+        None => std::net::UdpSocket::bind(addr).map_err(bind)?,
+    };
+    let runtime = quinn::default_runtime().ok_or_else(|| bind(std::io::Error::other("no async runtime")))?;
+    let local = socket.local_addr().map_err(bind)?;
+    crate::inherit::record(crate::inherit::Kind::Udp, local, std::os::fd::AsFd::as_fd(&socket));
+    let endpoint =
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, runtime).map_err(bind)?;
     let bound = endpoint.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let per_prefix = crate::admission::PrefixCounts::new(limits.ipv4_prefix, limits.ipv6_prefix);

@@ -19,6 +19,7 @@ mod doh;
 mod doh3;
 mod doq;
 pub mod filter;
+pub mod inherit;
 pub mod odoh;
 mod proxy;
 pub mod rrl;
@@ -39,7 +40,7 @@ pub use doh::{DNS_JSON, DNS_MESSAGE, DohSite, base64url_decode, serve_doh};
 pub use doh3::serve_doh3;
 pub use doq::{error as doq_error, quic_server_config, serve_doq};
 pub use proxy::{ProxyError, ProxyTrust, header as proxy_v2_header, read_header as read_proxy_header};
-pub use tcp::{TcpLimits, serve_do53, serve_tcp};
+pub use tcp::{TcpLimits, listen, serve_do53, serve_tcp};
 pub use tls::{CertStore, RemoteKey, serve_dot, tls_config, tls_config_from_store, tls13_config_from_store};
 pub use udp::serve_udp;
 

@@ -114,9 +114,21 @@ pub async fn serve_do53(
 }
 
 /// A TCP listener on `addr` (address reuse on, so a restart finds the port
-/// free), and the address it is bound to.
-pub(crate) fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DoorError> {
+/// free; one inherited for it when there is one), and the address it is
+/// bound to. It is kept to hand to a successor.
+pub fn listen(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DoorError> {
+    let (listener, bound) = listen_or_inherit(addr)?;
+    crate::inherit::record(crate::inherit::Kind::Tcp, bound, std::os::fd::AsFd::as_fd(&listener));
+    Ok((listener, bound))
+}
+
+/// A listener inherited for `addr`, else a new one.
+fn listen_or_inherit(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), DoorError> {
     let bind = |source| DoorError::Bind { addr, source };
+    if let Some(fd) = crate::inherit::take(crate::inherit::Kind::Tcp, addr).into_iter().next() {
+        let listener = TcpListener::from_std(fd.into()).map_err(bind)?;
+        return Ok((listener, addr));
+    }
     let sock =
         if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() }.map_err(bind)?;
     sock.set_reuseaddr(true).map_err(bind)?;

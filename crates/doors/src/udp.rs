@@ -58,12 +58,36 @@ pub fn serve_udp(
 
 /// Binds `workers` SO_REUSEPORT sockets on `addr` (port 0 picks one port
 /// for all); returns them and the bound address.
+/// Sockets inherited for `addr` (from systemd or a predecessor) are served
+/// first, all of them; more are bound beside them up to `workers` when
+/// the port allows it.
 pub(crate) fn bind_sockets(addr: SocketAddr, workers: usize) -> Result<(Vec<UdpSocket>, SocketAddr), DoorError> {
-    let first = bind(addr).map_err(|source| DoorError::Bind { addr, source })?;
-    let bound = first.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
-    let mut sockets = vec![first];
-    for _ in 1..workers.max(1) {
-        sockets.push(bind(bound).map_err(|source| DoorError::Bind { addr: bound, source })?);
+    use std::os::fd::AsFd;
+    let inherited = crate::inherit::take(crate::inherit::Kind::Udp, addr);
+    let adopted = !inherited.is_empty();
+    let mut sockets = Vec::with_capacity(workers.max(inherited.len()));
+    for fd in inherited {
+        sockets.push(UdpSocket::from_std(fd.into()).map_err(|source| DoorError::Bind { addr, source })?);
+    }
+    let bound = match sockets.first() {
+        Some(s) => s.local_addr().map_err(|source| DoorError::Bind { addr, source })?,
+        None => {
+            let first = bind(addr).map_err(|source| DoorError::Bind { addr, source })?;
+            let bound = first.local_addr().map_err(|source| DoorError::Bind { addr, source })?;
+            sockets.push(first);
+            bound
+        }
+    };
+    while sockets.len() < workers.max(1) {
+        match bind(bound) {
+            Ok(s) => sockets.push(s),
+            // An inherited socket without SO_REUSEPORT: serve what there is.
+            Err(_) if adopted => break,
+            Err(source) => return Err(DoorError::Bind { addr: bound, source }),
+        }
+    }
+    for s in &sockets {
+        crate::inherit::record(crate::inherit::Kind::Udp, bound, s.as_fd());
     }
     Ok((sockets, bound))
 }

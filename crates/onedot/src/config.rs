@@ -55,6 +55,9 @@ pub struct Config {
     pub observatory: ObservatoryConfig,
     /// The local control socket (`onedot ctl`).
     pub control: ControlConfig,
+    /// The file it was read from (for `onedot ctl reload`).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[control]`: the local control socket of `onedot ctl`.
@@ -63,6 +66,32 @@ pub struct Config {
 pub struct ControlConfig {
     /// A Unix socket path (mode 0600); unset: no control socket.
     pub socket: Option<PathBuf>,
+    /// A TCP address on loopback for the same protocol (for hosts where a
+    /// Unix socket cannot be reached, e.g. from another container of the
+    /// pod); every request must carry the key in `key_file`.
+    pub tcp: Option<SocketAddr>,
+    /// The shared key for `tcp` (at least 32 characters; readable by the
+    /// owner only, as `unbound-control`'s keys are). `onedot ctl` reads the
+    /// same file.
+    pub key_file: Option<PathBuf>,
+}
+
+impl ControlConfig {
+    /// The key for the TCP control port, checked: an error names the file.
+    pub fn key(&self) -> anyhow::Result<Vec<u8>> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.key_file.as_ref().context("control.tcp needs control.key_file")?;
+        let meta = std::fs::metadata(path).with_context(|| format!("control.key_file {}", path.display()))?;
+        if meta.mode() & 0o077 != 0 {
+            bail!("control.key_file {}: readable by others (chmod 600 it)", path.display());
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("control.key_file {}", path.display()))?;
+        let key = text.trim();
+        if key.len() < 32 {
+            bail!("control.key_file {}: the key is shorter than 32 characters", path.display());
+        }
+        Ok(key.as_bytes().to_vec())
+    }
 }
 
 /// `[observatory]`: client addresses turned into per-minute counts by
@@ -857,6 +886,10 @@ pub struct CacheConfig {
     /// seconds (RFC 9520); doubled while it persists, at most 300; 0 turns
     /// failure caching off.
     pub failure_ttl: u32,
+    /// Where both caches are written on the way down (SIGTERM, `onedot ctl
+    /// dump-cache`) and read back at start, their TTLs aged by the time
+    /// passed; unset: the cache starts cold. Sealed on a keyless edge.
+    pub snapshot_file: Option<PathBuf>,
 }
 
 /// `[local]`
@@ -982,6 +1015,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             observatory: ObservatoryConfig::default(),
             control: ControlConfig::default(),
+            source: None,
         }
     }
 }
@@ -1047,6 +1081,7 @@ impl Default for CacheConfig {
             serve_stale: true,
             stale_window: t.stale_window,
             failure_ttl: t.failure_ttl,
+            snapshot_file: None,
         }
     }
 }
@@ -1064,6 +1099,7 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut config = Config::parse(&text).with_context(|| format!("in {}", path.display()))?;
+        config.source = Some(path.to_path_buf());
         let dir = path.parent().unwrap_or(Path::new("."));
         for s in &mut config.policy.sources {
             if s.path.is_relative() {
@@ -1079,6 +1115,7 @@ impl Config {
             &mut config.observatory.asn_db,
             &mut config.observatory.assets_dir,
             &mut config.control.socket,
+            &mut config.control.key_file,
         ] {
             if let Some(f) = f.as_mut().filter(|f| f.is_relative()) {
                 *f = dir.join(&*f);
@@ -1106,6 +1143,14 @@ impl Config {
         }
         if self.server.listen.is_empty() {
             bail!("server.listen is empty: nothing would answer");
+        }
+        if let Some(addr) = self.control.tcp {
+            if !addr.ip().is_loopback() {
+                bail!("control.tcp = {addr}: the control port listens on loopback only");
+            }
+            if self.control.key_file.is_none() {
+                bail!("control.tcp needs control.key_file (the key every request must carry)");
+            }
         }
         if let Some(k) = &self.server.keyless {
             if self.server.tls_private_key.is_some() {
@@ -1371,6 +1416,34 @@ impl Config {
             local: recursor::LocalData::new(self.local_records()?, self.resolver.answer_special_use_locally),
         })
     }
+}
+
+/// The dotted keys whose values differ between two configurations
+/// (`server.listen`, `policy.sources`...): lists and scalars compare
+/// whole, tables key by key.
+pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
+    fn walk(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+        match (a, b) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+                keys.sort();
+                keys.dedup();
+                let null = serde_json::Value::Null;
+                for k in keys {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), out);
+                }
+            }
+            _ if a != b => out.push(prefix.to_string()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    match (serde_json::to_value(old), serde_json::to_value(new)) {
+        (Ok(a), Ok(b)) => walk("", &a, &b, &mut out),
+        _ => out.push("(the configuration)".into()),
+    }
+    out
 }
 
 #[cfg(test)]

@@ -27,6 +27,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("log-level FILTER", "set the log filter (info, debug, onedot=debug,...)"),
     ("inflight", "queries in flight and the questions being resolved"),
     ("nta add|remove|list [NAME]", "negative trust anchors while running (the subtree is flushed)"),
+    ("reload", "re-read the config file: lists and observatory databases now, the rest named (needs a restart)"),
+    ("dump-cache [FILE]", "write both caches to FILE (default cache.snapshot_file)"),
+    ("load-cache [FILE]", "read a snapshot into the caches (TTLs aged by the time passed)"),
 ];
 
 /// Sets the process's log filter (installed by `main`).
@@ -50,6 +53,15 @@ pub struct Control {
     pub inflight: doors::InFlight,
     /// When this process started serving.
     pub started: Instant,
+    /// Cache snapshots.
+    pub snapshots: Arc<crate::persist::Snapshots>,
+    /// Told when a successor has taken the sockets over (`serve
+    /// --takeover`): the process then stops serving.
+    pub handed_over: Arc<tokio::sync::Notify>,
+    /// The control socket's path.
+    pub path: PathBuf,
+    /// The configuration running (what `reload` compares against).
+    pub config: std::sync::Mutex<crate::config::Config>,
 }
 
 /// Binds the socket at `path` (a stale socket file is replaced; any other
@@ -75,43 +87,172 @@ pub async fn serve(path: &Path, ctl: Arc<Control>, tasks: &mut JoinSet<()>) -> a
             let ctl = ctl.clone();
             tokio::spawn(async move {
                 let (read, mut write) = stream.into_split();
-                let mut line = String::new();
-                let mut reader = BufReader::new(read.take_limit());
-                let got = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
-                let reply = match got {
-                    Ok(Ok(n)) if n > 0 => match serde_json::from_str::<Value>(&line) {
-                        Ok(req) => {
-                            let cmd = req["cmd"].as_str().unwrap_or("").to_string();
-                            let args: Vec<String> = req["args"]
-                                .as_array()
-                                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                                .unwrap_or_default();
-                            match handle(&ctl, &cmd, &args).await {
-                                Ok(result) => json!({ "ok": true, "result": result }),
-                                Err(e) => json!({ "ok": false, "error": e }),
-                            }
-                        }
-                        Err(e) => json!({ "ok": false, "error": format!("not a JSON request: {e}") }),
-                    },
-                    _ => return,
-                };
-                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
-                out.push(b'\n');
-                let _ = write.write_all(&out).await;
+                let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+                let Some(req) = read_request(&mut reader).await else { return };
+                if matches!(&req, Ok(r) if r["cmd"] == "takeover") {
+                    let Ok(stream) = reader.into_inner().into_inner().reunite(write) else { return };
+                    take_over(&ctl, stream).await;
+                    return;
+                }
+                reply(&mut write, &answer(&ctl, req, None).await).await;
             });
         }
     });
     Ok(path.to_path_buf())
 }
 
-/// Bounds what one request may send.
-trait TakeLimit: Sized {
-    fn take_limit(self) -> tokio::io::Take<Self>;
+/// Serves the control protocol on TCP at `addr` (loopback): every request
+/// carries `"key"`, compared in constant time with the key file's.
+pub async fn serve_tcp(
+    addr: std::net::SocketAddr,
+    key: Arc<[u8]>,
+    ctl: Arc<Control>,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("control.tcp {addr}"))?;
+    let bound = listener.local_addr()?;
+    tasks.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (ctl, key) = (ctl.clone(), key.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+                let Some(req) = read_request(&mut reader).await else { return };
+                reply(&mut write, &answer(&ctl, req, Some(&key)).await).await;
+            });
+        }
+    });
+    Ok(bound)
 }
 
-impl TakeLimit for tokio::net::unix::OwnedReadHalf {
-    fn take_limit(self) -> tokio::io::Take<Self> {
-        tokio::io::AsyncReadExt::take(self, 64 * 1024)
+/// The most one request may send.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// One request line (within 10 s): `None` when the peer sent nothing.
+async fn read_request<R: tokio::io::AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option<Result<Value, String>> {
+    let mut line = String::new();
+    match tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await {
+        Ok(Ok(n)) if n > 0 => Some(serde_json::from_str(&line).map_err(|e| format!("not a JSON request: {e}"))),
+        _ => None,
+    }
+}
+
+/// The answer to a request; with `key`, the request must carry it.
+async fn answer(ctl: &Control, req: Result<Value, String>, key: Option<&[u8]>) -> Value {
+    let req = match req {
+        Ok(r) => r,
+        Err(e) => return json!({ "ok": false, "error": e }),
+    };
+    if let Some(key) = key {
+        // Digests compared, so the time taken says nothing about the key.
+        let digest = |b: &[u8]| ring::digest::digest(&ring::digest::SHA256, b);
+        if digest(req["key"].as_str().unwrap_or("").as_bytes()).as_ref() != digest(key).as_ref() {
+            return json!({ "ok": false, "error": "wrong or missing control key" });
+        }
+        if req["cmd"] == "takeover" {
+            return json!({ "ok": false, "error": "takeover needs the Unix control socket" });
+        }
+    }
+    let cmd = req["cmd"].as_str().unwrap_or("").to_string();
+    let args: Vec<String> = req["args"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    match handle(ctl, &cmd, &args).await {
+        Ok(result) => json!({ "ok": true, "result": result }),
+        Err(e) => json!({ "ok": false, "error": e }),
+    }
+}
+
+async fn reply<W: tokio::io::AsyncWrite + Unpin>(write: &mut W, reply: &Value) {
+    let mut out = serde_json::to_vec(reply).unwrap_or_default();
+    out.push(b'\n');
+    let _ = write.write_all(&out).await;
+}
+
+/// An error on one line: the frame of a TOML error's excerpt (the bare
+/// `|` lines, the `^^^` marks) left out, the rest joined.
+fn one_line(text: &str) -> String {
+    let excerpt = |l: &str| l.trim_start_matches('|').chars().all(|c| c == '^' || c == ' ');
+    text.lines().map(str::trim).filter(|l| !excerpt(l)).collect::<Vec<_>>().join(": ").replace(":: ", ": ")
+}
+
+/// Keys that `reload` applies without a restart.
+const LIVE_KEYS: &[&str] = &["observatory.country_db", "observatory.asn_db"];
+
+/// `reload`: the config file read again; a file that fails to load changes
+/// nothing. Every filter source is re-read and the observatory's databases
+/// re-opened; every other key whose value changed is named as needing a
+/// restart (`serve --takeover` makes that lossless). TLS certificates are
+/// re-read on their own when their files change.
+async fn reload(ctl: &Control) -> Result<Value, String> {
+    let running = ctl.config.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let path = running.source.clone().ok_or("this onedot was not started from a config file")?;
+    let loaded = tokio::task::spawn_blocking(move || {
+        crate::config::Config::load(&path).map_err(|e| one_line(&format!("{e:#}")))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let new = loaded.map_err(|e| format!("{e}; the running configuration is unchanged"))?;
+    let changed = crate::config::changed_keys(&running, &new);
+    let (live, restart): (Vec<String>, Vec<String>) =
+        changed.into_iter().partition(|k| LIVE_KEYS.contains(&k.as_str()));
+    let mut applied = Vec::new();
+    if let Some(o) = ctl.observer.observatory.clone() {
+        let c = new.observatory.clone();
+        match tokio::task::spawn_blocking(move || crate::run::reopen_geo(&o, &c)).await {
+            Ok(Ok(())) => {
+                applied.push("observatory databases re-opened".to_string());
+                let mut cfg = ctl.config.lock().unwrap_or_else(|e| e.into_inner());
+                cfg.observatory.country_db = new.observatory.country_db.clone();
+                cfg.observatory.asn_db = new.observatory.asn_db.clone();
+            }
+            Ok(Err(e)) => return Err(format!("observatory databases: {e}; the old ones count")),
+            Err(e) => return Err(e.to_string()),
+        }
+    } else if !live.is_empty() {
+        applied.push("observatory database paths noted (the observatory is off)".to_string());
+    }
+    let p = ctl.policy.clone();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let report = tokio::task::spawn_blocking(move || p.reload(now, true)).await.map_err(|e| e.to_string())?;
+    applied.push(format!("filter sources re-read ({} changed, {} failed)", report.changed.len(), report.failed.len()));
+    if !restart.is_empty() {
+        tracing::warn!(keys = %restart.join(", "), "config reloaded; these changes need a restart");
+    }
+    Ok(json!({ "applied": applied, "needs_restart": restart }))
+}
+
+/// A successor asked for the sockets: the caches go to the snapshot file
+/// (or a file beside the control socket), then the sockets go over this
+/// connection; when the successor says it is ready, this process stops.
+async fn take_over(ctl: &Arc<Control>, stream: tokio::net::UnixStream) {
+    let Ok(stream) = stream.into_std() else { return };
+    let ctl2 = ctl.clone();
+    let given = tokio::task::spawn_blocking(move || {
+        let path = ctl2.snapshots.path.clone().unwrap_or_else(|| ctl2.path.with_extension("takeover-cache"));
+        let snapshot = match ctl2.snapshots.dump(&path) {
+            Ok(c) => {
+                tracing::info!(answers = c.answers, rrsets = c.rrsets, "cache snapshot written for the successor");
+                Some(path)
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "no cache snapshot for the successor");
+                None
+            }
+        };
+        crate::handover::give(stream, snapshot.as_deref())
+    })
+    .await;
+    match given {
+        Ok(Ok(true)) => {
+            tracing::info!("a successor took the sockets over; finishing what is in flight, then exiting");
+            ctl.handed_over.notify_one();
+        }
+        Ok(Ok(false)) => tracing::warn!("the successor did not say ready; serving on"),
+        Ok(Err(e)) => tracing::warn!(error = %format!("{e:#}"), "takeover failed; serving on"),
+        Err(e) => tracing::warn!(error = %e, "takeover failed; serving on"),
     }
 }
 
@@ -256,6 +397,29 @@ async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, Stri
                 Some(other) => Err(format!("nta {other:?}: use nta add NAME, nta remove NAME or nta list")),
             }
         }
+        "reload" => reload(ctl).await,
+        "dump-cache" | "load-cache" => {
+            let path = match (args.first(), &ctl.snapshots.path) {
+                (Some(p), _) => PathBuf::from(p),
+                (None, Some(p)) => p.clone(),
+                (None, None) => return Err(format!("{cmd} needs a FILE: cache.snapshot_file is not set")),
+            };
+            let (snapshots, dump) = (ctl.snapshots.clone(), cmd == "dump-cache");
+            let started = Instant::now();
+            let counts = tokio::task::spawn_blocking(move || {
+                if dump { snapshots.dump(&path).map(Some) } else { snapshots.load(&path) }
+                    .map_err(|e| format!("{e:#}"))?
+                    .ok_or_else(|| format!("{}: no such file", path.display()))
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            Ok(json!({
+                "answers": counts.answers,
+                "rrsets": counts.rrsets,
+                "skipped": counts.skipped,
+                "ms": started.elapsed().as_millis() as u64,
+            }))
+        }
         "" => Err("no command".into()),
         other => Err(format!(
             "unknown command {other:?}; commands: {}",
@@ -264,20 +428,42 @@ async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, Stri
     }
 }
 
-/// `onedot ctl`: sends one request to `socket`, prints the answer (as
-/// JSON with `json`), and fails with the server's one-line error.
-pub fn client(socket: &Path, cmd: &str, args: &[String], as_json: bool) -> anyhow::Result<()> {
+/// Where `onedot ctl` sends its request.
+pub enum Target {
+    /// The Unix control socket.
+    Unix(PathBuf),
+    /// The TCP control port, and its key.
+    Tcp(std::net::SocketAddr, Vec<u8>),
+}
+
+/// `onedot ctl`: sends one request, prints the answer (as JSON with
+/// `json`), and fails with the server's one-line error.
+pub fn client(target: &Target, cmd: &str, args: &[String], as_json: bool) -> anyhow::Result<()> {
     use std::io::{BufRead, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(socket).with_context(|| {
-        format!("cannot reach the control socket {} (is onedot serving, with [control] socket set?)", socket.display())
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut req = serde_json::to_vec(&json!({ "cmd": cmd, "args": args }))?;
-    req.push(b'\n');
-    s.write_all(&req)?;
-    let mut line = String::new();
-    std::io::BufReader::new(&s).read_line(&mut line)?;
-    let reply: Value = serde_json::from_str(&line).context("the control socket's answer is not JSON")?;
+    let mut req = json!({ "cmd": cmd, "args": args });
+    let stream: Box<dyn ReadWrite> = match target {
+        Target::Unix(socket) => Box::new(std::os::unix::net::UnixStream::connect(socket).with_context(|| {
+            format!(
+                "cannot reach the control socket {} (is onedot serving, with [control] socket set?)",
+                socket.display()
+            )
+        })?),
+        Target::Tcp(addr, key) => {
+            req["key"] = json!(String::from_utf8_lossy(key));
+            let s = std::net::TcpStream::connect_timeout(addr, Duration::from_secs(5)).with_context(|| {
+                format!("cannot reach the control port {addr} (is onedot serving, with [control] tcp set?)")
+            })?;
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            Box::new(s)
+        }
+    };
+    let mut stream = stream;
+    let mut line = serde_json::to_vec(&req)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    let mut answer = String::new();
+    std::io::BufReader::new(stream).read_line(&mut answer)?;
+    let reply: Value = serde_json::from_str(&answer).context("the control socket's answer is not JSON")?;
     if reply["ok"] != json!(true) {
         anyhow::bail!("{}", reply["error"].as_str().unwrap_or("failed"));
     }
@@ -289,6 +475,9 @@ pub fn client(socket: &Path, cmd: &str, args: &[String], as_json: bool) -> anyho
     }
     Ok(())
 }
+
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
 
 /// `key: value` lines, nested keys joined with dots.
 fn print_human(prefix: &str, v: &Value) {

@@ -283,7 +283,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             run::until_signal().await;
         }
     }
-    running.shutdown(Duration::from_secs(2)).await;
+    running.shutdown(Duration::from_secs(2), run::Stop::Signal).await;
     drop(lab);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

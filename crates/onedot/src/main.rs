@@ -8,9 +8,11 @@ mod client;
 mod control;
 mod ddr;
 mod demo;
+mod handover;
 mod keyserver;
 mod observatory_web;
 mod observe;
+mod persist;
 mod run;
 mod web;
 
@@ -38,6 +40,11 @@ enum Command {
         /// The config file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Take the listening sockets and the cache over from the onedot
+        /// serving on this config's control socket, which then finishes
+        /// what it has in flight and exits: a restart that loses no query.
+        #[arg(long)]
+        takeover: bool,
     },
     /// Run offline on the built-in lab internet and show it working.
     Demo {
@@ -181,6 +188,12 @@ enum Command {
         /// The socket itself.
         #[arg(long)]
         socket: Option<PathBuf>,
+        /// The TCP control port instead (with --key-file).
+        #[arg(long)]
+        tcp: Option<SocketAddr>,
+        /// The TCP control port's key file.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
         /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
@@ -287,16 +300,7 @@ fn main() -> anyhow::Result<()> {
         });
     }
     match cli.command {
-        Command::Serve { config } => {
-            let config = config::Config::load(&config)?;
-            runtime(run::workers(&config))?.block_on(async {
-                let running = run::start(&config).await?;
-                run::until_signal().await;
-                tracing::info!("shutting down");
-                running.shutdown(Duration::from_secs(3)).await;
-                anyhow::Ok(())
-            })
-        }
+        Command::Serve { config, takeover } => serve(&config, takeover),
         Command::Demo {
             listen,
             lab_port,
@@ -429,22 +433,32 @@ fn main() -> anyhow::Result<()> {
                 Some(KeyserverAction::Revoke { name }) => keyserver::revoke(&need(config)?, &name),
             }
         }
-        Command::Ctl { config, socket, json, command } => {
+        Command::Ctl { config, socket, tcp, key_file, json, command } => {
             if command[0] == "help" {
                 for (c, what) in control::COMMANDS {
                     println!("  {c:<20} {what}");
                 }
                 return Ok(());
             }
-            let socket = match (socket, config) {
-                (Some(s), _) => s,
-                (None, Some(c)) => config::Config::load(&c)?
-                    .control
-                    .socket
-                    .with_context(|| format!("{} sets no [control] socket", c.display()))?,
-                (None, None) => anyhow::bail!("give --config FILE (with [control] socket) or --socket PATH"),
+            let target = match (socket, tcp, config) {
+                (Some(s), _, _) => control::Target::Unix(s),
+                (None, Some(addr), _) => {
+                    let control = config::ControlConfig { tcp: Some(addr), key_file, ..Default::default() };
+                    control::Target::Tcp(addr, control.key()?)
+                }
+                (None, None, Some(c)) => {
+                    let control = config::Config::load(&c)?.control;
+                    match (control.socket.clone(), control.tcp) {
+                        (Some(s), _) => control::Target::Unix(s),
+                        (None, Some(addr)) => control::Target::Tcp(addr, control.key()?),
+                        (None, None) => anyhow::bail!("{} sets no [control] socket or tcp", c.display()),
+                    }
+                }
+                (None, None, None) => {
+                    anyhow::bail!("give --config FILE (with [control]), --socket PATH, or --tcp ADDR --key-file FILE")
+                }
             };
-            control::client(&socket, &command[0], &command[1..], json)
+            control::client(&target, &command[0], &command[1..], json)
         }
         Command::Observatory { action: ObservatoryAction::LabGeo { out, countries, networks } } => {
             if countries.len() > 250
@@ -621,4 +635,62 @@ fn runtime(workers: usize) -> anyhow::Result<tokio::runtime::Runtime> {
         b.worker_threads(workers);
     }
     b.enable_all().build().context("starting the async runtime")
+}
+
+/// `onedot serve`: sockets from systemd (socket activation) or from the
+/// process taken over, then every door; READY, WATCHDOG and STOPPING to
+/// systemd when it runs us as `Type=notify`.
+fn serve(path: &std::path::Path, takeover: bool) -> anyhow::Result<()> {
+    use sd_notify::NotifyState;
+    let config = config::Config::load(path)?;
+    let activated = doors::inherit::from_systemd().context("sockets passed by systemd (LISTEN_FDS)")?;
+    for (kind, addr) in &activated {
+        tracing::info!(kind = kind.as_str(), %addr, "socket from systemd");
+    }
+    let predecessor = match takeover {
+        true => {
+            let socket = config
+                .control
+                .socket
+                .as_deref()
+                .context("--takeover needs [control] socket, where the running onedot listens")?;
+            let p = handover::take_over(socket)?;
+            tracing::info!(pid = p.pid, sockets = p.sockets.len(), "taking over from the running onedot");
+            Some(p)
+        }
+        false => None,
+    };
+    runtime(run::workers(&config))?.block_on(async {
+        let snapshot = predecessor.as_ref().and_then(|p| p.snapshot.clone());
+        let running = run::start_with(&config, snapshot.as_deref()).await?;
+        if let Some(p) = predecessor {
+            let pid = p.pid;
+            p.ready()?;
+            tracing::info!(old = pid, "serving; the old process finishes what it has in flight and exits");
+            let _ = sd_notify::notify(&[NotifyState::MainPid(std::process::id())]);
+            if let Some(s) = snapshot.filter(|s| Some(s) != config.cache.snapshot_file.as_ref()) {
+                let _ = std::fs::remove_file(s);
+            }
+        }
+        let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+        if let Some(every) = sd_notify::watchdog_enabled() {
+            // Pinged from the runtime: a wedged runtime stops the pings and
+            // systemd restarts the service.
+            tokio::spawn(async move {
+                loop {
+                    let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                    tokio::time::sleep(every / 2).await;
+                }
+            });
+        }
+        let why = running.until_stopped().await;
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
+        let grace = Duration::from_millis(config.resolver.resolution_timeout_ms.max(3000));
+        match why {
+            run::Stop::Signal => tracing::info!("shutting down"),
+            run::Stop::HandedOver => tracing::info!("handed over; finishing what is in flight"),
+        }
+        running.shutdown(grace, why).await;
+        anyhow::Ok(())
+    })
 }

@@ -213,19 +213,47 @@ pub struct Running {
     observer: Arc<Observer>,
     tasks: JoinSet<()>,
     inflight: InFlight,
-    /// The control socket, removed at shutdown.
-    pub control: Option<std::path::PathBuf>,
+    /// The control socket (and its inode), removed at shutdown unless a
+    /// successor has put its own there.
+    pub control: Option<(std::path::PathBuf, u64)>,
+    snapshots: Arc<crate::persist::Snapshots>,
+    handed_over: Arc<tokio::sync::Notify>,
+}
+
+/// Why serving stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// A successor took the sockets over (`serve --takeover`).
+    HandedOver,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight queries finish (at most `grace`).
-    pub async fn shutdown(mut self, grace: Duration) {
+    /// Serves until a signal or a successor's takeover.
+    pub async fn until_stopped(&self) -> Stop {
+        tokio::select! {
+            _ = until_signal() => Stop::Signal,
+            _ = self.handed_over.notified() => Stop::HandedOver,
+        }
+    }
+
+    /// Stops accepting, lets in-flight queries finish (at most `grace`),
+    /// and, unless a successor has them, writes the cache snapshot.
+    pub async fn shutdown(mut self, grace: Duration, why: Stop) {
         self.tasks.abort_all();
         self.inflight.drain(grace).await;
+        if why == Stop::Signal {
+            let snapshots = self.snapshots.clone();
+            let _ = tokio::task::spawn_blocking(move || snapshots.dump_at_exit()).await;
+        }
         save_policy_state(&self.policy, self.policy_state.as_ref());
         self.observer.close();
-        if let Some(path) = &self.control {
-            let _ = std::fs::remove_file(path);
+        if let Some((path, ino)) = &self.control {
+            use std::os::unix::fs::MetadataExt;
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == *ino) {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
 }
@@ -403,21 +431,29 @@ fn spawn_observatory_reload(
     #[cfg(unix)]
     tasks.spawn(async move {
         while hup.recv().await.is_some() {
-            let c = config.clone();
-            let opened = tokio::task::spawn_blocking(move || {
-                observatory::GeoDb::open(c.country_db.as_deref(), c.asn_db.as_deref())
-            })
-            .await;
-            match opened {
-                Ok(Ok(geo)) => {
-                    tracing::info!(?geo, "observatory databases reloaded");
-                    o.set_geo(geo);
-                }
-                Ok(Err(e)) => tracing::error!(error = %e, "observatory databases not reloaded; the old ones count"),
-                Err(_) => {}
-            }
+            let (o, c) = (o.clone(), config.clone());
+            let _ = tokio::task::spawn_blocking(move || reopen_geo(&o, &c)).await;
         }
     });
+}
+
+/// Re-opens the observatory's databases (blocking); a file that fails to
+/// open leaves the old databases counting, and is the error.
+pub(crate) fn reopen_geo(
+    o: &observatory::Observatory,
+    c: &crate::config::ObservatoryConfig,
+) -> Result<(), observatory::ObservatoryError> {
+    match observatory::GeoDb::open(c.country_db.as_deref(), c.asn_db.as_deref()) {
+        Ok(geo) => {
+            tracing::info!(?geo, "observatory databases reloaded");
+            o.set_geo(geo);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "observatory databases not reloaded; the old ones count");
+            Err(e)
+        }
+    }
 }
 
 /// The number of workers a config asks for.
@@ -430,6 +466,12 @@ pub fn workers(config: &Config) -> usize {
 
 /// Starts the service and its doors. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    start_with(config, None).await
+}
+
+/// [`start`], reading the cache snapshot at `snapshot` (a predecessor's)
+/// instead of the configured one.
+pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> anyhow::Result<Running> {
     let rc = config.recursor()?;
     let policy = Arc::new(config.policy()?);
     let mut tasks = JoinSet::new();
@@ -476,6 +518,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let service =
         Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()).with_policy(policy.clone()));
+    let snapshots = Arc::new(crate::persist::Snapshots::new(config, service.clone(), policy.clone(), vault.clone())?);
+    {
+        let (snapshots, snapshot) = (snapshots.clone(), snapshot.map(std::path::Path::to_path_buf));
+        tokio::task::spawn_blocking(move || snapshots.load_at_start(snapshot.as_deref())).await?;
+    }
+    let handed_over = Arc::new(tokio::sync::Notify::new());
     let inflight = InFlight::default();
     let admission = doors::Admission::new(config.limits.admission(config.server.max_udp_payload)?, inflight.clone());
     let handler_for = |profile: &str| -> Arc<dyn Handler> {
@@ -678,21 +726,32 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         None => {}
     }
+    let ctl = Arc::new(crate::control::Control {
+        service: service.clone(),
+        policy: policy.clone(),
+        observer: observer.clone(),
+        inflight: inflight.clone(),
+        started: std::time::Instant::now(),
+        snapshots: snapshots.clone(),
+        handed_over: handed_over.clone(),
+        path: config.control.socket.clone().unwrap_or_default(),
+        config: std::sync::Mutex::new(config.clone()),
+    });
     let control = match &config.control.socket {
         Some(path) => {
-            let ctl = Arc::new(crate::control::Control {
-                service: service.clone(),
-                policy: policy.clone(),
-                observer: observer.clone(),
-                inflight: inflight.clone(),
-                started: std::time::Instant::now(),
-            });
-            let path = crate::control::serve(path, ctl, &mut tasks).await?;
+            let path = crate::control::serve(path, ctl.clone(), &mut tasks).await?;
             tracing::info!(control = %path.display(), "listening");
-            Some(path)
+            use std::os::unix::fs::MetadataExt;
+            let ino = std::fs::symlink_metadata(&path).map_or(0, |m| m.ino());
+            Some((path, ino))
         }
         None => None,
     };
+    if let Some(addr) = config.control.tcp {
+        let key: Arc<[u8]> = config.control.key()?.into();
+        let bound = crate::control::serve_tcp(addr, key, ctl, &mut tasks).await?;
+        tracing::info!(control_tcp = %bound, "listening");
+    }
     // Last, so that a ready web listener means every door is up.
     let web = match config.web.address() {
         Some(addr) => {
@@ -728,7 +787,25 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         service.add_local_records(crate::ddr::records(&target, &dot, &doh, &doq, path, config.server.doh3));
     }
     let policy_state = state_file;
-    Ok(Running { bound, dot, doh, doq, profiles, web, policy, policy_state, observer, tasks, inflight, control })
+    for (kind, addr) in doors::inherit::close_unclaimed() {
+        tracing::warn!(kind = kind.as_str(), %addr, "an inherited socket the configuration no longer listens on is closed");
+    }
+    Ok(Running {
+        bound,
+        dot,
+        doh,
+        doq,
+        profiles,
+        web,
+        policy,
+        policy_state,
+        observer,
+        tasks,
+        inflight,
+        control,
+        snapshots,
+        handed_over,
+    })
 }
 
 /// Waits for SIGINT or SIGTERM.

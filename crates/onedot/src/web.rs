@@ -48,8 +48,7 @@ pub async fn serve_fn<F>(addr: SocketAddr, tasks: &mut JoinSet<()>, page: F) -> 
 where
     F: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("web listener {addr}"))?;
-    let bound = listener.local_addr()?;
+    let (listener, bound) = doors::listen(addr).with_context(|| format!("web listener {addr}"))?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let page = Arc::new(page);
     tasks.spawn(async move {

@@ -171,6 +171,11 @@ fn file_aad(path: &Path) -> Vec<u8> {
 /// Writes `bytes` to `path` atomically (a temporary file, fsync, rename,
 /// the directory synced), sealed when a vault is given.
 pub fn write_file(path: &Path, bytes: &[u8], vault: Option<&Vault>) -> Result<(), SealError> {
+    write_file_mode(path, bytes, vault, 0o644)
+}
+
+/// [`write_file`] with the file's permissions.
+pub fn write_file_mode(path: &Path, bytes: &[u8], vault: Option<&Vault>, mode: u32) -> Result<(), SealError> {
     let body = match vault {
         Some(v) => {
             let mut out = FILE_MAGIC.to_vec();
@@ -179,7 +184,7 @@ pub fn write_file(path: &Path, bytes: &[u8], vault: Option<&Vault>) -> Result<()
         }
         None => bytes.to_vec(),
     };
-    write_atomic(path, &body, 0o644)?;
+    write_atomic(path, &body, mode)?;
     Ok(())
 }
 

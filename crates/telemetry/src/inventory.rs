@@ -141,6 +141,14 @@ pub const INVENTORY: &[Item] = &[
         setting: "telemetry.research_export",
     },
     Item {
+        id: "cache-snapshot",
+        what: "Both caches written at shutdown (and by onedot ctl dump-cache) so that a restart does not start cold: answers and RRsets keyed by question, no client address; answers that depend on a block list are left out",
+        location: "cache.snapshot_file (mode 0600; sealed on a keyless edge)",
+        lifetime: "until the next shutdown overwrites it; entries past their TTL and the stale window are dropped when it is read",
+        identifies: Identifies::No,
+        setting: "cache.snapshot_file (unset)",
+    },
+    Item {
         id: "observatory-place-cache",
         what: "For the disruption observatory: per client network (/24, /48), a 21-bit hash tag with the country and autonomous system it maps to (the network itself is not stored)",
         location: "memory",

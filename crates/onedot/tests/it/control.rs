@@ -85,6 +85,45 @@ fn every_ctl_command_works_against_a_running_onedot() {
     // This server does not validate: an NTA has nothing to except.
     let (ok, out) = ctl(&f, &["nta", "add", "bogus.test"]);
     assert!(!ok && out.contains("validation is off"), "{out}");
+    // dump-cache / load-cache: what was dumped comes back after flush-all.
+    assert!(ask(udp, "www.example.test", rtype::A, false).is_some());
+    let file = f.dir.join("snap.bin");
+    let file_arg = file.display().to_string();
+    let dumped = json(&f, &["dump-cache", &file_arg]);
+    assert!(dumped["answers"].as_u64() >= Some(1) && dumped["rrsets"].as_u64() >= Some(1), "{dumped}");
+    json(&f, &["flush-all"]);
+    let loaded = json(&f, &["load-cache", &file_arg]);
+    assert_eq!(
+        (loaded["answers"].as_u64(), loaded["rrsets"].as_u64()),
+        (dumped["answers"].as_u64(), dumped["rrsets"].as_u64())
+    );
+    assert!(json(&f, &["status"])["answer_cache"]["entries"].as_u64() >= Some(1));
+    std::fs::write(&file, b"not a snapshot").expect("overwrite");
+    let (ok, out) = ctl(&f, &["load-cache", &file_arg]);
+    assert!(!ok && out.contains("not a onedot cache snapshot"), "{out}");
+    // reload: nothing changed, then a key that needs a restart, then a
+    // config that does not load (the running one stays).
+    let same = json(&f, &["reload"]);
+    assert_eq!(same["needs_restart"], serde_json::json!([]), "{same}");
+    assert!(same["applied"].to_string().contains("filter sources re-read"), "{same}");
+    let path = f.dir.join("onedot.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, format!("{text}\n[cache]\nmax_ttl = 600\n")).expect("config");
+    let changed = json(&f, &["reload"]);
+    assert_eq!(changed["needs_restart"], serde_json::json!(["cache.max_ttl"]), "{changed}");
+    std::fs::write(&path, format!("{text}\n[cache]\nmax_ttl = \"soon\"\n")).expect("config");
+    // (`ctl --config` would read the broken file itself: name the socket.)
+    let out = Command::new(onedot())
+        .args(["ctl", "--socket"])
+        .arg(&socket)
+        .arg("reload")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("ctl");
+    let (ok, out) = (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string());
+    assert!(!ok && out.contains("max_ttl") && out.contains("unchanged"), "{out}");
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    std::fs::write(&path, &text).expect("config");
     let (ok, help) = ctl(&f, &["help"]);
     assert!(ok && help.contains("flush-zone NAME"), "{help}");
 
@@ -94,6 +133,8 @@ fn every_ctl_command_works_against_a_running_onedot() {
         (&["flush"][..], "flush needs a NAME"),
         (&["flush", "www.example.test", "NOTATYPE"][..], "is not a record type"),
         (&["log-level", "onedot=[bad"][..], "onedot=[bad"),
+        (&["dump-cache"][..], "cache.snapshot_file is not set"),
+        (&["load-cache", "/nonexistent/snap"][..], "no such file"),
     ] {
         let (ok, out) = ctl(&f, args);
         assert!(!ok && out.contains(says), "ctl {args:?}: {out}");
@@ -105,4 +146,71 @@ fn every_ctl_command_works_against_a_running_onedot() {
     assert!(!socket.exists(), "the socket outlived the server");
     let (ok, out) = ctl(&f, &["status"]);
     assert!(!ok && out.contains("cannot reach the control socket"), "{out}");
+}
+
+#[test]
+fn the_tcp_control_port_takes_only_requests_with_its_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::filtering::unique_dir("ctl-tcp");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let key = dir.join("ctl.key");
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef-onedot\n").expect("key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (mut lab, port) = crate::start_lab(None);
+    let config = dir.join("onedot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[web]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n[resolver]\n\
+             root_hints = [\"127.53.0.1\"]\nupstream_port = {port}\ndo_not_query_localhost = false\n\
+             [dnssec]\nvalidate = false\n[control]\ntcp = \"127.0.0.1:0\"\nkey_file = \"ctl.key\"\n"
+        ),
+    )
+    .expect("config");
+    let serve = crate::restart::Serve::start(&config, &[]);
+    let log = serve.log();
+    let addr = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("control_tcp="))
+        .unwrap_or_else(|| panic!("no control port: {log}"))
+        .to_string();
+    let run = |key: &std::path::Path, cmd: &str| {
+        let out = Command::new(onedot())
+            .args(["ctl", "--json", "--tcp", &addr, "--key-file"])
+            .arg(key)
+            .arg(cmd)
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("ctl runs");
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, out) = run(&key, "status");
+    assert!(ok && out.contains("\"uptime_s\""), "{out}");
+    let wrong = dir.join("wrong.key");
+    std::fs::write(&wrong, "fedcba9876543210fedcba9876543210-other\n").expect("key");
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (ok, out) = run(&wrong, "status");
+    assert!(!ok && out.contains("wrong or missing control key"), "{out}");
+    std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let (ok, out) = run(&wrong, "status");
+    assert!(!ok && out.contains("readable by others"), "{out}");
+    let (ok, out) = run(&key, "takeover");
+    assert!(!ok && out.contains("needs the Unix control socket"), "{out}");
+    // Off loopback, or without a key, the config does not load.
+    for (extra, says) in
+        [("tcp = \"0.0.0.0:8953\"\nkey_file = \"k\"", "loopback only"), ("tcp = \"127.0.0.1:8953\"", "key_file")]
+    {
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, format!("version = 1\n[control]\n{extra}\n")).expect("config");
+        let out = Command::new(onedot()).args(["config", "--config"]).arg(&bad).output().expect("config runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{err}");
+    }
+    drop(serve);
+    let _ = lab.kill();
+    let _ = lab.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,10 +3,10 @@
 //! TCP like any client; the transparency log over HTTP.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -81,25 +81,7 @@ impl Fixture {
              answer_special_use_locally = false\n[dnssec]\nvalidate = false\n{policy}"
         );
         std::fs::write(dir.join("onedot.toml"), config).expect("config");
-        let mut serve = Command::new(onedot())
-            .args(["serve", "--config"])
-            .arg(dir.join("onedot.toml"))
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("serve starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = serve.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log").push_str(&format!("{line}\n"));
-                let _ = tx.send(line);
-            }
-        });
+        let (serve, log, rx) = crate::restart::spawn_serve(&dir.join("onedot.toml"), &[]);
         let mut doors = HashMap::new();
         let mut web = None;
         let mut doh = None;

@@ -41,7 +41,7 @@ fn free_port() -> u16 {
 }
 
 /// Starts `onedot keyserver`; returns it and its metrics address.
-fn start_key_server(config: &Path) -> (Child, SocketAddr) {
+pub(crate) fn start_key_server(config: &Path) -> (Child, SocketAddr) {
     let mut child = Command::new(onedot())
         .args(["keyserver", "--config"])
         .arg(config)
@@ -74,12 +74,12 @@ fn start_key_server(config: &Path) -> (Child, SocketAddr) {
     panic!("keyserver did not start:\n{seen}");
 }
 
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> String {
+pub(crate) fn http_get(addr: SocketAddr, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connects");
     s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
@@ -117,7 +117,7 @@ fn served_key(port: u16, shown: &str) {
 }
 
 /// A port from the serve log's `KEY=127.0.0.1:PORT`.
-fn logged_port(log: &str, key: &str) -> u16 {
+pub(crate) fn logged_port(log: &str, key: &str) -> u16 {
     log.split_whitespace()
         .find_map(|w| w.strip_prefix(key))
         .and_then(|a| a.parse::<SocketAddr>().ok())
@@ -169,8 +169,8 @@ if mode == "first":
 /// A key server's files: its state directory (edge CA, registry), the
 /// door's keys (P-256 in force, RSA-2048 spare), an edge `ams1` in region
 /// `eu`, its config on a fixed free port.
-struct KeyServerSetup {
-    dir: PathBuf,
+pub(crate) struct KeyServerSetup {
+    pub(crate) dir: PathBuf,
     state: PathBuf,
     keys: PathBuf,
     edge: PathBuf,
@@ -178,12 +178,12 @@ struct KeyServerSetup {
     cert: PathBuf,
     /// An RSA certificate to swap in.
     rsa_cert: PathBuf,
-    config: PathBuf,
+    pub(crate) config: PathBuf,
     port: u16,
 }
 
 impl KeyServerSetup {
-    fn new(tag: &str) -> KeyServerSetup {
+    pub(crate) fn new(tag: &str) -> KeyServerSetup {
         let dir = unique_dir(tag);
         let (state, keys, edge) = (dir.join("state"), dir.join("keys"), dir.join("edge"));
         for d in [&keys, &edge] {
@@ -219,7 +219,7 @@ impl KeyServerSetup {
     }
 
     /// The `[server]` lines of a keyless edge with every encrypted door.
-    fn edge_server(&self) -> String {
+    pub(crate) fn edge_server(&self) -> String {
         let p = |p: PathBuf| p.display().to_string();
         format!(
             "tls_certificate = \"{}\"\ndot_listen = [\"127.0.0.1:0\"]\ndoh_listen = [\"127.0.0.1:0\"]\n\

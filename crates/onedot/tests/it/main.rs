@@ -4,11 +4,13 @@ mod abuse;
 mod cli;
 mod control;
 mod demo;
+mod dist;
 mod filtering;
 mod keyless;
 mod observatory;
 mod peers;
 mod privacy;
+mod restart;
 mod tidy;
 
 use std::path::{Path, PathBuf};
