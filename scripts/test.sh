@@ -4,13 +4,14 @@
 # On a fresh Debian 12 machine with the Rust toolchain, python3 and pip it
 # installs what the tests need (only what is missing), then runs, in order and
 # stopping at the first failure: rustfmt, clippy, nextest, doctests, rustdoc,
-# and a short run of every fuzz target (scripts/fuzz.sh installs cargo-fuzz).
+# a short run of every fuzz target (scripts/fuzz.sh installs cargo-fuzz), and
+# the Debian package's test (scripts/package-test.sh installs cargo-deb).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl openssl chromium clickhouse-server prometheus)
+DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl openssl chromium clickhouse-server prometheus man-db systemd fstrm-bin dnstap-ldns)
 
 banner() {
     printf '\n==================== %s ====================\n' "$*"
@@ -83,16 +84,16 @@ nsd -v 2>&1 | head -n 1 || true
 python3 --version
 
 # ---------------------------------------------------------------- checks
-banner "1/6 cargo fmt --all -- --check"
+banner "1/7 cargo fmt --all -- --check"
 cargo fmt --all -- --check
 
-banner "2/6 cargo clippy --workspace --all-targets --locked -- -D warnings"
+banner "2/7 cargo clippy --workspace --all-targets --locked -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-banner "3/6 cargo nextest run --workspace --locked --no-fail-fast"
+banner "3/7 cargo nextest run --workspace --locked --no-fail-fast"
 cargo nextest run --workspace --locked --no-fail-fast
 
-banner "4/6 cargo test --workspace --doc --locked"
+banner "4/7 cargo test --workspace --doc --locked"
 # `cargo test --doc` is an error when no package has a library target.
 metadata="$(cargo metadata --no-deps --format-version 1 --locked)"
 if python3 -c 'import json, sys; m = json.load(sys.stdin); sys.exit(0 if any(k in ("lib", "rlib", "dylib", "proc-macro") for p in m["packages"] for t in p["targets"] for k in t["kind"]) else 1)' <<<"$metadata"; then
@@ -101,12 +102,15 @@ else
     echo "skipped: the workspace has no library target, so there are no doctests"
 fi
 
-banner "5/6 RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked"
+banner "5/7 RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked"
 RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked
 
-banner "6/6 fuzz smoke: scripts/fuzz.sh 20 (every cargo-fuzz target 20 s on its corpus)"
+banner "6/7 fuzz smoke: scripts/fuzz.sh 20 (every cargo-fuzz target 20 s on its corpus)"
 # A crash, hang or out-of-memory input in any target fails the run; the
 # input is left in fuzz/artifacts/<target>/.
 FUZZ_TIMEOUT=10 bash scripts/fuzz.sh 20
+
+banner "7/7 package: scripts/package-test.sh (cargo deb, dpkg -i, systemd-analyze verify, man onedot)"
+bash scripts/package-test.sh
 
 banner "All checks passed"

@@ -135,6 +135,7 @@ fuzz_target!(|input: Input| {
     let site = DohSite {
         routes: vec![("/dns-query".to_string(), handler.clone()), ("/family".to_string(), handler)],
         odoh: input.odoh.then(odoh_target),
+        pages: None,
     };
     let client = Client { door: Door::Doh, addr: std::net::Ipv4Addr::LOCALHOST.into() };
     let body = input.body.clone().filter(|b| b.len() <= 65535);

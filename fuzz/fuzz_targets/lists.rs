@@ -35,19 +35,14 @@ fn list_path() -> &'static PathBuf {
 
 fn spec(name: &str, format: Format, flags: u8) -> SourceSpec {
     SourceSpec {
-        name: name.into(),
-        path: list_path().clone(),
-        format,
-        category: "fuzz".into(),
         kind: if flags & 2 != 0 { Kind::Allow } else { Kind::Block },
-        ede: None,
         legal_basis: (format == Format::Hosts).then(|| Legal {
             authority: "fuzz court".into(),
             reference: "F-1".into(),
             url: None,
         }),
-        all_profiles: false,
         subdomains: flags & 1 != 0,
+        ..SourceSpec::new(name, list_path().clone(), format, "fuzz")
     }
 }
 

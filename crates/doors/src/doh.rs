@@ -213,6 +213,31 @@ where
             return Box::pin(relay(req, read_body, o, &params, &content_type)).await;
         }
     }
+    if let Some(pages) = &site.pages
+        && req.uri.path().starts_with(PAGE_PREFIX)
+    {
+        let body = match req.method {
+            Method::POST => match read_body().await {
+                Some(b) => Some(b),
+                None => return status(StatusCode::PAYLOAD_TOO_LARGE),
+            },
+            _ => None,
+        };
+        let http = match req.version {
+            http::Version::HTTP_2 => 2,
+            http::Version::HTTP_3 => 3,
+            _ => 1,
+        };
+        let page = PageRequest {
+            method: req.method.clone(),
+            path: req.uri.path().to_string(),
+            query: req.uri.query().map(str::to_string),
+            body,
+            client,
+            http,
+        };
+        return pages(page).await.unwrap_or_else(|| status(StatusCode::NOT_FOUND));
+    }
     // Each path is a profile's door.
     let Some(handler) = site.routes.iter().find(|(p, _)| p == req.uri.path()).map(|(_, h)| h.clone()) else {
         return status(StatusCode::NOT_FOUND);
@@ -348,7 +373,32 @@ pub struct DohSite {
     pub routes: Vec<(String, Arc<dyn Handler>)>,
     /// ODoH target and relay, when configured.
     pub odoh: Option<Arc<Oblivious>>,
+    /// Pages served beside the DNS paths (`/help`), when configured.
+    pub pages: Option<Pages>,
 }
+
+/// A request for a page on a DoH listener.
+#[derive(Debug)]
+pub struct PageRequest {
+    /// GET, POST...
+    pub method: Method,
+    /// The path.
+    pub path: String,
+    /// The query string.
+    pub query: Option<String>,
+    /// A POST's body.
+    pub body: Option<Vec<u8>>,
+    /// Who asked, through which door.
+    pub client: Client,
+    /// The HTTP version (1, 2 or 3).
+    pub http: u8,
+}
+
+/// Pages on the DoH listeners: `None` for a path they do not serve.
+pub type Pages = Arc<dyn Fn(PageRequest) -> crate::BoxFuture<'static, Option<Response<Full<Bytes>>>> + Send + Sync>;
+
+/// The paths handed to [`DohSite::pages`].
+const PAGE_PREFIX: &str = "/help";
 
 /// The JSON API (`?name=&type=&do=&cd=`), field-compatible with the JSON
 /// APIs of the big public resolvers: Status, TC, RD, RA, AD, CD, Question,
@@ -436,7 +486,7 @@ async fn json_api(
 
 /// Decodes `%XX` escapes (and `+` as space) in a query parameter; a stray
 /// `%` is kept as it is.
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

@@ -36,7 +36,7 @@ use std::time::Duration;
 pub use admission::{Admission, AdmissionConfig, AdmissionStats};
 #[doc(hidden)]
 pub use doh::respond as doh_respond;
-pub use doh::{DNS_JSON, DNS_MESSAGE, DohSite, base64url_decode, serve_doh};
+pub use doh::{DNS_JSON, DNS_MESSAGE, DohSite, PageRequest, Pages, base64url_decode, percent_decode, serve_doh};
 pub use doh3::serve_doh3;
 pub use doq::{error as doq_error, quic_server_config, serve_doq};
 pub use proxy::{ProxyError, ProxyTrust, header as proxy_v2_header, read_header as read_proxy_header};

@@ -55,9 +55,69 @@ pub struct Config {
     pub observatory: ObservatoryConfig,
     /// The local control socket (`onedot ctl`).
     pub control: ControlConfig,
+    /// The query stream in dnstap format, to a collector.
+    pub dnstap: DnstapConfig,
     /// The file it was read from (for `onedot ctl reload`).
     #[serde(skip)]
     pub source: Option<PathBuf>,
+}
+
+/// `[dnstap]`: the query stream as Unbound, Knot and BIND emit it
+/// (protobuf dnstap messages in Frame Streams), to a collector listening
+/// on a Unix socket or TCP. Client addresses are truncated or dropped as
+/// `telemetry.query_log_client` says; never full.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnstapConfig {
+    /// The collector's Unix socket (e.g. fstrm_capture's `-u`).
+    pub socket: Option<PathBuf>,
+    /// Or its TCP address.
+    pub tcp: Option<SocketAddr>,
+    /// The identity in every message (default: the host name).
+    pub identity: Option<String>,
+    /// CLIENT_QUERY messages.
+    pub client_query: bool,
+    /// CLIENT_RESPONSE messages.
+    pub client_response: bool,
+    /// RESOLVER_QUERY messages (to authorities).
+    pub resolver_query: bool,
+    /// RESOLVER_RESPONSE messages.
+    pub resolver_response: bool,
+}
+
+impl Default for DnstapConfig {
+    fn default() -> Self {
+        DnstapConfig {
+            socket: None,
+            tcp: None,
+            identity: None,
+            client_query: true,
+            client_response: true,
+            resolver_query: false,
+            resolver_response: false,
+        }
+    }
+}
+
+impl DnstapConfig {
+    /// The collector, if dnstap is on.
+    pub fn target(&self) -> Option<telemetry::dnstap::Target> {
+        match (&self.socket, self.tcp) {
+            (Some(p), _) => Some(telemetry::dnstap::Target::Unix(p.clone())),
+            (None, Some(a)) => Some(telemetry::dnstap::Target::Tcp(a)),
+            (None, None) => None,
+        }
+    }
+
+    /// Which messages are sent.
+    pub fn selection(&self) -> telemetry::dnstap::Selection {
+        telemetry::dnstap::Selection {
+            client_query: self.client_query,
+            client_response: self.client_response,
+            resolver_query: self.resolver_query,
+            resolver_response: self.resolver_response,
+        }
+    }
 }
 
 /// `[control]`: the local control socket of `onedot ctl`.
@@ -520,11 +580,25 @@ pub struct WebConfig {
     pub listen: Option<SocketAddr>,
     /// `false` turns the web listener off.
     pub enabled: bool,
+    /// The /help page (on this listener and the DoH listeners): how the
+    /// visitor reached this node, and a resolution trace for a name.
+    pub help: bool,
+    /// A public button on /help that drops one name from the cache
+    /// (rate-limited; never a name under a legal order).
+    pub public_purge: bool,
+    /// The node's name on /help (default: the host name).
+    pub node_name: Option<String>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
-        WebConfig { listen: DEFAULT_WEB_LISTEN.parse().ok(), enabled: true }
+        WebConfig {
+            listen: DEFAULT_WEB_LISTEN.parse().ok(),
+            enabled: true,
+            help: true,
+            public_purge: false,
+            node_name: None,
+        }
     }
 }
 
@@ -1015,6 +1089,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             observatory: ObservatoryConfig::default(),
             control: ControlConfig::default(),
+            dnstap: DnstapConfig::default(),
             source: None,
         }
     }
@@ -1116,6 +1191,7 @@ impl Config {
             &mut config.observatory.assets_dir,
             &mut config.control.socket,
             &mut config.control.key_file,
+            &mut config.dnstap.socket,
         ] {
             if let Some(f) = f.as_mut().filter(|f| f.is_relative()) {
                 *f = dir.join(&*f);
@@ -1143,6 +1219,9 @@ impl Config {
         }
         if self.server.listen.is_empty() {
             bail!("server.listen is empty: nothing would answer");
+        }
+        if self.dnstap.socket.is_some() && self.dnstap.tcp.is_some() {
+            bail!("dnstap: set socket or tcp, not both");
         }
         if let Some(addr) = self.control.tcp {
             if !addr.ip().is_loopback() {

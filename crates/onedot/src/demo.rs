@@ -49,16 +49,8 @@ pub fn add_demo_policy(config: &mut Config, dir: &std::path::Path, profiles_port
     for (file, text) in DEMO_LISTS {
         std::fs::write(dir.join(file), text).with_context(|| format!("writing {file}"))?;
     }
-    let source = |name: &str, file: &str, category: &str| policy::SourceSpec {
-        name: name.into(),
-        path: dir.join(file),
-        format: policy::Format::Domains,
-        category: category.into(),
-        kind: policy::Kind::Block,
-        ede: None,
-        legal_basis: None,
-        all_profiles: false,
-        subdomains: true,
+    let source = |name: &str, file: &str, category: &str| {
+        policy::SourceSpec::new(name, dir.join(file), policy::Format::Domains, category)
     };
     let malware =
         policy::SourceSpec { ede: Some(policy::EdeKind::Blocked), ..source("demo-malware", "malware.txt", "malware") };

@@ -8,7 +8,9 @@ mod client;
 mod control;
 mod ddr;
 mod demo;
+mod feeds;
 mod handover;
+mod help;
 mod keyserver;
 mod observatory_web;
 mod observe;
@@ -178,9 +180,10 @@ enum Command {
         action: Option<KeyserverAction>,
     },
     /// Talk to a running onedot over its control socket (`[control]
-    /// socket`): status, stats, flush NAME [TYPE], flush-zone NAME,
-    /// flush-all, flush-negative, flush-bogus, lists-reload, log-level
-    /// FILTER, inflight.
+    /// socket`, or `tcp` with a key): status, stats, flush NAME [TYPE],
+    /// flush-zone NAME, flush-all, flush-negative, flush-bogus,
+    /// lists-reload, reload, log-level FILTER, inflight, nta
+    /// add|remove|list, dump-cache and load-cache (`help` lists them).
     Ctl {
         /// The config whose `control.socket` to use.
         #[arg(long, short)]
@@ -205,6 +208,13 @@ enum Command {
     Observatory {
         #[command(subcommand)]
         action: ObservatoryAction,
+    },
+    /// Write the man pages (onedot(1), onedot-serve(1)...) and the bash,
+    /// zsh and fish completions into DIR/man and DIR/completions.
+    #[command(hide = true)]
+    Docs {
+        /// Where to write them.
+        dir: PathBuf,
     },
     /// Print the effective configuration (defaults filled in).
     Config {
@@ -292,7 +302,14 @@ fn main() -> anyhow::Result<()> {
         let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
         tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    // Colour for a terminal only: not for journald or a file.
+                    .with_ansi(
+                        std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none(),
+                    ),
+            )
             .init();
         control::set_log_filter(move |text| {
             let f = tracing_subscriber::EnvFilter::try_new(text).map_err(|e| e.to_string())?;
@@ -495,6 +512,7 @@ fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
+        Command::Docs { dir } => write_docs(&dir),
         Command::Config { config } => {
             let c = match config {
                 Some(p) => config::Config::load(&p)?,
@@ -693,4 +711,32 @@ fn serve(path: &std::path::Path, takeover: bool) -> anyhow::Result<()> {
         running.shutdown(grace, why).await;
         anyhow::Ok(())
     })
+}
+
+/// `onedot docs DIR`: man pages from the CLI's own help (clap_mangen), one
+/// for onedot and one per command, and shell completions (clap_complete).
+fn write_docs(dir: &std::path::Path) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let (man, completions) = (dir.join("man"), dir.join("completions"));
+    for d in [&man, &completions] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let cli = Cli::command();
+    let render = |cmd: clap::Command, name: &str| -> anyhow::Result<()> {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd).title(name.to_uppercase()).render(&mut page)?;
+        let path = man.join(format!("{name}.1"));
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))
+    };
+    render(cli.clone(), "onedot")?;
+    for sub in cli.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("onedot-{}", sub.get_name());
+        let page = sub.clone().display_name(name.clone()).bin_name(name.clone()).version(env!("CARGO_PKG_VERSION"));
+        render(page, &name)?;
+    }
+    for shell in [clap_complete::Shell::Bash, clap_complete::Shell::Zsh, clap_complete::Shell::Fish] {
+        clap_complete::generate_to(shell, &mut Cli::command(), "onedot", &completions)
+            .with_context(|| format!("writing {shell} completions"))?;
+    }
+    Ok(())
 }

@@ -11,7 +11,7 @@ use doors::{Client, Door};
 use telemetry::{LogRecord, Metrics, Record, Research, SampleRecord, Writer, truncate};
 use tokio::task::JoinSet;
 
-use crate::config::{ObservatoryConfig, TelemetryConfig};
+use crate::config::{DnstapConfig, ObservatoryConfig, TelemetryConfig};
 
 /// The telemetry side of the pipeline.
 pub struct Observer {
@@ -28,6 +28,8 @@ pub struct Observer {
     vault: Option<seal::Vault>,
     /// The disruption observatory, when on.
     pub observatory: Option<Arc<observatory::Observatory>>,
+    /// The dnstap output, when on.
+    pub dnstap: Option<Arc<telemetry::dnstap::Dnstap>>,
     observatory_writer: std::sync::Mutex<Option<observatory::Writer>>,
 }
 
@@ -45,6 +47,7 @@ impl Observer {
     pub fn start(
         config: &TelemetryConfig,
         obs: &ObservatoryConfig,
+        tap: &DnstapConfig,
         profiles: Vec<String>,
         vault: Option<seal::Vault>,
     ) -> anyhow::Result<Observer> {
@@ -84,8 +87,16 @@ impl Observer {
             }
             _ => (None, None),
         };
+        let dnstap = tap.target().map(|target| {
+            let identity = tap.identity.clone().unwrap_or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+            });
+            tracing::info!(collector = %target, "dnstap on");
+            Arc::new(telemetry::dnstap::Dnstap::start(target, tap.selection(), &identity))
+        });
         Ok(Observer {
             observatory,
+            dnstap,
             observatory_writer: std::sync::Mutex::new(observatory_writer),
             metrics,
             profiles,
@@ -122,6 +133,9 @@ impl Observer {
     /// At shutdown: writes what the stores have queued, waits for the
     /// writer, and writes the research export of the day so far.
     pub fn close(&self) {
+        if let Some(t) = &self.dnstap {
+            t.close();
+        }
         if let Some(mut w) = self.observatory_writer.lock().unwrap_or_else(|e| e.into_inner()).take() {
             w.stop();
         }
@@ -136,9 +150,43 @@ impl Observer {
         }
     }
 
+    /// CLIENT_QUERY and CLIENT_RESPONSE, the client's network truncated
+    /// or dropped as the query log's is.
+    fn tap_client(&self, tap: &telemetry::dnstap::Dnstap, client: Client, query: &[u8], response: &[u8]) {
+        use telemetry::dnstap::{Event, Kind, Protocol};
+        let now = std::time::SystemTime::now();
+        let (protocol, http) = match client.door {
+            Door::Udp => (Protocol::Udp, None),
+            Door::Tcp => (Protocol::Tcp, None),
+            Door::Dot => (Protocol::Dot, None),
+            Door::Doh => (Protocol::Doh, None),
+            Door::Doq => (Protocol::Doq, None),
+        };
+        let query_address = if self.drop_client { None } else { Some(truncate(client.addr)) };
+        let mut event = Event {
+            kind: Kind::ClientQuery,
+            protocol,
+            http,
+            query_address,
+            response_address: None,
+            query_time: now,
+            query: Some(query),
+            response_time: None,
+            response: None,
+        };
+        tap.emit(&event);
+        event.kind = Kind::ClientResponse;
+        event.response_time = Some(now);
+        event.response = Some(response);
+        tap.emit(&event);
+    }
+
     /// Records one answered query. `cached` says it came from the fast
     /// path.
     pub fn observe(&self, client: Client, profile: u8, query: &[u8], response: &[u8], cached: bool) {
+        if let Some(tap) = &self.dnstap {
+            self.tap_client(tap, client, query, response);
+        }
         let rcode = response.get(3).map_or(0, |b| b & 0x0f);
         let question = telemetry::wire::question(response).or_else(|| telemetry::wire::question(query));
         let qtype = question.map_or(0, |q| q.1);

@@ -36,6 +36,34 @@ struct EncryptedUpstream {
     target: doors::client::Target,
 }
 
+/// RESOLVER_QUERY and RESOLVER_RESPONSE to dnstap.
+struct UpstreamTap(Arc<telemetry::dnstap::Dnstap>);
+
+impl recursor::UpstreamTap for UpstreamTap {
+    fn exchange(
+        &self,
+        server: SocketAddr,
+        tcp: bool,
+        sent: std::time::SystemTime,
+        query: &[u8],
+        response: Option<&[u8]>,
+    ) {
+        use telemetry::dnstap::{Event, Kind, Protocol};
+        let kind = if response.is_some() { Kind::ResolverResponse } else { Kind::ResolverQuery };
+        self.0.emit(&Event {
+            kind,
+            protocol: if tcp { Protocol::Tcp } else { Protocol::Udp },
+            http: None,
+            query_address: None,
+            response_address: Some(server),
+            query_time: sent,
+            query: Some(query),
+            response_time: response.map(|_| std::time::SystemTime::now()),
+            response,
+        });
+    }
+}
+
 /// The recursor's transport: Do53, or the encrypted transport of a forward
 /// zone's server; timed for the upstream latency histogram.
 struct TimedTransport {
@@ -271,7 +299,7 @@ pub struct ProfileDoors {
     pub doh_paths: Vec<String>,
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -456,6 +484,62 @@ pub(crate) fn reopen_geo(
     }
 }
 
+/// The feeds among the filter sources (those with a `url`).
+fn feeds_of(config: &Config) -> anyhow::Result<Vec<crate::feeds::Feed>> {
+    let mut out = Vec::new();
+    for spec in &config.policy.sources {
+        let Some(url) = &spec.url else { continue };
+        let tls = if url.starts_with("https://") {
+            let ca = spec.ca_file.clone().unwrap_or_else(|| std::path::PathBuf::from(crate::feeds::SYSTEM_ROOTS));
+            let pem =
+                std::fs::read(&ca).with_context(|| format!("policy source {}: ca_file {}", spec.name, ca.display()))?;
+            let verify = doors::client::Verify { ca_pem: Some(pem), ..Default::default() };
+            Some(
+                doors::client::client_config(&verify, b"http/1.1", false)
+                    .with_context(|| format!("policy source {}: TLS", spec.name))?,
+            )
+        } else {
+            None
+        };
+        out.push(crate::feeds::Feed {
+            spec: spec.clone(),
+            name: spec.name.clone(),
+            url: url.clone(),
+            path: spec.path.clone(),
+            sha256: spec.sha256.clone(),
+            max_bytes: spec.max_bytes,
+            timeout: Duration::from_secs(spec.timeout_s.max(1)),
+            tls,
+        });
+    }
+    Ok(out)
+}
+
+/// Feed host names resolved by our own recursor (A and AAAA).
+fn resolver_for_feeds(recursor: &Recursor) -> crate::feeds::Resolve {
+    let r = recursor.clone();
+    Arc::new(move |host: String| {
+        let r = r.clone();
+        Box::pin(async move {
+            let Ok(name) = proto::Name::from_ascii(&host) else { return Vec::new() };
+            let mut out = Vec::new();
+            for t in [proto::rtype::A, proto::rtype::AAAA] {
+                let Ok(res) = r.resolve(&name, t).await else { continue };
+                for rec in res.answer.iter().filter(|rec| rec.rtype == t) {
+                    match rec.rdata.len() {
+                        4 => out.push(std::net::IpAddr::from(<[u8; 4]>::try_from(&rec.rdata[..]).unwrap_or_default())),
+                        16 => {
+                            out.push(std::net::IpAddr::from(<[u8; 16]>::try_from(&rec.rdata[..]).unwrap_or_default()))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            out
+        })
+    })
+}
+
 /// The number of workers a config asks for.
 pub fn workers(config: &Config) -> usize {
     match config.server.workers {
@@ -487,7 +571,7 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
     };
     let state_file = config.policy.state_file.clone().map(|path| StateFile { path, vault: vault.clone() });
     let observer = Arc::new(
-        Observer::start(&config.telemetry, &config.observatory, policy.profile_names(), vault.clone())
+        Observer::start(&config.telemetry, &config.observatory, &config.dnstap, policy.profile_names(), vault.clone())
             .context("telemetry")?,
     );
     observer.spawn_ticker(&mut tasks);
@@ -495,7 +579,11 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
         spawn_observatory_reload(o.clone(), config.observatory.clone(), &mut tasks);
     }
     let transport = TimedTransport {
-        inner: NetTransport { bind_v4: rc.outgoing_v4, bind_v6: rc.outgoing_v6 },
+        inner: NetTransport {
+            bind_v4: rc.outgoing_v4,
+            bind_v6: rc.outgoing_v6,
+            tap: observer.dnstap.clone().map(|t| recursor::Tap(Arc::new(UpstreamTap(t)))),
+        },
         encrypted: encrypted_upstreams(config)?,
         observer: observer.clone(),
     };
@@ -506,6 +594,11 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
     if let Some(state) = &state_file {
         restore_policy_state(&policy, state);
     }
+    // List feeds: one without a copy yet is fetched before the lists load.
+    let list_feeds = feeds_of(config)?;
+    let resolve = resolver_for_feeds(&recursor);
+    let first: Vec<crate::feeds::Feed> = list_feeds.iter().filter(|f| !f.path.exists()).cloned().collect();
+    crate::feeds::fetch_all(&first, &resolve, &policy, unix_now()).await;
     policy.load_all(unix_now()).context("loading the filter sources")?;
     save_policy_state(&policy, state_file.as_ref());
     if !config.policy.sources.is_empty() {
@@ -600,6 +693,13 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
         }
         profiles.push(doors);
     }
+    crate::feeds::spawn(
+        list_feeds,
+        resolve,
+        policy.clone(),
+        Duration::from_secs(config.policy.reload_interval_s.max(1)),
+        &mut tasks,
+    );
     spawn_policy_reload(
         policy.clone(),
         Duration::from_secs(config.policy.watch_interval_s.max(1)),
@@ -607,6 +707,7 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
         state_file.clone(),
         &mut tasks,
     );
+    let help = config.web.help.then(|| Arc::new(crate::help::Help::new(config, service.clone(), policy.clone())));
     let (mut dot, mut doh, mut doq) = (Vec::new(), Vec::new(), Vec::new());
     let wants_tls = !config.server.dot_listen.is_empty()
         || !config.server.doh_listen.is_empty()
@@ -691,7 +792,21 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
             for p in &config.policy.profiles {
                 routes.extend(p.doh_paths.iter().map(|path| (path.clone(), handler_for(&p.name))));
             }
-            let routes = doors::DohSite { routes, odoh: oblivious(config)? };
+            let pages = help.clone().map(|help| -> doors::Pages {
+                Arc::new(move |page: doors::PageRequest| {
+                    let help = help.clone();
+                    Box::pin(async move {
+                        let at = crate::help::Arrival {
+                            client: page.client.addr,
+                            encrypted: true,
+                            http: page.http,
+                            door: if page.http == 3 { "DNS over HTTPS (HTTP/3)" } else { "DNS over HTTPS" },
+                        };
+                        help.respond(&page.method, &page.path, page.query.as_deref(), page.body.as_deref(), at).await
+                    })
+                })
+            });
+            let routes = doors::DohSite { routes, odoh: oblivious(config)?, pages };
             let h3_tls = doors::tls13_config_from_store(store.clone(), &[b"h3"])?;
             let h3 = config.server.doh3;
             for addr in &config.server.doh_listen {
@@ -762,6 +877,7 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
                 admission: admission.clone(),
                 commitments: config.telemetry.commitments(),
                 keyless: keyless_client.clone(),
+                help: help.clone(),
                 observatory: match (&config.telemetry.data_dir, &observer.observatory) {
                     (Some(dir), Some(_)) => Some(crate::observatory_web::ObservatoryWeb {
                         data_dir: dir.clone(),

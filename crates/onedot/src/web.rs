@@ -31,6 +31,8 @@ pub struct WebState {
     pub keyless: Option<keyless::KeylessClient>,
     /// The observatory's published view, when it is on.
     pub observatory: Option<crate::observatory_web::ObservatoryWeb>,
+    /// /help, when it is on.
+    pub help: Option<Arc<crate::help::Help>>,
 }
 
 /// Connections served at once; more wait in the accept queue.
@@ -38,8 +40,13 @@ const MAX_CONNECTIONS: usize = 64;
 
 /// Starts the web listener on `addr`; returns the bound address.
 pub async fn serve(addr: SocketAddr, state: Arc<WebState>, tasks: &mut JoinSet<()>) -> anyhow::Result<SocketAddr> {
-    serve_fn(addr, tasks, move |req| respond(req, &state)).await
+    serve_async(addr, tasks, move |req, peer| Box::pin(route(req, peer, state.clone()))).await
 }
+
+/// A page answering one request (owned) from a peer.
+type Page = dyn Fn(Request<hyper::body::Incoming>, SocketAddr) -> doors::BoxFuture<'static, Response<Full<Bytes>>>
+    + Send
+    + Sync;
 
 /// Serves HTTP/1.1 on `addr` with `page` answering every request (at most
 /// [`MAX_CONNECTIONS`] at once, header and connection timeouts); returns
@@ -48,19 +55,34 @@ pub async fn serve_fn<F>(addr: SocketAddr, tasks: &mut JoinSet<()>, page: F) -> 
 where
     F: Fn(&Request<hyper::body::Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
 {
+    serve_async(addr, tasks, move |req, _| {
+        let r = page(&req);
+        Box::pin(async move { r })
+    })
+    .await
+}
+
+/// [`serve_fn`] with an asynchronous page that is given the peer.
+pub async fn serve_async<F>(addr: SocketAddr, tasks: &mut JoinSet<()>, page: F) -> anyhow::Result<SocketAddr>
+where
+    F: Fn(Request<hyper::body::Incoming>, SocketAddr) -> doors::BoxFuture<'static, Response<Full<Bytes>>>
+        + Send
+        + Sync
+        + 'static,
+{
     let (listener, bound) = doors::listen(addr).with_context(|| format!("web listener {addr}"))?;
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let page = Arc::new(page);
+    let page: Arc<Page> = Arc::new(page);
     tasks.spawn(async move {
         loop {
             let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, peer)) = listener.accept().await else { continue };
             let page = page.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 let service = hyper::service::service_fn(move |req| {
                     let page = page.clone();
-                    async move { Ok::<_, Infallible>(page(&req)) }
+                    async move { Ok::<_, Infallible>(page(req, peer).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -71,6 +93,34 @@ where
         }
     });
     Ok(bound)
+}
+
+/// The most a form posted to /help may send.
+const MAX_FORM: usize = 4096;
+
+/// One request: /help here, everything else on a blocking thread (the
+/// observatory's pages read SQLite and ClickHouse).
+async fn route(req: Request<hyper::body::Incoming>, peer: SocketAddr, state: Arc<WebState>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    if let Some(help) = state.help.clone()
+        && parts.uri.path().starts_with("/help")
+    {
+        let body = match parts.method {
+            Method::POST => match http_body_util::Limited::new(body, MAX_FORM).collect().await {
+                Ok(b) => Some(b.to_bytes().to_vec()),
+                Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, "text/plain; charset=utf-8", "too large\n"),
+            },
+            _ => None,
+        };
+        let at = crate::help::Arrival { client: peer.ip(), encrypted: false, http: 1, door: "the web listener" };
+        if let Some(r) = help.respond(&parts.method, parts.uri.path(), parts.uri.query(), body.as_deref(), at).await {
+            return r;
+        }
+    }
+    tokio::task::spawn_blocking(move || respond(&parts.method, &parts.uri, &state))
+        .await
+        .unwrap_or_else(|_| reply(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", "error\n"))
 }
 
 /// A response with `status`, `content_type` and `body`, never cached.
@@ -132,16 +182,16 @@ fn admission_metrics(o: &mut String, admission: &doors::Admission, (zone, server
     let _ = writeln!(o, "onedot_kernel_filter_networks {}", admission.kernel_filtered_networks());
 }
 
-fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+fn respond(method: &Method, uri: &hyper::Uri, state: &WebState) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
         return reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "GET only\n");
     }
     if let Some(web) = &state.observatory
-        && let Some(r) = crate::observatory_web::respond(req.uri().path(), req.uri().query(), web, now())
+        && let Some(r) = crate::observatory_web::respond(uri.path(), uri.query(), web, now())
     {
         return r;
     }
-    match req.uri().path() {
+    match uri.path() {
         "/health" => reply(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
         "/metrics" => {
             let m = &state.observer.metrics;
@@ -155,6 +205,9 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
             }
             if let Some(o) = &state.observer.observatory {
                 text.push_str(&o.render_metrics());
+            }
+            if let Some(t) = &state.observer.dnstap {
+                text.push_str(&t.counters.render());
             }
             reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
         }
@@ -181,7 +234,7 @@ fn respond(req: &Request<hyper::body::Incoming>, state: &WebState) -> Response<F
             "text/html; charset=utf-8",
             "<!doctype html><title>onedot</title><h1>onedot</h1><ul><li><a href=\"/transparency\">transparency log</a> \
              (<a href=\"/transparency.json\">JSON</a>)</li><li><a href=\"/privacy\">privacy</a> \
-             (<a href=\"/privacy.json\">JSON</a>)</li><li><a href=\"/metrics\">metrics</a></li>\
+             (<a href=\"/privacy.json\">JSON</a>)</li><li><a href=\"/help\">help</a></li><li><a href=\"/metrics\">metrics</a></li>\
              <li><a href=\"/health\">health</a></li></ul>\n",
         ),
         _ => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),

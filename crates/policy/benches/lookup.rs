@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use policy::{Format, Kind, Policy, ProfileSpec, SourceSpec, Verdict};
+use policy::{Format, Policy, ProfileSpec, SourceSpec, Verdict};
 use std::hint::black_box;
 
 fn wire(s: &str) -> Vec<u8> {
@@ -21,17 +21,7 @@ fn bench(c: &mut Criterion) {
         text.push_str(&format!("host{i}.blocked{}.example\n", i % 1000));
     }
     std::fs::write(&path, text).expect("write");
-    let source = SourceSpec {
-        name: "bench".into(),
-        path: path.clone(),
-        format: Format::Domains,
-        category: "malware".into(),
-        kind: Kind::Block,
-        ede: None,
-        legal_basis: None,
-        all_profiles: false,
-        subdomains: true,
-    };
+    let source = SourceSpec::new("bench", path.clone(), Format::Domains, "malware");
     let mut spec = ProfileSpec::named("family");
     spec.sources = vec!["bench".into()];
     let policy = Policy::new(vec![spec], vec![source]).expect("policy");

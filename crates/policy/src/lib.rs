@@ -253,10 +253,29 @@ impl Policy {
         report
     }
 
-    /// Loads every source for start-up: fails if any source cannot be read.
+    /// Loads every source for start-up: fails if any source cannot be read,
+    /// except a feed (a source with a `url`) that has no copy yet: it is
+    /// reported, and serves once it has been fetched.
     pub fn load_all(&self, now: u64) -> Result<(), PolicyError> {
         let r = self.reload(now, true);
-        if r.failed.is_empty() { Ok(()) } else { Err(PolicyError::Sources(r.failed)) }
+        let fatal: Vec<_> = {
+            let slots = self.lock();
+            r.failed
+                .into_iter()
+                .filter(|(name, _)| {
+                    !slots.iter().any(|s| &s.spec.name == name && s.spec.url.is_some() && !s.spec.path.exists())
+                })
+                .collect()
+        };
+        if fatal.is_empty() { Ok(()) } else { Err(PolicyError::Sources(fatal)) }
+    }
+
+    /// Records a failure that happened outside a reload (a feed that could
+    /// not be fetched) as the source's last error in the transparency log.
+    pub fn note_failure(&self, source: &str, now: u64, error: String) {
+        if let Some(s) = self.lock().iter_mut().find(|s| s.spec.name == source) {
+            s.log.failed(now, error);
+        }
     }
 
     /// Closes finished days in the per-day counts (call now and then).
@@ -323,13 +342,14 @@ impl Policy {
                 .collect(),
             sources: slots
                 .iter()
-                .filter_map(|s| {
+                .filter(|s| s.loaded.is_some() || s.log.last_error.is_some())
+                .map(|s| {
                     let default_ede = self
                         .specs
                         .iter()
                         .find(|p| p.sources.contains(&s.spec.name))
                         .map_or(EdeKind::Filtered.code(), |p| p.ede.code());
-                    s.loaded.as_ref().map(|l| s.log.report(l, default_ede))
+                    s.log.report(&s.spec, s.loaded.as_deref(), default_ede)
                 })
                 .collect(),
         }
@@ -342,17 +362,7 @@ mod tests {
 
     fn setup(dir: &std::path::Path, text: &str) -> Policy {
         std::fs::write(dir.join("list.txt"), text).expect("write");
-        let source = SourceSpec {
-            name: "list".into(),
-            path: dir.join("list.txt"),
-            format: Format::Domains,
-            category: "test".into(),
-            kind: Kind::Block,
-            ede: None,
-            legal_basis: None,
-            all_profiles: false,
-            subdomains: true,
-        };
+        let source = SourceSpec::new("list", dir.join("list.txt"), Format::Domains, "test");
         let mut p = ProfileSpec::named("filtered");
         p.sources = vec!["list".into()];
         Policy::new(vec![p], vec![source]).expect("policy")

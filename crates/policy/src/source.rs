@@ -125,6 +125,53 @@ pub struct SourceSpec {
     /// hosts and domain entries also cover the names below them.
     #[serde(default = "yes")]
     pub subdomains: bool,
+    /// A feed: fetched from this URL on the reload interval into `path`
+    /// (the last good copy, which serves while the feed fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The feed's content must hash to this SHA-256 (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Largest feed body accepted, bytes.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Longest a feed fetch may take, seconds.
+    #[serde(default = "default_timeout_s")]
+    pub timeout_s: u64,
+    /// Trusted roots for the feed's TLS (default: the system bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl SourceSpec {
+    /// A block list of `format` at `path` in category `category`, with
+    /// every other setting at its default.
+    pub fn new(name: &str, path: PathBuf, format: Format, category: &str) -> SourceSpec {
+        SourceSpec {
+            name: name.into(),
+            path,
+            format,
+            category: category.into(),
+            kind: Kind::Block,
+            ede: None,
+            legal_basis: None,
+            all_profiles: false,
+            subdomains: true,
+            url: None,
+            sha256: None,
+            max_bytes: default_max_bytes(),
+            timeout_s: default_timeout_s(),
+            ca_file: None,
+        }
+    }
+}
+
+fn default_max_bytes() -> u64 {
+    64 << 20
+}
+
+fn default_timeout_s() -> u64 {
+    30
 }
 
 fn yes() -> bool {
@@ -718,17 +765,7 @@ mod tests {
     use super::*;
 
     fn spec(format: Format, path: PathBuf) -> SourceSpec {
-        SourceSpec {
-            name: "t".into(),
-            path,
-            format,
-            category: "test".into(),
-            kind: Kind::Block,
-            ede: None,
-            legal_basis: None,
-            all_profiles: false,
-            subdomains: true,
-        }
+        SourceSpec::new("t", path, format, "test")
     }
 
     fn load_text(format: Format, text: &str) -> Result<LoadedSource, SourceError> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::source::{Format, Kind, Legal, LoadedSource};
+use crate::source::{Format, Kind, Legal, LoadedSource, SourceSpec};
 
 /// Changes kept per source.
 const MAX_CHANGES: usize = 100;
@@ -226,8 +226,9 @@ impl SourceLog {
         true
     }
 
-    pub(crate) fn report(&self, src: &LoadedSource, default_ede: u16) -> SourceReport {
-        let spec = &src.spec;
+    /// The report of a source as loaded (`src`), or of one that never
+    /// loaded (a feed not yet fetched): size 0, its last error.
+    pub(crate) fn report(&self, spec: &SourceSpec, src: Option<&LoadedSource>, default_ede: u16) -> SourceReport {
         let ede = if spec.legal_basis.is_some() {
             proto::ede::code::CENSORED
         } else {
@@ -241,8 +242,8 @@ impl SourceLog {
             legal_basis: spec.legal_basis.clone(),
             ede,
             all_profiles: spec.all_profiles,
-            size: src.entries(),
-            unsupported_lines: src.unsupported,
+            size: src.map_or(0, LoadedSource::entries),
+            unsupported_lines: src.map_or(0, |s| s.unsupported),
             last_error: self.last_error.clone(),
             changes: self.changes.iter().cloned().collect(),
             blocks_per_day: self.days.report(&self.counter),

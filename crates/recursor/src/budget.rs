@@ -24,6 +24,29 @@ pub struct Budget {
     /// Zones whose glueless name servers are being resolved, outermost
     /// first: meeting one again is a cyclic dependency (TsuNAME).
     resolving_ns: std::sync::Mutex<Vec<proto::Name>>,
+    /// Every upstream exchange, when the resolution is traced.
+    trace: Option<std::sync::Mutex<Vec<TraceStep>>>,
+    /// When the resolution began.
+    started: Instant,
+}
+
+/// One upstream exchange of a traced resolution.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TraceStep {
+    /// The server asked.
+    pub server: std::net::SocketAddr,
+    /// The question asked.
+    pub qname: String,
+    /// Its type's name.
+    pub qtype: String,
+    /// Over TCP.
+    pub tcp: bool,
+    /// Milliseconds from the start of the resolution.
+    pub at_ms: u64,
+    /// How long the exchange took.
+    pub ms: u64,
+    /// The reply's rcode and counts, or what went wrong.
+    pub outcome: String,
 }
 
 /// A zone on the [`Budget`]'s chain of glueless lookups, until dropped.
@@ -48,7 +71,40 @@ impl Budget {
             ecs: None,
             client_specific: AtomicBool::new(false),
             resolving_ns: std::sync::Mutex::new(Vec::new()),
+            trace: None,
+            started: Instant::now(),
         }
+    }
+
+    /// Records every upstream exchange ([`Budget::take_trace`]).
+    pub fn with_trace(mut self) -> Budget {
+        self.trace = Some(std::sync::Mutex::new(Vec::new()));
+        self
+    }
+
+    /// Milliseconds from the start of the resolution to `t`.
+    pub(crate) fn elapsed_ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    /// Whether exchanges are recorded.
+    pub(crate) fn traced(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    /// Records one exchange of a traced resolution.
+    pub(crate) fn record(&self, step: TraceStep) {
+        if let Some(t) = &self.trace {
+            t.lock().unwrap_or_else(|e| e.into_inner()).push(step);
+        }
+    }
+
+    /// The exchanges recorded, in order.
+    pub fn take_trace(&self) -> Vec<TraceStep> {
+        self.trace
+            .as_ref()
+            .map(|t| std::mem::take(&mut *t.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default()
     }
 
     /// Enters the glueless lookups of `zone`'s name servers, or `None` when

@@ -10,7 +10,7 @@ use proto::{Message, Name, Record, class};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, TraceStep};
 use crate::infra::Infra;
 use crate::transport::{BoxFuture, Transport, TransportError, UpstreamQuery};
 use crate::validate::{self, Security, ZoneTrust};
@@ -150,6 +150,24 @@ impl Recursor {
                 anchors: std::sync::RwLock::new(anchors),
             }),
         }
+    }
+
+    /// Resolves (qname, qtype) from nothing, as a user's trace: a fresh
+    /// recursor with this one's configuration, trust anchors and transport
+    /// but an empty cache of its own (so every server is asked and what it
+    /// learns touches nothing shared), recording every exchange.
+    pub async fn trace(&self, qname: &Name, qtype: u16) -> (Result<Resolution, ResolveError>, Vec<TraceStep>) {
+        let mut config = self.inner.config.clone();
+        config.rrset_cache_bytes = 1 << 20;
+        let fresh = Recursor::new(config, self.inner.transport.clone(), self.inner.clock.clone());
+        fresh.set_trust_anchors(self.inner.anchors.read().unwrap_or_else(|e| e.into_inner()).clone());
+        let c = &fresh.inner.config;
+        let verifications = c.validation.as_ref().map_or(0, |v| v.max_verifications);
+        let budget = Budget::new(c.max_upstream_queries, Instant::now() + c.resolution_timeout, c.max_depth)
+            .with_verifications(verifications)
+            .with_trace();
+        let result = fresh.resolve_in(qname.clone(), qtype, &budget, 0).await;
+        (result, budget.take_trace())
     }
 
     /// The RRset cache.
@@ -1150,7 +1168,29 @@ impl Recursor {
         let mut bad_cookies = 0;
         for _ in 0..3 {
             let started = Instant::now();
-            match self.inner.transport.query(q.clone()).await {
+            let result = self.inner.transport.query(q.clone()).await;
+            if budget.traced() {
+                budget.record(TraceStep {
+                    server: q.server,
+                    qname: q.qname.to_string(),
+                    qtype: proto::rtype::name(q.qtype).map_or(format!("TYPE{}", q.qtype), str::to_string),
+                    tcp: q.tcp,
+                    at_ms: budget.elapsed_ms(started),
+                    ms: started.elapsed().as_millis() as u64,
+                    outcome: match &result {
+                        Ok(m) => format!(
+                            "{} ({} answer, {} authority){}",
+                            proto::Rcode::from_flags(m.rcode())
+                                .map_or(format!("RCODE{}", m.rcode()), |r| r.as_str().into()),
+                            m.answer.len(),
+                            m.authority.len(),
+                            if m.has_flag(flags::AA) { ", authoritative" } else { "" }
+                        ),
+                        Err(e) => e.to_string(),
+                    },
+                });
+            }
+            match result {
                 Ok(reply) => {
                     infra.reply(q.server, started.elapsed());
                     infra.learn_cookie(q.server, &reply);

@@ -30,14 +30,14 @@ mod transport;
 mod validate;
 
 pub use anchors::{AnchorStateError, ManagedAnchors};
-pub use budget::Budget;
+pub use budget::{Budget, TraceStep};
 pub use config::{ForwardZone, RecursorConfig, StubZone};
 pub use error::ResolveError;
 pub use iterate::{Outcome, Recursor, Resolution};
 pub use limits::{UpstreamLimiter, UpstreamLimits};
 pub use local::LocalData;
 pub use service::{FastPath, Service, ServiceConfig, TransportKind};
-pub use transport::{NetTransport, Transport, TransportError, UpstreamQuery};
+pub use transport::{NetTransport, Tap, Transport, TransportError, UpstreamQuery, UpstreamTap};
 pub use validate::{RuntimeAnchors, Security, ValidationConfig};
 
 /// Wall-clock time (Unix seconds) for TTLs; monotonic time is tokio's.

@@ -89,6 +89,31 @@ pub trait Transport: Send + Sync + 'static {
     fn query(&self, q: UpstreamQuery) -> BoxFuture<'_, Result<Message, TransportError>>;
 }
 
+/// Sees every upstream query and the reply taken for it, as they are on
+/// the wire (dnstap's RESOLVER_QUERY and RESOLVER_RESPONSE).
+pub trait UpstreamTap: Send + Sync + 'static {
+    /// A query sent to `server` at `sent` (`response` none), or the reply
+    /// matched to it.
+    fn exchange(
+        &self,
+        server: SocketAddr,
+        tcp: bool,
+        sent: std::time::SystemTime,
+        query: &[u8],
+        response: Option<&[u8]>,
+    );
+}
+
+/// A shared [`UpstreamTap`].
+#[derive(Clone)]
+pub struct Tap(pub std::sync::Arc<dyn UpstreamTap>);
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tap")
+    }
+}
+
 /// The real network transport.
 #[derive(Debug, Clone, Default)]
 pub struct NetTransport {
@@ -96,6 +121,8 @@ pub struct NetTransport {
     pub bind_v4: Option<IpAddr>,
     /// Source address for IPv6.
     pub bind_v6: Option<IpAddr>,
+    /// Sees each exchange, when set.
+    pub tap: Option<Tap>,
 }
 
 impl Transport for NetTransport {
@@ -163,13 +190,22 @@ impl NetTransport {
         let sock = self.bind_random(&q.server).await?;
         sock.connect(q.server).await.map_err(net)?;
         sock.send(wire).await.map_err(net)?;
+        let sent = std::time::SystemTime::now();
+        if let Some(t) = &self.tap {
+            t.0.exchange(q.server, false, sent, wire, None);
+        }
         // We advertise at most 1232 bytes (EDNS); a larger datagram is cut
         // here, fails to parse and is dropped like any other bad reply.
         let mut buf = vec![0u8; UDP_RECV_BUFFER];
         loop {
             let n = sock.recv(&mut buf).await.map_err(net)?;
             match Message::parse(&buf[..n]) {
-                Ok(reply) if matches(&reply, id, q) => return Ok(reply),
+                Ok(reply) if matches(&reply, id, q) => {
+                    if let Some(t) = &self.tap {
+                        t.0.exchange(q.server, false, sent, wire, Some(&buf[..n]));
+                    }
+                    return Ok(reply);
+                }
                 Ok(_) => tracing::debug!(server = %q.server, "dropped mismatched reply"),
                 Err(e) => tracing::debug!(server = %q.server, error = %e, "dropped malformed reply"),
             }
@@ -188,12 +224,21 @@ impl NetTransport {
         framed.extend_from_slice(&(wire.len() as u16).to_be_bytes());
         framed.extend_from_slice(wire);
         stream.write_all(&framed).await.map_err(net)?;
+        let sent = std::time::SystemTime::now();
+        if let Some(t) = &self.tap {
+            t.0.exchange(q.server, true, sent, wire, None);
+        }
         let mut len = [0u8; 2];
         stream.read_exact(&mut len).await.map_err(net)?;
         let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
         stream.read_exact(&mut buf).await.map_err(net)?;
         match Message::parse(&buf) {
-            Ok(reply) if matches(&reply, id, q) => Ok(reply),
+            Ok(reply) if matches(&reply, id, q) => {
+                if let Some(t) = &self.tap {
+                    t.0.exchange(q.server, true, sent, wire, Some(&buf));
+                }
+                Ok(reply)
+            }
             _ => Err(TransportError::Malformed),
         }
     }

@@ -149,6 +149,14 @@ pub const INVENTORY: &[Item] = &[
         setting: "cache.snapshot_file (unset)",
     },
     Item {
+        id: "dnstap-stream",
+        what: "Client queries and responses (and, if chosen, the resolver's queries to authorities) as dnstap messages: the DNS messages verbatim, the client network truncated to /24 or /56 (or dropped, as telemetry.query_log_client says), never a full client address or port",
+        location: "sent to the operator's dnstap collector (dnstap.socket or dnstap.tcp); nothing kept here",
+        lifetime: "queued in memory until sent (at most 16,384 messages; more are dropped and counted); the collector's retention is the operator's",
+        identifies: Identifies::NetworkOnly,
+        setting: "dnstap.socket or dnstap.tcp (unset)",
+    },
+    Item {
         id: "observatory-place-cache",
         what: "For the disruption observatory: per client network (/24, /48), a 21-bit hash tag with the country and autonomous system it maps to (the network itself is not stored)",
         location: "memory",

@@ -12,6 +12,7 @@
 //! sealed (`seal`) and nothing is written while no data key is held.
 
 pub mod audit;
+pub mod dnstap;
 pub mod inventory;
 pub mod metrics;
 pub mod research;

@@ -171,7 +171,7 @@ async fn doh_streams_on_one_connection_each_get_their_answer() {
     let tls = doors::tls_config(cert_pem.as_bytes(), key_pem.as_bytes(), &[b"h2", b"http/1.1"]).expect("tls config");
     let mut tasks = JoinSet::new();
     let h: Arc<dyn Handler> = Arc::new(Echo);
-    let site = doors::DohSite { routes: vec![("/dns-query".to_string(), h)], odoh: None };
+    let site = doors::DohSite { routes: vec![("/dns-query".to_string(), h)], odoh: None, pages: None };
     let addr = doors::serve_doh(
         "127.0.0.1:0".parse().expect("addr"),
         tls,

@@ -114,7 +114,7 @@ impl Fixture {
         *self.doors.get(profile).unwrap_or_else(|| panic!("no door for {profile}: {:?}", self.doors))
     }
 
-    fn ask(&self, profile: &str, name: &str, qtype: u16) -> Option<Message> {
+    pub(crate) fn ask(&self, profile: &str, name: &str, qtype: u16) -> Option<Message> {
         ask(self.door(profile), name, qtype, false)
     }
 
@@ -144,7 +144,7 @@ impl Fixture {
     }
 
     /// Waits until `cond` holds for the answer (reloads are asynchronous).
-    fn wait_for(&self, profile: &str, name: &str, cond: impl Fn(&Message) -> bool) -> Message {
+    pub(crate) fn wait_for(&self, profile: &str, name: &str, cond: impl Fn(&Message) -> bool) -> Message {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(m) = self.ask(profile, name, rtype::A)

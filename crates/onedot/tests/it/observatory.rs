@@ -169,13 +169,27 @@ fn a_broken_database_is_named_and_the_node_serves_on() {
 
 /// Headless Chromium, when installed (scripts/test.sh installs it; on CI
 /// its absence fails the test).
-fn chromium() -> Option<&'static str> {
+pub(crate) fn chromium() -> Option<&'static str> {
     let found = Command::new("chromium").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
         assert!(std::env::var("CI").is_err(), "chromium is not installed (scripts/test.sh installs it)");
         eprintln!("skipped: chromium is not installed");
     }
     found.then_some("chromium")
+}
+
+/// Runs headless Chromium on `url` with `extra` (`--dump-dom`,
+/// `--screenshot=FILE`), its profile in `profile`.
+pub(crate) fn headless(chromium: &str, profile: &std::path::Path, extra: &[&str], url: &str) -> std::process::Output {
+    Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,900"])
+        .args(["--disable-background-networking", "--disable-component-update", "--no-first-run"])
+        .arg("--virtual-time-budget=10000")
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("chromium runs")
 }
 
 #[test]
@@ -219,16 +233,7 @@ fn the_dashboard_draws_a_country_with_an_event_in_headless_chromium() {
     std::fs::create_dir_all(&artefacts).expect("artefacts");
     let png = artefacts.join("observatory-MM.png");
     let _ = std::fs::remove_file(&png);
-    let headless = |extra: &[&str]| {
-        Command::new(chromium)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1100,900"])
-            .arg("--virtual-time-budget=10000")
-            .arg(format!("--user-data-dir={}", side.join("chromium").display()))
-            .args(extra)
-            .arg(&url)
-            .output()
-            .expect("chromium runs")
-    };
+    let headless = |extra: &[&str]| headless(chromium, &side.join("chromium"), extra, &url);
     let out = headless(&["--dump-dom"]);
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(dom.contains("<canvas"), "uPlot drew no chart:\n{dom}\n{}", String::from_utf8_lossy(&out.stderr));

@@ -85,7 +85,7 @@ impl Serve {
     }
 
     /// SIGTERM, and waits.
-    fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         self.wait(Duration::from_secs(20))
     }
@@ -273,6 +273,56 @@ fn a_takeover_under_load_loses_no_query_and_starts_warm() {
     assert_eq!(ctl(&config, &["status"])["answer_cache"]["entries"].as_u64(), Some(0));
     assert!(ask(udp, "www.example.test", rtype::A, false).is_some());
     drop(fourth);
+    let _ = lab.kill();
+    let _ = lab.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Socket activation: systemd's own tool (`systemd-socket-activate`, as a
+/// `.socket` unit would) binds the UDP port and starts onedot on the first
+/// datagram; onedot answers it on the socket it was given (no SO_REUSEPORT
+/// there, so no sockets are added beside it) and binds the TCP twin itself.
+#[test]
+fn socket_activation_serves_the_sockets_systemd_passes() {
+    let dir = unique_dir("activation");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (mut lab, lab_port) = crate::start_lab(None);
+    let port = free_port();
+    let config = dir.join("onedot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[web]\nlisten = \"\"\n[server]\nlisten = [\"127.0.0.1:{port}\"]\nworkers = 2\n\
+             [resolver]\nroot_hints = [\"127.53.0.1\"]\nupstream_port = {lab_port}\ndo_not_query_localhost = false\n\
+             answer_special_use_locally = false\n[dnssec]\nvalidate = false\n"
+        ),
+    )
+    .expect("config");
+    let log = dir.join("serve.log");
+    let mut activator = Command::new("systemd-socket-activate")
+        .args(["--datagram", "-l", &format!("127.0.0.1:{port}"), "-E", "RUST_LOG=info", "-E", "NO_COLOR=1"])
+        .arg("sh")
+        .arg("-c")
+        .arg(format!("exec {} serve --config {} 2>{}", onedot(), config.display(), log.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate runs (Debian package systemd)");
+    let udp: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    // Bound when our own bind fails.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::UdpSocket::bind(udp).is_ok() {
+        assert!(Instant::now() < deadline, "systemd-socket-activate did not bind {udp}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The first datagram starts onedot, which then answers it.
+    let answered = ask(udp, "www.example.test", rtype::A, false);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = activator.kill();
+    let _ = activator.wait();
+    assert!(answered.is_some(), "no answer through the activated socket: {text}");
+    assert!(text.contains("socket from systemd") && text.contains(&format!("addr=127.0.0.1:{port}")), "{text}");
+    assert!(ask(udp, "www.example.test", rtype::A, true).is_none(), "onedot is gone, TCP with it");
     let _ = lab.kill();
     let _ = lab.wait();
     let _ = std::fs::remove_dir_all(&dir);
