@@ -195,6 +195,10 @@ impl CachedAnswer {
     /// the last; the TTL offsets are found again by walking it. `None`
     /// when it is not.
     pub fn from_wire(wire: &[u8], stored_at: u64, ttl: u32, ede: Option<(u16, Box<str>)>) -> Option<CachedAnswer> {
+        // An EDE text as long as ours ever are: the OPT it goes into must fit.
+        if ede.as_ref().is_some_and(|(_, t)| t.len() > MAX_EDE_TEXT) {
+            return None;
+        }
         let offsets = ttl_offsets(wire)?;
         let answer = CachedAnswer::new(wire.into(), offsets.into(), stored_at, ttl, ede);
         answer.question()?;
@@ -297,6 +301,9 @@ impl Weighter<Key, Arc<CachedAnswer>> for ByteWeighter {
             + SLOT_COST) as u64
     }
 }
+
+/// The longest EDE text an answer from a snapshot may carry.
+const MAX_EDE_TEXT: usize = 1024;
 
 /// The position just past the (possibly compressed) name at `at`.
 fn skip_name(wire: &[u8], mut at: usize) -> Option<usize> {

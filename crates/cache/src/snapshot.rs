@@ -60,18 +60,30 @@ pub struct Counts {
     pub skipped: usize,
 }
 
+/// Which entries may outlive the process.
+pub struct Keep<A, R> {
+    /// An answer under a profile id (one that depends on a block list
+    /// should not).
+    pub answer: A,
+    /// An RRset or negative entry.
+    pub rrset: R,
+}
+
 /// Writes both caches. `profiles` names the filtering profiles by id;
-/// `keep` says which answers may outlive the process (an answer that
-/// depends on a block list should not). Entries too old to serve at `now`
-/// are left out.
-pub fn write(
+/// `keep` says which entries may outlive the process. Entries too old to
+/// serve at `now` are left out.
+pub fn write<A, R>(
     answers: &AnswerCache,
     rrsets: &RrsetCache,
     fingerprint: &[u8; 32],
     now: u64,
     profiles: &[String],
-    keep: impl Fn(u8, &CachedAnswer) -> bool,
-) -> (Vec<u8>, Counts) {
+    keep: Keep<A, R>,
+) -> (Vec<u8>, Counts)
+where
+    A: Fn(u8, &CachedAnswer) -> bool,
+    R: Fn(&RrsetEntry) -> bool,
+{
     let mut out = Vec::with_capacity(((answers.weight() + rrsets.weight()) / 2) as usize + 4096);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
@@ -80,7 +92,9 @@ pub fn write(
     let profiles = &profiles[..profiles.len().min(64)];
     out.extend_from_slice(&(profiles.len() as u16).to_be_bytes());
     for name in profiles {
-        let name = &name.as_bytes()[..name.len().min(255)];
+        // At most 255 bytes, cut at a character boundary.
+        let end = (0..=name.len().min(255)).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
+        let name = &name.as_bytes()[..end];
         out.push(name.len() as u8);
         out.extend_from_slice(name);
     }
@@ -90,7 +104,7 @@ pub fn write(
     answers.for_each(|variant, a| {
         let profile = variant >> 2;
         let usable = a.freshness(now, answers.policy()) != Freshness::Expired;
-        if !usable || usize::from(profile) >= profiles.len() || !keep(profile, a) {
+        if !usable || usize::from(profile) >= profiles.len() || !(keep.answer)(profile, a) {
             counts.skipped += 1;
             return;
         }
@@ -114,7 +128,7 @@ pub fn write(
         counts.answers += 1;
     });
     rrsets.for_each(|e| {
-        if e.freshness(now, rrsets.policy()) == Freshness::Expired {
+        if e.freshness(now, rrsets.policy()) == Freshness::Expired || !(keep.rrset)(e) {
             counts.skipped += 1;
             return;
         }
@@ -182,6 +196,16 @@ pub fn header(bytes: &[u8]) -> Result<([u8; 32], u64), SnapshotError> {
     Ok((fingerprint, c.u64()?))
 }
 
+/// Slack for a clock stepped back a little between write and read.
+const CLOCK_SLACK: u64 = 300;
+
+/// Whether an entry could have been stored under `policy` by now: not in
+/// the future (a clock that was ahead would keep it fresh for ever), and
+/// with no TTL above what the policy stores.
+fn plausible(stored_at: u64, ttl: u32, now: u64, policy: &crate::TtlPolicy) -> bool {
+    stored_at <= now + CLOCK_SLACK && ttl <= policy.max_ttl.max(policy.max_negative_ttl)
+}
+
 /// Loads a snapshot into the caches. `profile` maps a profile's name to
 /// its id now and the generation to tag its answers with, or `None` when
 /// its answers must not be served (the profile is gone or now filters).
@@ -228,7 +252,11 @@ pub fn read(
         };
         let answer = CachedAnswer::from_wire(wire, stored_at, ttl, ede).map(|a| a.with_policy(*tag, None));
         match answer {
-            Some(a) if bits < 4 && a.freshness(now, answers.policy()) != Freshness::Expired => {
+            Some(a)
+                if bits < 4
+                    && plausible(stored_at, ttl, now, answers.policy())
+                    && a.freshness(now, answers.policy()) != Freshness::Expired =>
+            {
                 answers.insert_answer(bits | id << 2, Arc::new(a));
                 counts.answers += 1;
             }
@@ -238,7 +266,10 @@ pub fn read(
     for _ in 0..n_rrsets {
         let n = c.u32()? as usize;
         match RrsetEntry::from_bytes(c.take(n)?) {
-            Some(e) if e.freshness(now, rrsets.policy()) != Freshness::Expired => {
+            Some(e)
+                if plausible(e.stored_at(), e.ttl(), now, rrsets.policy())
+                    && e.freshness(now, rrsets.policy()) != Freshness::Expired =>
+            {
                 rrsets.insert_entry(e, now);
                 counts.rrsets += 1;
             }
@@ -354,6 +385,10 @@ mod tests {
         vec!["unfiltered".into(), "family".into()]
     }
 
+    fn all() -> Keep<impl Fn(u8, &CachedAnswer) -> bool, impl Fn(&RrsetEntry) -> bool> {
+        Keep { answer: |_, _: &CachedAnswer| true, rrset: |_: &RrsetEntry| true }
+    }
+
     fn unfiltered_only(name: &str) -> Option<(u8, u32)> {
         (name == "unfiltered").then_some((0, 5))
     }
@@ -361,7 +396,14 @@ mod tests {
     #[test]
     fn a_snapshot_carries_both_caches_aged_across_a_restart() {
         let (answers, rrsets) = filled();
-        let (bytes, written) = write(&answers, &rrsets, &FP, NOW, &profiles(), |_, a| !a.counts_hits());
+        let (bytes, written) = write(
+            &answers,
+            &rrsets,
+            &FP,
+            NOW,
+            &profiles(),
+            Keep { answer: |_, a: &CachedAnswer| !a.counts_hits(), rrset: |_: &RrsetEntry| true },
+        );
         assert_eq!(written, Counts { answers: 3, rrsets: 2, skipped: 2 }, "the expired ones are left out");
         assert_eq!(header(&bytes), Ok((FP, NOW)));
 
@@ -388,7 +430,7 @@ mod tests {
     #[test]
     fn foreign_damaged_and_other_version_snapshots_are_refused_whole() {
         let (answers, rrsets) = filled();
-        let (bytes, _) = write(&answers, &rrsets, &FP, NOW, &profiles(), |_, _| true);
+        let (bytes, _) = write(&answers, &rrsets, &FP, NOW, &profiles(), all());
         let (a2, r2) = caches();
         assert_eq!(read(&bytes, &[8; 32], NOW, &a2, &r2, unfiltered_only), Err(SnapshotError::Foreign));
         let mut flipped = bytes.clone();
@@ -413,7 +455,7 @@ mod tests {
     #[test]
     fn crafted_snapshots_with_a_good_checksum_never_panic_nor_load_garbage() {
         let (answers, rrsets) = filled();
-        let (bytes, _) = write(&answers, &rrsets, &FP, NOW, &profiles(), |_, _| true);
+        let (bytes, _) = write(&answers, &rrsets, &FP, NOW, &profiles(), all());
         let body = &bytes[..bytes.len() - DIGEST_LEN];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {

@@ -81,8 +81,12 @@ pub(crate) fn bind_sockets(addr: SocketAddr, workers: usize) -> Result<(Vec<UdpS
     while sockets.len() < workers.max(1) {
         match bind(bound) {
             Ok(s) => sockets.push(s),
-            // An inherited socket without SO_REUSEPORT: serve what there is.
-            Err(_) if adopted => break,
+            // An inherited socket without SO_REUSEPORT, or another user's
+            // (systemd's): serve what there is.
+            Err(e) if adopted => {
+                tracing::warn!(addr = %bound, error = %e, sockets = sockets.len(), "no per-worker sockets beside the inherited ones");
+                break;
+            }
             Err(source) => return Err(DoorError::Bind { addr: bound, source }),
         }
     }

@@ -1180,6 +1180,9 @@ impl Config {
             if s.path.is_relative() {
                 s.path = dir.join(&s.path);
             }
+            if let Some(f) = s.ca_file.as_mut().filter(|f| f.is_relative()) {
+                *f = dir.join(&*f);
+            }
         }
         if let Some(f) = config.policy.state_file.as_mut().filter(|f| f.is_relative()) {
             *f = dir.join(&*f);
@@ -1192,6 +1195,7 @@ impl Config {
             &mut config.control.socket,
             &mut config.control.key_file,
             &mut config.dnstap.socket,
+            &mut config.cache.snapshot_file,
         ] {
             if let Some(f) = f.as_mut().filter(|f| f.is_relative()) {
                 *f = dir.join(&*f);

@@ -64,23 +64,54 @@ pub struct Control {
     pub config: std::sync::Mutex<crate::config::Config>,
 }
 
-/// Binds the socket at `path` (a stale socket file is replaced; any other
-/// file there is an error) and serves it.
-pub async fn serve(path: &Path, ctl: Arc<Control>, tasks: &mut JoinSet<()>) -> anyhow::Result<PathBuf> {
+/// A control socket bound beside its path, not yet in place.
+pub struct Pending {
+    bound: PathBuf,
+    /// Where it goes.
+    pub path: PathBuf,
+}
+
+impl Pending {
+    /// Moves the socket to its path (replacing a predecessor's there, in
+    /// one step); returns its inode, so that shutdown removes only its own.
+    pub fn publish(self) -> anyhow::Result<(PathBuf, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::rename(&self.bound, &self.path).with_context(|| format!("control.socket {}", self.path.display()))?;
+        let ino = std::fs::symlink_metadata(&self.path).map_or(0, |m| m.ino());
+        Ok((self.path, ino))
+    }
+}
+
+/// Binds the control socket beside `path` and serves it; [`Pending::publish`]
+/// moves it into place once every door is up, so a successor that fails
+/// to start never takes the running process's socket away. A socket at
+/// `path` that answers is another onedot's: an error, unless this process
+/// takes over from it. A stale socket file is replaced; any other file
+/// there is an error.
+pub async fn serve(path: &Path, ctl: Arc<Control>, tasks: &mut JoinSet<()>, takeover: bool) -> anyhow::Result<Pending> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             anyhow::bail!("control.socket {}: a file that is not a socket is there", path.display());
         }
-        std::fs::remove_file(path).with_context(|| format!("control.socket {}", path.display()))?;
+        if !takeover && std::os::unix::net::UnixStream::connect(path).is_ok() {
+            anyhow::bail!(
+                "control.socket {}: another onedot is serving there (stop it, or start this one with --takeover)",
+                path.display()
+            );
+        }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("control.socket {}", path.display()))?;
     }
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}.new", std::process::id()));
+    let bound = path.with_file_name(name);
+    let _ = std::fs::remove_file(&bound);
     let listener =
-        tokio::net::UnixListener::bind(path).with_context(|| format!("control.socket {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("control.socket {}", path.display()))?;
+        tokio::net::UnixListener::bind(&bound).with_context(|| format!("control.socket {}", bound.display()))?;
+    std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("control.socket {}", bound.display()))?;
     tasks.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
@@ -98,7 +129,7 @@ pub async fn serve(path: &Path, ctl: Arc<Control>, tasks: &mut JoinSet<()>) -> a
             });
         }
     });
-    Ok(path.to_path_buf())
+    Ok(Pending { bound, path: path.to_path_buf() })
 }
 
 /// Serves the control protocol on TCP at `addr` (loopback): every request
@@ -109,8 +140,8 @@ pub async fn serve_tcp(
     ctl: Arc<Control>,
     tasks: &mut JoinSet<()>,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("control.tcp {addr}"))?;
-    let bound = listener.local_addr()?;
+    // Through the doors' listener, so that a successor takes it over too.
+    let (listener, bound) = doors::listen(addr).with_context(|| format!("control.tcp {addr}"))?;
     tasks.spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else { continue };
@@ -227,7 +258,15 @@ async fn reload(ctl: &Control) -> Result<Value, String> {
 /// A successor asked for the sockets: the caches go to the snapshot file
 /// (or a file beside the control socket), then the sockets go over this
 /// connection; when the successor says it is ready, this process stops.
-async fn take_over(ctl: &Arc<Control>, stream: tokio::net::UnixStream) {
+async fn take_over(ctl: &Arc<Control>, mut stream: tokio::net::UnixStream) {
+    // Under systemd the successor would run outside the unit (its user,
+    // sandbox and watchdog): systemctl restart is the way there.
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let no = json!({ "ok": false, "error": "this onedot runs under systemd: use systemctl restart onedot (with \
+            onedot.socket the sockets stay open and queries wait in their queues for the new process)" });
+        reply(&mut stream, &no).await;
+        return;
+    }
     let Ok(stream) = stream.into_std() else { return };
     let ctl2 = ctl.clone();
     let given = tokio::task::spawn_blocking(move || {
@@ -242,7 +281,15 @@ async fn take_over(ctl: &Arc<Control>, stream: tokio::net::UnixStream) {
                 None
             }
         };
-        crate::handover::give(stream, snapshot.as_deref())
+        let given = crate::handover::give(stream, snapshot.as_deref());
+        // A successor that did not take over leaves no copy of the cache
+        // behind (the configured snapshot file is the operator's).
+        if !matches!(given, Ok(true))
+            && let Some(s) = snapshot.filter(|s| Some(s) != ctl2.snapshots.path.as_ref())
+        {
+            let _ = std::fs::remove_file(s);
+        }
+        given
     })
     .await;
     match given {

@@ -18,6 +18,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use serde::{Deserialize, Serialize};
 
+/// Longest wait for one address to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The system's CA bundle (Debian's), for feeds without `ca_file`.
 pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -151,12 +154,14 @@ async fn fetch_inner(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched
     let mut tcp = None;
     let mut last = String::from("no address");
     for ip in ips {
-        match tokio::net::TcpStream::connect(SocketAddr::new(ip, port)).await {
-            Ok(s) => {
+        // One silent address does not use up the whole budget.
+        match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(SocketAddr::new(ip, port))).await {
+            Ok(Ok(s)) => {
                 tcp = Some(s);
                 break;
             }
-            Err(e) => last = format!("{ip}:{port}: {e}"),
+            Ok(Err(e)) => last = format!("{ip}:{port}: {e}"),
+            Err(_) => last = format!("{ip}:{port}: no connection within {} s", CONNECT_TIMEOUT.as_secs()),
         }
     }
     let Some(tcp) = tcp else {
@@ -275,33 +280,44 @@ where
     sender.send_request(req).await.map_err(transport)
 }
 
-/// Fetches every feed now (at start: a feed without a copy is fetched
-/// before the lists load), then on `interval`; a feed that changed makes
-/// the policy re-read its sources. Failures go to the log and to the
-/// transparency log.
-pub async fn fetch_all(feeds: &[Feed], resolve: &Resolve, policy: &policy::Policy, now: u64) -> bool {
-    let mut changed = false;
+/// Fetches `feeds` at once, each within its own timeout (so the slowest
+/// bounds the whole); returns whether any copy changed. Failures go to the
+/// log and to the transparency log.
+pub async fn fetch_all(feeds: &[Feed], resolve: &Resolve, policy: &Arc<policy::Policy>, now: u64) -> bool {
+    let mut set = tokio::task::JoinSet::new();
     for feed in feeds {
-        match fetch(feed, resolve, now).await {
-            Ok(Fetched::Updated { bytes }) => {
-                tracing::info!(source = %feed.name, url = %feed.url, bytes, "list feed updated");
-                changed = true;
+        let (feed, resolve, policy) = (feed.clone(), resolve.clone(), policy.clone());
+        set.spawn(async move {
+            match fetch(&feed, &resolve, now).await {
+                Ok(Fetched::Updated { bytes }) => {
+                    tracing::info!(source = %feed.name, url = %feed.url, bytes, "list feed updated");
+                    true
+                }
+                Ok(Fetched::NotModified | Fetched::Unchanged) => {
+                    tracing::debug!(source = %feed.name, "list feed unchanged");
+                    false
+                }
+                Err(e) => {
+                    let kept = if feed.path.exists() { "the last good copy serves" } else { "no copy yet" };
+                    tracing::error!(source = %feed.name, url = %feed.url, error = %e, "list feed not fetched; {kept}");
+                    policy.note_failure(&feed.name, now, format!("feed {}: {e}; {kept}", feed.url));
+                    false
+                }
             }
-            Ok(Fetched::NotModified | Fetched::Unchanged) => {
-                tracing::debug!(source = %feed.name, "list feed unchanged");
-            }
-            Err(e) => {
-                let kept = if feed.path.exists() { "the last good copy serves" } else { "no copy yet" };
-                tracing::error!(source = %feed.name, url = %feed.url, error = %e, "list feed not fetched; {kept}");
-                policy.note_failure(&feed.name, now, format!("feed {}: {e}; {kept}", feed.url));
-            }
-        }
+        });
+    }
+    let mut changed = false;
+    while let Some(r) = set.join_next().await {
+        changed |= r.unwrap_or(false);
     }
     changed
 }
 
-/// Fetches the feeds on `interval` for ever, reloading the policy when one
-/// changed.
+/// How soon a feed without a copy is tried again.
+const RETRY_WITHOUT_COPY: Duration = Duration::from_secs(60);
+
+/// Fetches the feeds on `interval` for ever (every minute while one has
+/// no copy yet), reloading the policy when one changed.
 pub fn spawn(
     feeds: Vec<Feed>,
     resolve: Resolve,
@@ -314,7 +330,8 @@ pub fn spawn(
     }
     tasks.spawn(async move {
         loop {
-            tokio::time::sleep(interval).await;
+            let missing = feeds.iter().any(|f| !f.path.exists());
+            tokio::time::sleep(if missing { interval.min(RETRY_WITHOUT_COPY) } else { interval }).await;
             let now = crate::run::unix_now();
             if fetch_all(&feeds, &resolve, &policy, now).await {
                 let p = policy.clone();

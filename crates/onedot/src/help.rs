@@ -76,6 +76,8 @@ pub struct Help {
     default_profile: String,
     service: Arc<recursor::Service>,
     policy: Arc<policy::Policy>,
+    /// Forward and stub zones: their servers are the operator's to know.
+    private: Vec<proto::Name>,
     traces: Limiter,
     purges: Limiter,
     running: tokio::sync::Semaphore,
@@ -97,6 +99,12 @@ impl Help {
             default_profile: config.policy.default_profile.clone(),
             service,
             policy,
+            private: config
+                .forward_zones
+                .iter()
+                .chain(&config.stub_zones)
+                .filter_map(|z| proto::Name::from_ascii(&z.name).ok())
+                .collect(),
             traces: Limiter::new(Duration::from_secs(60), 6, 120),
             purges: Limiter::new(Duration::from_secs(60), 2, 30),
             running: tokio::sync::Semaphore::new(4),
@@ -149,7 +157,7 @@ impl Help {
             }
             (&Method::POST, "/help/purge") => {
                 let ps = params(body.map(|b| std::str::from_utf8(b).unwrap_or("")));
-                let (status, outcome) = self.purge(get(&ps, "name"), at.client);
+                let (status, outcome) = self.purge(get(&ps, "name"), at.client).await;
                 let mut r = self.page(at, Some(Section::Purge(outcome)));
                 *r.status_mut() = status;
                 r
@@ -176,6 +184,15 @@ impl Help {
         let Some(t) = proto::rtype::from_text(&type_text) else {
             return fail(StatusCode::BAD_REQUEST, "unknown record type");
         };
+        if proto::rtype::is_meta(t) {
+            return fail(StatusCode::BAD_REQUEST, "that type is not one a resolver asks for");
+        }
+        if self.private.iter().any(|z| qname.is_subdomain_of(z)) {
+            return fail(StatusCode::FORBIDDEN, "this name is resolved through the operator's own servers: no trace");
+        }
+        if let Some(order) = self.legal_order(&qname) {
+            return fail(StatusCode::FORBIDDEN, &order);
+        }
         if !self.traces.take(client) {
             return fail(StatusCode::TOO_MANY_REQUESTS, "too many traces from your network; wait a minute");
         }
@@ -210,26 +227,44 @@ impl Help {
         )
     }
 
-    fn purge(&self, name: Option<String>, client: IpAddr) -> (StatusCode, String) {
+    /// Why `qname` may not be traced or purged here: it is under a legal
+    /// order (which applies to every profile).
+    fn legal_order(&self, qname: &proto::Name) -> Option<String> {
+        let mut buf = [0u8; proto::name::MAX_NAME_LEN];
+        let lower = proto::name::lower_into(qname.as_wire(), &mut buf);
+        match self.policy.profile(0).check_name(lower) {
+            policy::Verdict::Block(b) if b.ede.code == proto::ede::code::CENSORED => {
+                Some(format!("{qname} is under a legal order: it cannot be traced or purged here"))
+            }
+            _ => None,
+        }
+    }
+
+    async fn purge(&self, name: Option<String>, client: IpAddr) -> (StatusCode, String) {
         if !self.purge {
             return (StatusCode::FORBIDDEN, "public purge is off on this node".into());
         }
         let Some(qname) = name.as_deref().and_then(|n| proto::Name::from_ascii(n).ok()) else {
             return (StatusCode::BAD_REQUEST, "give a domain name to purge".into());
         };
-        let mut buf = [0u8; proto::name::MAX_NAME_LEN];
-        let lower = proto::name::lower_into(qname.as_wire(), &mut buf);
-        if let policy::Verdict::Block(b) = self.policy.profile(0).check_name(lower)
-            && b.ede.code == proto::ede::code::CENSORED
-        {
-            return (StatusCode::FORBIDDEN, format!("{qname} is under a legal order: it cannot be purged here"));
+        if let Some(order) = self.legal_order(&qname) {
+            return (StatusCode::FORBIDDEN, order);
         }
         if !self.purges.take(client) {
             return (StatusCode::TOO_MANY_REQUESTS, "too many purges from your network; wait a minute".into());
         }
-        let same = |w: &[u8]| proto::Name::from_wire(w).is_ok_and(|n| n == qname);
-        let a = self.service.answers().retain(|e| !e.question().is_some_and(|(n, _)| same(n)));
-        let r = self.service.recursor().cache().retain(|e| !same(e.owner()));
+        // Both caches are walked: on a blocking thread, not a door's worker.
+        let (service, name) = (self.service.clone(), qname.clone());
+        let dropped = tokio::task::spawn_blocking(move || {
+            let same = |w: &[u8]| proto::Name::from_wire(w).is_ok_and(|n| n == name);
+            let a = service.answers().retain(|e| !e.question().is_some_and(|(n, _)| same(n)));
+            let r = service.recursor().cache().retain(|e| !same(e.owner()));
+            (a, r)
+        })
+        .await;
+        let Ok((a, r)) = dropped else {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "the purge failed".into());
+        };
         tracing::info!(answers = a, rrsets = r, "a name was purged from /help");
         (StatusCode::OK, format!("{qname}: {a} answers and {r} record sets dropped; the next query resolves it afresh"))
     }

@@ -680,7 +680,7 @@ fn serve(path: &std::path::Path, takeover: bool) -> anyhow::Result<()> {
     };
     runtime(run::workers(&config))?.block_on(async {
         let snapshot = predecessor.as_ref().and_then(|p| p.snapshot.clone());
-        let running = run::start_with(&config, snapshot.as_deref()).await?;
+        let running = run::start_with(&config, snapshot.as_deref(), predecessor.is_some()).await?;
         if let Some(p) = predecessor {
             let pid = p.pid;
             p.ready()?;

@@ -79,8 +79,22 @@ impl Snapshots {
     /// an older list are left out. Blocking: call off the async workers.
     pub fn dump(&self, path: &Path) -> anyhow::Result<cache::snapshot::Counts> {
         let policy = &self.policy;
-        let keep = |profile: u8, a: &cache::CachedAnswer| {
-            !a.counts_hits() && a.tag() == policy.generation(profile) && policy.profile(profile).is_empty()
+        // Data learnt under a negative trust anchor added while running is
+        // not validated, and the anchor does not outlive the process.
+        let exceptions: Vec<proto::Name> =
+            self.service.recursor().config().validation.as_ref().map(|v| v.runtime_anchors.list()).unwrap_or_default();
+        let excepted = |w: &[u8]| {
+            !exceptions.is_empty()
+                && proto::Name::from_wire(w).is_ok_and(|n| exceptions.iter().any(|e| n.is_subdomain_of(e)))
+        };
+        let keep = cache::snapshot::Keep {
+            answer: |profile: u8, a: &cache::CachedAnswer| {
+                !a.counts_hits()
+                    && a.tag() == policy.generation(profile)
+                    && policy.profile(profile).is_empty()
+                    && !a.question().is_some_and(|(n, _)| excepted(n))
+            },
+            rrset: |e: &cache::RrsetEntry| !excepted(e.owner()),
         };
         let (bytes, counts) = cache::snapshot::write(
             self.service.answers(),

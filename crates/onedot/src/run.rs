@@ -274,8 +274,10 @@ impl Running {
         if why == Stop::Signal {
             let snapshots = self.snapshots.clone();
             let _ = tokio::task::spawn_blocking(move || snapshots.dump_at_exit()).await;
+            // After a takeover the successor keeps the transparency log's
+            // state; this process does not write over it.
+            save_policy_state(&self.policy, self.policy_state.as_ref());
         }
-        save_policy_state(&self.policy, self.policy_state.as_ref());
         self.observer.close();
         if let Some((path, ino)) = &self.control {
             use std::os::unix::fs::MetadataExt;
@@ -550,12 +552,17 @@ pub fn workers(config: &Config) -> usize {
 
 /// Starts the service and its doors. Must run inside a tokio runtime.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    start_with(config, None).await
+    start_with(config, None, false).await
 }
 
-/// [`start`], reading the cache snapshot at `snapshot` (a predecessor's)
-/// instead of the configured one.
-pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> anyhow::Result<Running> {
+/// [`start`] taking over from a running onedot (`takeover`): its cache
+/// snapshot is read from `snapshot` instead of the configured file, and
+/// its control socket is replaced once every door is up.
+pub async fn start_with(
+    config: &Config,
+    snapshot: Option<&std::path::Path>,
+    takeover: bool,
+) -> anyhow::Result<Running> {
     let rc = config.recursor()?;
     let policy = Arc::new(config.policy()?);
     let mut tasks = JoinSet::new();
@@ -852,14 +859,8 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
         path: config.control.socket.clone().unwrap_or_default(),
         config: std::sync::Mutex::new(config.clone()),
     });
-    let control = match &config.control.socket {
-        Some(path) => {
-            let path = crate::control::serve(path, ctl.clone(), &mut tasks).await?;
-            tracing::info!(control = %path.display(), "listening");
-            use std::os::unix::fs::MetadataExt;
-            let ino = std::fs::symlink_metadata(&path).map_or(0, |m| m.ino());
-            Some((path, ino))
-        }
+    let pending_control = match &config.control.socket {
+        Some(path) => Some(crate::control::serve(path, ctl.clone(), &mut tasks, takeover).await?),
         None => None,
     };
     if let Some(addr) = config.control.tcp {
@@ -890,7 +891,6 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
                 },
             });
             let bound = crate::web::serve(addr, state, &mut tasks).await?;
-            tracing::info!(web = %bound, "listening");
             Some(bound)
         }
         None => None,
@@ -903,6 +903,20 @@ pub async fn start_with(config: &Config, snapshot: Option<&std::path::Path>) -> 
         service.add_local_records(crate::ddr::records(&target, &dot, &doh, &doq, path, config.server.doh3));
     }
     let policy_state = state_file;
+    // The control socket moves into place once every door is up (a
+    // predecessor's is replaced only now); then the web listener is
+    // announced, the line that says this node is ready.
+    let control = match pending_control {
+        Some(p) => {
+            let (path, ino) = p.publish()?;
+            tracing::info!(control = %path.display(), "listening");
+            Some((path, ino))
+        }
+        None => None,
+    };
+    if let Some(bound) = web {
+        tracing::info!(web = %bound, "listening");
+    }
     for (kind, addr) in doors::inherit::close_unclaimed() {
         tracing::warn!(kind = kind.as_str(), %addr, "an inherited socket the configuration no longer listens on is closed");
     }

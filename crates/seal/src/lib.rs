@@ -176,15 +176,14 @@ pub fn write_file(path: &Path, bytes: &[u8], vault: Option<&Vault>) -> Result<()
 
 /// [`write_file`] with the file's permissions.
 pub fn write_file_mode(path: &Path, bytes: &[u8], vault: Option<&Vault>, mode: u32) -> Result<(), SealError> {
-    let body = match vault {
+    match vault {
         Some(v) => {
             let mut out = FILE_MAGIC.to_vec();
             out.extend_from_slice(&v.seal(&file_aad(path), bytes)?);
-            out
+            write_atomic(path, &out, mode)?;
         }
-        None => bytes.to_vec(),
-    };
-    write_atomic(path, &body, mode)?;
+        None => write_atomic(path, bytes, mode)?,
+    }
     Ok(())
 }
 
@@ -194,11 +193,23 @@ pub fn write_file_mode(path: &Path, bytes: &[u8], vault: Option<&Vault>, mode: u
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A name of its own for each write (two writers never share one), and
+    // the mode set on the file itself (a leftover never lends its own).
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(format!(".{}.{}.tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+    let tmp = path.with_file_name(name);
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     std::fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())

@@ -150,7 +150,7 @@ pub const INVENTORY: &[Item] = &[
     },
     Item {
         id: "dnstap-stream",
-        what: "Client queries and responses (and, if chosen, the resolver's queries to authorities) as dnstap messages: the DNS messages verbatim, the client network truncated to /24 or /56 (or dropped, as telemetry.query_log_client says), never a full client address or port",
+        what: "Client queries and responses (and, if chosen, the resolver's queries to authorities) as dnstap messages: the client network truncated to /24 or /56 (or dropped, as telemetry.query_log_client says), never the client's full address or port; the DNS messages verbatim, so with them whatever EDNS options the client itself sent and, when telemetry.ecs is on, the /24 or /56 onedot sends to allowed authorities",
         location: "sent to the operator's dnstap collector (dnstap.socket or dnstap.tcp); nothing kept here",
         lifetime: "queued in memory until sent (at most 16,384 messages; more are dropped and counted); the collector's retention is the operator's",
         identifies: Identifies::NetworkOnly,

@@ -141,6 +141,18 @@ fn every_ctl_command_works_against_a_running_onedot() {
         assert_eq!(out.trim().lines().count(), 1, "one line: {out}");
     }
 
+    // A second onedot on the same control socket stops instead of taking
+    // it (without --takeover).
+    let second = Command::new(onedot())
+        .args(["serve", "--config"])
+        .arg(f.dir.join("onedot.toml"))
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("serve runs");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success() && err.contains("another onedot is serving there"), "{err}");
+    assert!(ctl(&f, &["status"]).0, "the first one still has its socket");
+
     // A graceful stop removes the socket; then ctl says it cannot reach it.
     f.stop();
     assert!(!socket.exists(), "the socket outlived the server");
@@ -209,6 +221,61 @@ fn the_tcp_control_port_takes_only_requests_with_its_key() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(says), "{err}");
     }
+    drop(serve);
+    let _ = lab.kill();
+    let _ = lab.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `nta add|list|remove` through ctl on a validating onedot: a bogus zone
+/// answers (without AD) while it has a negative trust anchor, and fails
+/// again once it is removed.
+#[test]
+fn negative_trust_anchors_through_ctl_on_a_validating_onedot() {
+    let dir = crate::filtering::unique_dir("ctl-nta");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let anchor = dir.join("lab-root.key");
+    let (mut lab, port) = crate::start_lab(Some(&anchor));
+    let config = dir.join("onedot.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[web]\nlisten = \"127.0.0.1:0\"\n[server]\nlisten = [\"127.0.0.1:0\"]\n[resolver]\n\
+             root_hints = [\"127.53.0.1\"]\nupstream_port = {port}\ndo_not_query_localhost = false\n\
+             answer_special_use_locally = false\n[dnssec]\nbuiltin_root_anchor = false\ntrust_anchor_files = [{:?}]\n\
+             [control]\nsocket = \"ctl.sock\"\n",
+            anchor.display().to_string()
+        ),
+    )
+    .expect("config");
+    let serve = crate::restart::Serve::start(&config, &[]);
+    let log = serve.log();
+    let udp: std::net::SocketAddr = log
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("udp="))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no door: {log}"));
+    let nta = |args: &[&str]| -> Value {
+        let out = Command::new(onedot())
+            .args(["ctl", "--json", "--socket"])
+            .arg(dir.join("ctl.sock"))
+            .arg("nta")
+            .args(args)
+            .output()
+            .expect("ctl runs");
+        assert!(out.status.success(), "nta {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    let rcode = || ask(udp, "www.bogus.test", rtype::A, false).expect("answer").rcode();
+    assert_eq!(rcode(), proto::Rcode::ServFail as u16, "bogus without an exception");
+    assert_eq!(nta(&["add", "bogus.test"])["added"], true);
+    let m = ask(udp, "www.bogus.test", rtype::A, false).expect("answer");
+    assert_eq!(m.rcode(), proto::Rcode::NoError as u16, "answered under the negative trust anchor");
+    assert!(!m.has_flag(proto::flags::AD), "never AD below a negative trust anchor");
+    assert_eq!(nta(&["list"])["added"], serde_json::json!(["bogus.test."]));
+    assert_eq!(nta(&["remove", "bogus.test"])["removed"], true);
+    assert_eq!(rcode(), proto::Rcode::ServFail as u16, "bogus again once the exception is gone");
+    assert_eq!(nta(&["list"])["added"], serde_json::json!([]));
     drop(serve);
     let _ = lab.kill();
     let _ = lab.wait();

@@ -85,7 +85,9 @@ fn fstrm_capture_and_dnstap_ldns_read_the_stream_back() {
     assert_eq!(count("type: CLIENT_QUERY"), 3, "{yaml}");
     assert_eq!(count("type: CLIENT_RESPONSE"), 3, "{yaml}");
     assert!(count("type: RESOLVER_QUERY") >= 2, "the first query was resolved: {yaml}");
-    assert_eq!(count("type: RESOLVER_QUERY"), count("type: RESOLVER_RESPONSE"), "{yaml}");
+    // A query retried after a lost reply has no response of its own.
+    assert!(count("type: RESOLVER_RESPONSE") >= 2, "{yaml}");
+    assert!(count("type: RESOLVER_QUERY") >= count("type: RESOLVER_RESPONSE"), "{yaml}");
     assert!(count("identity: \"lab-node\"") >= 8, "{yaml}");
     assert!(yaml.contains("socket_protocol: TCP") && yaml.contains("socket_protocol: UDP"), "{yaml}");
     assert!(yaml.contains("www.example.test.") && yaml.contains("nothere.example.test."), "{yaml}");

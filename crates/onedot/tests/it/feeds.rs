@@ -122,7 +122,11 @@ fn a_feed_is_fetched_conditionally_and_its_last_good_copy_survives_every_failure
     std::fs::write(root.join("list-v2.txt"), "adult.test\n").expect("v2");
     std::fs::write(root.join("mode"), "v1").expect("mode");
     let (_server, port) = start_server(&root);
-    let set = |mode: &str| std::fs::write(root.join("mode"), mode).expect("mode");
+    // Written beside and renamed, so the server never reads half a mode.
+    let set = |mode: &str| {
+        std::fs::write(root.join("mode.new"), mode).expect("mode");
+        std::fs::rename(root.join("mode.new"), root.join("mode")).expect("mode");
+    };
     let policy = format!(
         r#"
 [policy]

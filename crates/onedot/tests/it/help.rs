@@ -112,6 +112,10 @@ fn help_shows_the_connection_and_traces_a_name_in_headless_chromium() {
     assert!(steps.len() >= 2 && steps.iter().all(|s| s["ms"].is_u64() && s["server"].is_string()), "{v}");
     let bad = get(web, "/help/trace?name=a..b");
     assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let meta = get(web, "/help/trace?name=example.test&type=AXFR");
+    assert!(meta.starts_with("HTTP/1.1 400"), "{meta}");
+    let ordered = get(web, "/help/trace?name=www.censored.test&format=json");
+    assert!(ordered.starts_with("HTTP/1.1 403") && ordered.contains("legal order"), "{ordered}");
 
     // Purge: the cached name goes; a name under a legal order never does;
     // the third purge from one network within a minute is refused.

@@ -396,9 +396,11 @@ fn a_keyless_edge_seals_its_disk_and_a_kill_leaves_nothing_readable() {
     let (mut ks, _) = start_key_server(&ks_setup.config);
     let data = ks_setup.dir.join("data");
     let telemetry = format!(
-        "[telemetry]\ndata_dir = \"{}\"\nquery_log = true\nsample_rate = 1.0\n[policy]\nstate_file = \"{}\"\n",
+        "[telemetry]\ndata_dir = \"{}\"\nquery_log = true\nsample_rate = 1.0\n[policy]\nstate_file = \"{}\"\n\
+         [cache]\nsnapshot_file = \"{}\"\n",
         data.display(),
-        data.join("transparency.json").display()
+        data.join("transparency.json").display(),
+        data.join("cache.snapshot").display()
     );
     let mut f = Fixture::start_with("sealed-edge", &[], &ks_setup.edge_server(), &telemetry);
     let do53 = f.door("unfiltered");
@@ -467,6 +469,21 @@ fn a_keyless_edge_seals_its_disk_and_a_kill_leaves_nothing_readable() {
         assert!(Instant::now() < deadline, "{}", f.log.lock().expect("log"));
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The cache snapshot written at SIGTERM is sealed, and the next start
+    // opens it with the data keys.
+    let mut f = f;
+    f.stop();
+    let snapshot = std::fs::read(data.join("cache.snapshot")).expect("snapshot written");
+    assert!(seal::is_sealed_file(&snapshot), "the cache snapshot is sealed");
+    assert!(!snapshot.windows(7).any(|w| w == b"example"), "a name in clear in the sealed snapshot");
+    drop(f);
+    // The fixture's lab is a new one on another port, so the snapshot is
+    // foreign to the new node: saying so means it was opened with the data
+    // keys and its fingerprint read (a file it could not open would be
+    // refused before that).
+    let f = Fixture::start_with("sealed-edge", &[], &ks_setup.edge_server(), &telemetry);
+    let log = f.log.lock().expect("log").clone();
+    assert!(log.contains("cache snapshot ignored") && log.contains("written under another configuration"), "{log}");
     drop(f);
     stop(&mut ks);
     let _ = std::fs::remove_dir_all(&ks_setup.dir);

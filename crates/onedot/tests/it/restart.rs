@@ -239,7 +239,7 @@ fn a_takeover_under_load_loses_no_query_and_starts_warm() {
     assert!(sent > 10_000, "{report}");
     assert_eq!(lost, 0, "no query lost through the takeover:\n{report}\nold:\n{}\nnew:\n{}", old.log(), new.log());
     assert!(before > 0.5, "the cache was warm before: {before}");
-    assert!(b1.1 - b0.1 > 1000.0, "the new process served in its first second: {b0:?} {b1:?}");
+    assert!(b1.1 - b0.1 > 300.0, "the new process served in its first second: {b0:?} {b1:?}");
     assert!(after >= 0.9 * before, "hit rate in the first second {after:.3} against {before:.3} before");
     let log = new.log();
     assert!(log.contains("taking over from the running onedot") && log.contains("cache snapshot loaded"), "{log}");
