@@ -112,11 +112,18 @@ pub async fn serve(path: &Path, ctl: Arc<Control>, tasks: &mut JoinSet<()>, take
         tokio::net::UnixListener::bind(&bound).with_context(|| format!("control.socket {}", bound.display()))?;
     std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("control.socket {}", bound.display()))?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tasks.spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors, say: not a tight loop.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
             let ctl = ctl.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let (read, mut write) = stream.into_split();
                 let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
                 let Some(req) = read_request(&mut reader).await else { return };
@@ -142,11 +149,18 @@ pub async fn serve_tcp(
 ) -> anyhow::Result<std::net::SocketAddr> {
     // Through the doors' listener, so that a successor takes it over too.
     let (listener, bound) = doors::listen(addr).with_context(|| format!("control.tcp {addr}"))?;
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tasks.spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of descriptors, say: not a tight loop.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
             let (ctl, key) = (ctl.clone(), key.clone());
             tokio::spawn(async move {
+                let _permit = permit;
                 let (read, mut write) = stream.into_split();
                 let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
                 let Some(req) = read_request(&mut reader).await else { return };
@@ -156,6 +170,9 @@ pub async fn serve_tcp(
     });
     Ok(bound)
 }
+
+/// Control connections served at once (on each listener); more wait.
+const MAX_CONNECTIONS: usize = 16;
 
 /// The most one request may send.
 const MAX_REQUEST: u64 = 64 * 1024;
