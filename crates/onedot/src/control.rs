@@ -112,28 +112,23 @@ pub async fn serve(path: &Path, ctl: Arc<Control>, tasks: &mut JoinSet<()>, take
         tokio::net::UnixListener::bind(&bound).with_context(|| format!("control.socket {}", bound.display()))?;
     std::fs::set_permissions(&bound, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("control.socket {}", bound.display()))?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tasks.spawn(async move {
-        loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            let Ok((stream, _)) = listener.accept().await else {
-                // Out of descriptors, say: not a tight loop.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let ctl = ctl.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let (read, mut write) = stream.into_split();
-                let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-                let Some(req) = read_request(&mut reader).await else { return };
-                if matches!(&req, Ok(r) if r["cmd"] == "takeover") {
-                    let Ok(stream) = reader.into_inner().into_inner().reunite(write) else { return };
-                    take_over(&ctl, stream).await;
-                    return;
-                }
-                reply(&mut write, &answer(&ctl, req, None).await).await;
-            });
+    let listener = Arc::new(listener);
+    let accept = move || {
+        let l = listener.clone();
+        Box::pin(async move { l.accept().await.map(|(s, _)| s) }) as doors::BoxFuture<'static, _>
+    };
+    spawn_accepting(accept, tasks, move |stream: tokio::net::UnixStream| {
+        let ctl = ctl.clone();
+        async move {
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+            let Some(req) = read_request(&mut reader).await else { return };
+            if matches!(&req, Ok(r) if r["cmd"] == "takeover") {
+                let Ok(stream) = reader.into_inner().into_inner().reunite(write) else { return };
+                take_over(&ctl, stream).await;
+                return;
+            }
+            reply(&mut write, &answer(&ctl, req, None).await).await;
         }
     });
     Ok(Pending { bound, path: path.to_path_buf() })
@@ -149,23 +144,18 @@ pub async fn serve_tcp(
 ) -> anyhow::Result<std::net::SocketAddr> {
     // Through the doors' listener, so that a successor takes it over too.
     let (listener, bound) = doors::listen(addr).with_context(|| format!("control.tcp {addr}"))?;
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    tasks.spawn(async move {
-        loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else { return };
-            let Ok((stream, _)) = listener.accept().await else {
-                // Out of descriptors, say: not a tight loop.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            let (ctl, key) = (ctl.clone(), key.clone());
-            tokio::spawn(async move {
-                let _permit = permit;
-                let (read, mut write) = stream.into_split();
-                let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
-                let Some(req) = read_request(&mut reader).await else { return };
-                reply(&mut write, &answer(&ctl, req, Some(&key)).await).await;
-            });
+    let listener = Arc::new(listener);
+    let accept = move || {
+        let l = listener.clone();
+        Box::pin(async move { l.accept().await.map(|(s, _)| s) }) as doors::BoxFuture<'static, _>
+    };
+    spawn_accepting(accept, tasks, move |stream: tokio::net::TcpStream| {
+        let (ctl, key) = (ctl.clone(), key.clone());
+        async move {
+            let (read, mut write) = stream.into_split();
+            let mut reader = BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_REQUEST));
+            let Some(req) = read_request(&mut reader).await else { return };
+            reply(&mut write, &answer(&ctl, req, Some(&key)).await).await;
         }
     });
     Ok(bound)
@@ -173,6 +163,33 @@ pub async fn serve_tcp(
 
 /// Control connections served at once (on each listener); more wait.
 const MAX_CONNECTIONS: usize = 16;
+
+/// Accepts with `accept` for ever and serves each connection with `serve`
+/// in a task of its own, at most [`MAX_CONNECTIONS`] at once; a failed
+/// accept (out of descriptors, say) waits a little instead of spinning.
+fn spawn_accepting<S, A, F, Fut>(accept: A, tasks: &mut JoinSet<()>, serve: F)
+where
+    S: Send + 'static,
+    A: Fn() -> doors::BoxFuture<'static, std::io::Result<S>> + Send + 'static,
+    F: Fn(S) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    tasks.spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else { return };
+            let Ok(stream) = accept().await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let connection = serve(stream);
+            tokio::spawn(async move {
+                let _permit = permit;
+                connection.await;
+            });
+        }
+    });
+}
 
 /// The most one request may send.
 const MAX_REQUEST: u64 = 64 * 1024;
@@ -329,6 +346,16 @@ fn is_negative(a: &cache::CachedAnswer) -> bool {
     a.rcode() == 3 || (a.rcode() == 0 && a.answer_count() == 0)
 }
 
+/// Drops `name` (one type, or all) from both caches; returns the answers
+/// and RRsets dropped. Walks both caches: call off the async workers
+/// when they are large.
+pub fn flush_name(service: &recursor::Service, name: &proto::Name, rtype: Option<u16>) -> (usize, usize) {
+    let hit = |n: &[u8], t: u16| proto::Name::from_wire(n).is_ok_and(|n| n == *name) && rtype.is_none_or(|r| r == t);
+    let a = service.answers().retain(|e| !e.question().is_some_and(|(n, t)| hit(n, t)));
+    let r = service.recursor().cache().retain(|e| !hit(e.owner(), e.rtype()));
+    (a, r)
+}
+
 /// Drops `zone` and every name below it from both caches; returns the
 /// answers and RRsets dropped.
 fn flush_below(service: &recursor::Service, zone: &proto::Name) -> (usize, usize) {
@@ -341,7 +368,6 @@ fn flush_below(service: &recursor::Service, zone: &proto::Name) -> (usize, usize
 async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, String> {
     let answers = ctl.service.answers();
     let rrsets = ctl.service.recursor().cache();
-    let wire_name = |w: &[u8]| proto::Name::from_wire(w).ok();
     match cmd {
         "status" => Ok(json!({
             "version": env!("CARGO_PKG_VERSION"),
@@ -369,9 +395,7 @@ async fn handle(ctl: &Control, cmd: &str, args: &[String]) -> Result<Value, Stri
                 Some(t) => Some(proto::rtype::from_text(t).ok_or_else(|| format!("{t:?} is not a record type"))?),
                 None => None,
             };
-            let hit = |n: &[u8], t: u16| wire_name(n).is_some_and(|n| n == name) && rtype.is_none_or(|r| r == t);
-            let a = answers.retain(|e| !e.question().is_some_and(|(n, t)| hit(n, t)));
-            let r = rrsets.retain(|e| !hit(e.owner(), e.rtype()));
+            let (a, r) = flush_name(&ctl.service, &name, rtype);
             Ok(json!({ "answers": a, "rrsets": r }))
         }
         "flush-zone" => {

@@ -21,9 +21,6 @@ use serde::{Deserialize, Serialize};
 /// Longest wait for one address to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The system's CA bundle (Debian's), for feeds without `ca_file`.
-pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
-
 /// What is remembered about a feed between fetches (beside the copy, in
 /// `PATH.feed.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -105,25 +102,46 @@ pub fn load_state(copy: &Path) -> FeedState {
     std::fs::read(state_path(copy)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
-/// A feed to fetch.
+/// A feed to fetch: a source with a `url`.
 #[derive(Clone)]
 pub struct Feed {
     /// The source as configured (its `path` is the last good copy).
     pub spec: policy::SourceSpec,
-    /// The source's name.
-    pub name: String,
-    /// The URL.
+    /// Its URL.
     pub url: String,
-    /// The last good copy.
-    pub path: PathBuf,
-    /// The pinned SHA-256 of the content, hex.
-    pub sha256: Option<String>,
-    /// Largest body accepted.
-    pub max_bytes: u64,
-    /// Longest a fetch may take, connecting included.
-    pub timeout: Duration,
-    /// TLS configuration (roots from `ca_file` or the system bundle).
+    /// TLS configuration for an https URL (roots from `ca_file` or the
+    /// system bundle).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Feed {
+    /// The feed of `spec`, if it has a `url`; its TLS roots are read now.
+    pub fn of(spec: &policy::SourceSpec) -> anyhow::Result<Option<Feed>> {
+        use anyhow::Context;
+        let Some(url) = &spec.url else { return Ok(None) };
+        let tls = match url.starts_with("https://") {
+            true => {
+                let verify = crate::client_verify(spec.ca_file.clone(), &[], false)
+                    .with_context(|| format!("policy source {}", spec.name))?;
+                Some(
+                    doors::client::client_config(&verify, b"http/1.1", false)
+                        .with_context(|| format!("policy source {}: TLS", spec.name))?,
+                )
+            }
+            false => None,
+        };
+        Ok(Some(Feed { spec: spec.clone(), url: url.clone(), tls }))
+    }
+
+    /// The last good copy.
+    pub fn path(&self) -> &Path {
+        &self.spec.path
+    }
+
+    /// Longest a fetch may take, connecting included.
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.spec.timeout_s.max(1))
+    }
 }
 
 /// Resolves a host name to addresses (our recursor in production).
@@ -132,8 +150,10 @@ pub type Resolve = Arc<dyn Fn(String) -> doors::BoxFuture<'static, Vec<std::net:
 /// Fetches `feed` once and, when the content is new and good, replaces
 /// the copy (atomically) and its state.
 pub async fn fetch(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched, FeedError> {
-    let limit = feed.timeout.as_secs().max(1);
-    tokio::time::timeout(feed.timeout, fetch_inner(feed, resolve, now)).await.map_err(|_| FeedError::Timeout(limit))?
+    let limit = feed.timeout().as_secs();
+    tokio::time::timeout(feed.timeout(), fetch_inner(feed, resolve, now))
+        .await
+        .map_err(|_| FeedError::Timeout(limit))?
 }
 
 async fn fetch_inner(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched, FeedError> {
@@ -167,8 +187,8 @@ async fn fetch_inner(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched
     let Some(tcp) = tcp else {
         return Err(if last == "no address" { FeedError::Resolve(host) } else { FeedError::Transport(last) });
     };
-    let state = load_state(&feed.path);
-    let have_copy = feed.path.exists();
+    let state = load_state(feed.path());
+    let have_copy = feed.path().exists();
     let path_q = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
     let mut req = hyper::Request::get(path_q)
         .header(hyper::header::HOST, uri.authority().map_or(host.as_str(), |a| a.as_str()))
@@ -201,21 +221,21 @@ async fn fetch_inner(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > feed.max_bytes) {
-        return Err(FeedError::TooLarge(feed.max_bytes));
+    if declared.is_some_and(|n| n > feed.spec.max_bytes) {
+        return Err(FeedError::TooLarge(feed.spec.max_bytes));
     }
     let mut content = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| transport(&e))?;
         if let Ok(data) = frame.into_data() {
-            if content.len() as u64 + data.len() as u64 > feed.max_bytes {
-                return Err(FeedError::TooLarge(feed.max_bytes));
+            if content.len() as u64 + data.len() as u64 > feed.spec.max_bytes {
+                return Err(FeedError::TooLarge(feed.spec.max_bytes));
             }
             content.extend_from_slice(&data);
         }
     }
     let digest = hex(ring::digest::digest(&ring::digest::SHA256, &content).as_ref());
-    if let Some(want) = &feed.sha256
+    if let Some(want) = &feed.spec.sha256
         && !want.eq_ignore_ascii_case(&digest)
     {
         return Err(FeedError::Pin { got: digest, want: want.clone() });
@@ -232,7 +252,7 @@ async fn fetch_inner(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched
         seal::write_atomic(p, b, 0o644).map_err(|e| FeedError::Write(p.to_path_buf(), e.to_string()))
     };
     if !unchanged {
-        if let Some(dir) = feed.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = feed.path().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| FeedError::Write(dir.to_path_buf(), e.to_string()))?;
         }
         // Parsed before it replaces the copy: an empty page, an error page
@@ -241,9 +261,9 @@ async fn fetch_inner(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched
         if content.is_empty() {
             return Err(FeedError::Unusable("empty".into()));
         }
-        let mut name = feed.path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let mut name = feed.path().file_name().map(|n| n.to_os_string()).unwrap_or_default();
         name.push(".new");
-        let fresh = feed.path.with_file_name(name);
+        let fresh = feed.path().with_file_name(name);
         write(&fresh, &content)?;
         let spec = policy::SourceSpec { path: fresh.clone(), url: None, ..feed.spec.clone() };
         let parsed = tokio::task::spawn_blocking(move || {
@@ -262,9 +282,9 @@ async fn fetch_inner(feed: &Feed, resolve: &Resolve, now: u64) -> Result<Fetched
                 return Err(FeedError::Unusable(e.to_string()));
             }
         }
-        std::fs::rename(&fresh, &feed.path).map_err(|e| FeedError::Write(feed.path.clone(), e.to_string()))?;
+        std::fs::rename(&fresh, feed.path()).map_err(|e| FeedError::Write(feed.path().to_path_buf(), e.to_string()))?;
     }
-    write(&state_path(&feed.path), &serde_json::to_vec_pretty(&new_state).unwrap_or_default())?;
+    write(&state_path(feed.path()), &serde_json::to_vec_pretty(&new_state).unwrap_or_default())?;
     Ok(if unchanged { Fetched::Unchanged } else { Fetched::Updated { bytes: content.len() } })
 }
 
@@ -290,17 +310,17 @@ pub async fn fetch_all(feeds: &[Feed], resolve: &Resolve, policy: &Arc<policy::P
         set.spawn(async move {
             match fetch(&feed, &resolve, now).await {
                 Ok(Fetched::Updated { bytes }) => {
-                    tracing::info!(source = %feed.name, url = %feed.url, bytes, "list feed updated");
+                    tracing::info!(source = %feed.spec.name, url = %feed.url, bytes, "list feed updated");
                     true
                 }
                 Ok(Fetched::NotModified | Fetched::Unchanged) => {
-                    tracing::debug!(source = %feed.name, "list feed unchanged");
+                    tracing::debug!(source = %feed.spec.name, "list feed unchanged");
                     false
                 }
                 Err(e) => {
-                    let kept = if feed.path.exists() { "the last good copy serves" } else { "no copy yet" };
-                    tracing::error!(source = %feed.name, url = %feed.url, error = %e, "list feed not fetched; {kept}");
-                    policy.note_failure(&feed.name, now, format!("feed {}: {e}; {kept}", feed.url));
+                    let kept = if feed.path().exists() { "the last good copy serves" } else { "no copy yet" };
+                    tracing::error!(source = %feed.spec.name, url = %feed.url, error = %e, "list feed not fetched; {kept}");
+                    policy.note_failure(&feed.spec.name, now, format!("feed {}: {e}; {kept}", feed.url));
                     false
                 }
             }
@@ -330,7 +350,7 @@ pub fn spawn(
     }
     tasks.spawn(async move {
         loop {
-            let missing = feeds.iter().any(|f| !f.path.exists());
+            let missing = feeds.iter().any(|f| !f.path().exists());
             tokio::time::sleep(if missing { interval.min(RETRY_WITHOUT_COPY) } else { interval }).await;
             let now = crate::run::unix_now();
             if fetch_all(&feeds, &resolve, &policy, now).await {

@@ -89,9 +89,7 @@ const TRACE_LIMIT: Duration = Duration::from_secs(15);
 impl Help {
     /// /help for `service` as configured.
     pub fn new(config: &crate::config::Config, service: Arc<recursor::Service>, policy: Arc<policy::Policy>) -> Help {
-        let node = config.web.node_name.clone().unwrap_or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-        });
+        let node = config.web.node_name.clone().unwrap_or_else(crate::observe::host_name);
         Help {
             node,
             dnssec: config.dnssec.validate,
@@ -255,13 +253,7 @@ impl Help {
         }
         // Both caches are walked: on a blocking thread, not a door's worker.
         let (service, name) = (self.service.clone(), qname.clone());
-        let dropped = tokio::task::spawn_blocking(move || {
-            let same = |w: &[u8]| proto::Name::from_wire(w).is_ok_and(|n| n == name);
-            let a = service.answers().retain(|e| !e.question().is_some_and(|(n, _)| same(n)));
-            let r = service.recursor().cache().retain(|e| !same(e.owner()));
-            (a, r)
-        })
-        .await;
+        let dropped = tokio::task::spawn_blocking(move || crate::control::flush_name(&service, &name, None)).await;
         let Ok((a, r)) = dropped else {
             return (StatusCode::INTERNAL_SERVER_ERROR, "the purge failed".into());
         };

@@ -685,7 +685,6 @@ fn serve(path: &std::path::Path, takeover: bool) -> anyhow::Result<()> {
             let pid = p.pid;
             p.ready()?;
             tracing::info!(old = pid, "serving; the old process finishes what it has in flight and exits");
-            let _ = sd_notify::notify(&[NotifyState::MainPid(std::process::id())]);
             if let Some(s) = snapshot.filter(|s| Some(s) != config.cache.snapshot_file.as_ref()) {
                 let _ = std::fs::remove_file(s);
             }

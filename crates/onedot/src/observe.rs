@@ -33,6 +33,11 @@ pub struct Observer {
     observatory_writer: std::sync::Mutex<Option<observatory::Writer>>,
 }
 
+/// This host's name (dnstap's identity, /help's node), empty if unknown.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
 fn door_index(d: Door) -> usize {
     Door::ALL.iter().position(|x| *x == d).unwrap_or(0)
 }
@@ -88,9 +93,7 @@ impl Observer {
             _ => (None, None),
         };
         let dnstap = tap.target().map(|target| {
-            let identity = tap.identity.clone().unwrap_or_else(|| {
-                std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
-            });
+            let identity = tap.identity.clone().unwrap_or_else(host_name);
             tracing::info!(collector = %target, "dnstap on");
             Arc::new(telemetry::dnstap::Dnstap::start(target, tap.selection(), &identity))
         });
@@ -155,18 +158,19 @@ impl Observer {
     fn tap_client(&self, tap: &telemetry::dnstap::Dnstap, client: Client, query: &[u8], response: &[u8]) {
         use telemetry::dnstap::{Event, Kind, Protocol};
         let now = std::time::SystemTime::now();
-        let (protocol, http) = match client.door {
-            Door::Udp => (Protocol::Udp, None),
-            Door::Tcp => (Protocol::Tcp, None),
-            Door::Dot => (Protocol::Dot, None),
-            Door::Doh => (Protocol::Doh, None),
-            Door::Doq => (Protocol::Doq, None),
+        let protocol = match client.door {
+            Door::Udp => Protocol::Udp,
+            Door::Tcp => Protocol::Tcp,
+            Door::Dot => Protocol::Dot,
+            Door::Doh => Protocol::Doh,
+            Door::Doq => Protocol::Doq,
         };
         let query_address = if self.drop_client { None } else { Some(truncate(client.addr)) };
         let mut event = Event {
             kind: Kind::ClientQuery,
             protocol,
-            http,
+            // The door does not say which HTTP version a DoH query came by.
+            http: None,
             query_address,
             response_address: None,
             query_time: now,

@@ -488,33 +488,7 @@ pub(crate) fn reopen_geo(
 
 /// The feeds among the filter sources (those with a `url`).
 fn feeds_of(config: &Config) -> anyhow::Result<Vec<crate::feeds::Feed>> {
-    let mut out = Vec::new();
-    for spec in &config.policy.sources {
-        let Some(url) = &spec.url else { continue };
-        let tls = if url.starts_with("https://") {
-            let ca = spec.ca_file.clone().unwrap_or_else(|| std::path::PathBuf::from(crate::feeds::SYSTEM_ROOTS));
-            let pem =
-                std::fs::read(&ca).with_context(|| format!("policy source {}: ca_file {}", spec.name, ca.display()))?;
-            let verify = doors::client::Verify { ca_pem: Some(pem), ..Default::default() };
-            Some(
-                doors::client::client_config(&verify, b"http/1.1", false)
-                    .with_context(|| format!("policy source {}: TLS", spec.name))?,
-            )
-        } else {
-            None
-        };
-        out.push(crate::feeds::Feed {
-            spec: spec.clone(),
-            name: spec.name.clone(),
-            url: url.clone(),
-            path: spec.path.clone(),
-            sha256: spec.sha256.clone(),
-            max_bytes: spec.max_bytes,
-            timeout: Duration::from_secs(spec.timeout_s.max(1)),
-            tls,
-        });
-    }
-    Ok(out)
+    config.policy.sources.iter().filter_map(|s| crate::feeds::Feed::of(s).transpose()).collect()
 }
 
 /// Feed host names resolved by our own recursor (A and AAAA).
@@ -604,7 +578,7 @@ pub async fn start_with(
     // List feeds: one without a copy yet is fetched before the lists load.
     let list_feeds = feeds_of(config)?;
     let resolve = resolver_for_feeds(&recursor);
-    let first: Vec<crate::feeds::Feed> = list_feeds.iter().filter(|f| !f.path.exists()).cloned().collect();
+    let first: Vec<crate::feeds::Feed> = list_feeds.iter().filter(|f| !f.path().exists()).cloned().collect();
     crate::feeds::fetch_all(&first, &resolve, &policy, unix_now()).await;
     policy.load_all(unix_now()).context("loading the filter sources")?;
     save_policy_state(&policy, state_file.as_ref());

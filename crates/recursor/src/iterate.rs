@@ -161,13 +161,17 @@ impl Recursor {
         config.rrset_cache_bytes = 1 << 20;
         let fresh = Recursor::new(config, self.inner.transport.clone(), self.inner.clock.clone());
         fresh.set_trust_anchors(self.inner.anchors.read().unwrap_or_else(|e| e.into_inner()).clone());
-        let c = &fresh.inner.config;
-        let verifications = c.validation.as_ref().map_or(0, |v| v.max_verifications);
-        let budget = Budget::new(c.max_upstream_queries, Instant::now() + c.resolution_timeout, c.max_depth)
-            .with_verifications(verifications)
-            .with_trace();
+        let budget = fresh.budget().with_trace();
         let result = fresh.resolve_in(qname.clone(), qtype, &budget, 0).await;
         (result, budget.take_trace())
+    }
+
+    /// A fresh budget for one client query's resolution, as configured.
+    fn budget(&self) -> Budget {
+        let c = &self.inner.config;
+        let verifications = c.validation.as_ref().map_or(0, |v| v.max_verifications);
+        Budget::new(c.max_upstream_queries, Instant::now() + c.resolution_timeout, c.max_depth)
+            .with_verifications(verifications)
     }
 
     /// The RRset cache.
@@ -241,11 +245,7 @@ impl Recursor {
             }
             Ok(tx) => {
                 let _guard = InflightGuard { map: &self.inner.inflight, key };
-                let c = &self.inner.config;
-                let verifications = c.validation.as_ref().map_or(0, |v| v.max_verifications);
-                let budget = Budget::new(c.max_upstream_queries, Instant::now() + c.resolution_timeout, c.max_depth)
-                    .with_verifications(verifications)
-                    .with_ecs(ecs);
+                let budget = self.budget().with_ecs(ecs);
                 let result = self.resolve_in(qname.clone(), qtype, &budget, 0).await;
                 let _ = tx.send(Some(Arc::new(result.clone())));
                 result
