@@ -65,6 +65,7 @@ limits_config() {
 # after that would measure SERVFAILs.
 start_lab() {
     "$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" ${LAB_COUNTS:+--counts-out "$LAB_COUNTS"} \
+        ${LAB_INTERNET:+--internet-delays} \
         > "$WORK/lab.log" 2>&1 &
     local lab=$!
     PIDS+=($lab)
@@ -198,3 +199,68 @@ workers = 1
 $(lab_config)
 TOML
 }
+
+# peer_configs: Knot Resolver (port 5420) and PowerDNS Recursor (5430) on
+# the lab, validating from its root key, one thread each; call after
+# peer_files (they use its root.hints).
+peer_configs() {
+    mkdir -p "$WORK/kresd"
+    cat > "$WORK/kresd.conf" <<LUA
+-- The lab lives on 127.53/16 and serves .test: allow both.
+policy.add(policy.all(policy.FLAGS({'ALLOW_LOCAL'})))
+policy.special_names = {}
+net.listen('127.0.0.1', 5420, { kind = 'dns' })
+modules.unload('ta_signal_query')
+modules.unload('priming')
+modules.unload('detect_time_skew')
+trust_anchors.remove('.')
+trust_anchors.add_file('$WORK/lab-root.key', true)
+modules.load('hints > iterate')
+hints.root_file('$WORK/root.hints')
+cache.open(32 * MB, 'lmdb://$WORK/kresd/cache')
+LUA
+    mkdir -p "$WORK/pdns"
+    cat > "$WORK/pdns/recursor.conf" <<CONF
+local-address=127.0.0.1
+local-port=5430
+threads=1
+pdns-distributes-queries=no
+daemon=no
+write-pid=no
+disable-syslog=yes
+loglevel=3
+socket-dir=$WORK/pdns
+hint-file=$WORK/root.hints
+dont-query=
+allow-from=127.0.0.0/8
+security-poll-suffix=
+dnssec=validate
+qname-minimization=yes
+lua-config-file=$WORK/pdns/recursor.lua
+CONF
+    cat > "$WORK/pdns/recursor.lua" <<LUA
+clearTA()
+readTrustAnchorsFromFile("$WORK/lab-root.key", 0)
+LUA
+}
+
+# start NAME: starts onedot, unbound, kresd, pdns-recursor or limit (the
+# canned responder, $LIMIT) fresh, pinned to CPU 0, and waits for it to
+# answer; sets PIDS_NOW and PORT_NOW. stop: stops what start started.
+start() {
+    case $1 in
+        onedot) taskset -c 0 "$BIN" serve --config "$WORK/onedot.toml" > "$WORK/onedot.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5401 ;;
+        unbound) taskset -c 0 unbound -d -c "$WORK/unbound.conf" > "$WORK/unbound.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5410 ;;
+        kresd) rm -rf "$WORK/kresd/cache"; taskset -c 0 kresd -n -q -c "$WORK/kresd.conf" "$WORK/kresd" > "$WORK/kresd.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5420 ;;
+        pdns-recursor) taskset -c 0 pdns_recursor --config-dir="$WORK/pdns" > "$WORK/pdns.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5430 ;;
+        limit) taskset -c 0 "$LIMIT" 127.0.0.1:5499 1 > "$WORK/limit.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5499 ;;
+    esac
+    PIDS+=("${PIDS_NOW[@]}")
+    for _ in $(seq 100); do
+        dig +tries=1 +time=1 @127.0.0.1 -p "$PORT_NOW" . NS > /dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "$1 did not start" >&2
+    return 1
+}
+stop() { for p in "${PIDS_NOW[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }

@@ -113,6 +113,18 @@ pub fn answer(lab: &LabData, server: IpAddr, query: &[u8], udp: bool) -> Reply {
             };
             let id = if other == Behaviour::WrongId { msg.id ^ 0x5a5a } else { msg.id };
             let zones: Vec<&Zone> = spec.zones.iter().map(|&i| &lab.zones[i].1).collect();
+            if other == Behaviour::Normal
+                && let Some(zone) = zones
+                    .iter()
+                    .map(|z| z.apex())
+                    .filter(|a| answer_name.is_subdomain_of(a))
+                    .max_by_key(|a| a.label_count())
+            {
+                match lab.internet_delay(server, zone) {
+                    Some(d) => delay_ms = d,
+                    None => return Reply::Drop,
+                }
+            }
             let dnssec_ok = msg.edns.as_ref().is_some_and(|e| e.dnssec_ok);
             let resp = resolve_authoritative(&zones, &answer_name, q.qtype, dnssec_ok);
             write_response(

@@ -16,7 +16,7 @@ mod server;
 mod sign;
 mod zone;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
@@ -154,6 +154,16 @@ pub struct LabData {
     /// The root's DNSKEY: the lab's trust anchor (`None` if the root is
     /// unsigned).
     pub trust_anchor: Option<proto::Record>,
+    /// The faults of the internet of [`LabData::with_internet_delays`],
+    /// when it is on.
+    internet: Option<HashMap<(IpAddr, proto::Name), Fault>>,
+}
+
+/// A server's fault for one zone on the lab's internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Dead,
+    Slow,
 }
 
 impl LabData {
@@ -250,7 +260,7 @@ impl LabData {
                 None => return Err(LabError::Behaviours(format!("{addr} serves no zone"))),
             }
         }
-        Ok(LabData { zones, servers, texts, questions, trust_anchor })
+        Ok(LabData { zones, servers, texts, questions, trust_anchor, internet: None })
     }
 
     /// The root servers' addresses (those serving the root zone).
@@ -260,6 +270,60 @@ impl LabData {
             .filter(|(_, s)| s.zones.iter().any(|&i| self.zones[i].1.apex().is_root()))
             .map(|(a, _)| *a)
             .collect()
+    }
+
+    /// Puts the lab's servers behind the delays of a real internet, for
+    /// cold-resolution benchmarks: the roots answer after 20 ms, TLD
+    /// servers after 10 to 60 ms, the others after 5 to 150 ms (a delay
+    /// for each address: the path to it); and
+    /// in about one zone in six below the TLDs with more than one server,
+    /// one of them is dead (never answers for it) or slow (800 ms). Faults
+    /// and delays come from a fixed hash, so every run (and every resolver
+    /// measured) sees the same internet. Servers that already misbehave
+    /// keep their behaviour. Returns how many zones have a dead and a slow
+    /// server.
+    pub fn with_internet_delays(&mut self) -> (usize, usize) {
+        let mut faults = HashMap::new();
+        for (z, (_, zone)) in self.zones.iter().enumerate() {
+            let apex = zone.apex();
+            let mut normal: Vec<IpAddr> = self
+                .servers
+                .iter()
+                .filter(|(_, s)| s.zones.contains(&z) && s.behaviour == Behaviour::Normal)
+                .map(|(a, _)| *a)
+                .collect();
+            let h = fnv(apex.as_wire());
+            if apex.label_count() < 2 || normal.len() < 2 || !h.is_multiple_of(3) {
+                continue;
+            }
+            normal.sort_by_key(|a| fnv(&[apex.as_wire(), a.to_string().as_bytes()].concat()));
+            let fault = if (h / 3).is_multiple_of(2) { Fault::Dead } else { Fault::Slow };
+            faults.insert((normal[0], apex.clone()), fault);
+        }
+        let dead = faults.values().filter(|f| **f == Fault::Dead).count();
+        let slow = faults.len() - dead;
+        self.internet = Some(faults);
+        (dead, slow)
+    }
+
+    /// The delay of `server`'s answers from `zone` on the internet of
+    /// [`LabData::with_internet_delays`] (0 when it is off), or `None` when
+    /// it does not answer for the zone.
+    pub(crate) fn internet_delay(&self, server: IpAddr, zone: &proto::Name) -> Option<u64> {
+        let Some(faults) = &self.internet else { return Some(0) };
+        match faults.get(&(server, zone.clone())) {
+            Some(Fault::Dead) => return None,
+            Some(Fault::Slow) => return Some(800),
+            None => {}
+        }
+        // The path to an address sets its round trip, whatever zone it is
+        // asked about (anycast aside): what resolvers learn and rank by.
+        let h = fnv(server.to_string().as_bytes()) >> 8;
+        Some(match zone.label_count() {
+            0 => 20,
+            1 => 10 + h % 51,
+            _ => 5 + h % 146,
+        })
     }
 
     /// The questions of the differential test as (name, type).
@@ -300,9 +364,38 @@ impl LabData {
     }
 }
 
+/// FNV-1a of a string: a fixed hash, the same in every run.
+fn fnv(s: &[u8]) -> u64 {
+    s.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internet_delays_leave_every_zone_a_server_and_are_the_same_each_run() {
+        let mut lab = LabData::builtin().expect("lab loads");
+        let before: Vec<Behaviour> = lab.servers.values().map(|s| s.behaviour).collect();
+        let (dead, slow) = lab.with_internet_delays();
+        assert!(dead > 10 && slow > 10, "{dead} {slow}");
+        let n = |s: &str| proto::Name::from_ascii(s).expect("name");
+        for (z, (_, zone)) in lab.zones.iter().enumerate() {
+            let serving: Vec<IpAddr> =
+                lab.servers.iter().filter(|(_, s)| s.zones.contains(&z)).map(|(a, _)| *a).collect();
+            let faulty = serving.iter().filter(|a| !matches!(lab.internet_delay(**a, zone.apex()), Some(d) if d < 800));
+            assert!(faulty.count() <= 1, "{}: one faulty server at most", zone.apex());
+        }
+        let a: IpAddr = "127.53.2.3".parse().expect("ip");
+        assert_eq!(lab.internet_delay(a, &proto::Name::root()), Some(20));
+        assert!(lab.internet_delay(a, &n("test")).is_some_and(|d| (10..=60).contains(&d)));
+        let sld = lab.internet_delay(a, &n("z001.test"));
+        assert!(sld.is_none_or(|d| (5..=150).contains(&d) || d == 800), "{sld:?}");
+        assert!(lab.servers.values().zip(&before).all(|(s, b)| s.behaviour == *b), "behaviours are kept");
+        let mut again = LabData::builtin().expect("lab loads");
+        again.with_internet_delays();
+        assert_eq!(lab.internet, again.internet, "the same faults every run");
+    }
 
     #[test]
     fn builtin_lab_loads_and_maps_servers() {

@@ -169,6 +169,11 @@ enum Command {
         /// has received, as JSON: what benchmarks count at an authority.
         #[arg(long)]
         counts_out: Option<PathBuf>,
+        /// Put the servers behind a real internet's delays (roots 20 ms,
+        /// TLDs 10-60 ms, others 5-150 ms, some dead or slow): what the
+        /// cold-resolution benchmark measures against.
+        #[arg(long)]
+        internet_delays: bool,
     },
     /// Run the key server of keyless edges (see docs/keyless.md), or
     /// manage its edge CA.
@@ -388,8 +393,12 @@ fn main() -> anyhow::Result<()> {
             let secure = client::Secure { how, json, tls_name, path, verify, odoh_target: odoh, source };
             runtime(1)?.block_on(client::run_secure(ask, secure))
         }
-        Command::Lab { port, export, trust_anchor_out, counts_out } => {
-            let data = lab::LabData::builtin().context("loading the lab")?;
+        Command::Lab { port, export, trust_anchor_out, counts_out, internet_delays } => {
+            let mut data = lab::LabData::builtin().context("loading the lab")?;
+            if internet_delays {
+                let (dead, slow) = data.with_internet_delays();
+                println!("internet delays on: in {dead} zones a server is dead, in {slow} one is slow (800 ms)");
+            }
             if let Some(dir) = export {
                 data.export(&dir).with_context(|| format!("exporting to {}", dir.display()))?;
                 println!("exported {} zones and servers.json to {}", data.zones.len(), dir.display());

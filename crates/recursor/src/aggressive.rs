@@ -1,10 +1,13 @@
 //! Aggressive use of the validated cache (RFC 8198): NXDOMAIN and NODATA
-//! synthesised from validated NSEC records, so random-subdomain floods stop
-//! at the resolver instead of reaching the authorities.
+//! synthesised from validated NSEC records, and answers synthesised from
+//! validated wildcards (§5.3), so random-subdomain floods stop at the
+//! resolver instead of reaching the authorities, and a name under a signed
+//! wildcard costs no signature check once the wildcard's RRset has been
+//! verified.
 //!
-//! Only NSEC from validated (secure) negative answers enter the index; NSEC3
-//! is not used for synthesis (RFC 8198 §5.2 allows it; we have not yet
-//! measured it safe against opt-out spans).
+//! Only NSEC from validated (secure) answers enter the index; NSEC3 is not
+//! used for synthesis (RFC 8198 §5.2 allows it; we have not yet measured it
+//! safe against opt-out spans).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -35,9 +38,20 @@ struct Entry {
     expires: u64,
 }
 
+/// A validated RRset at a wildcard owner (`*.example.`), learnt from an
+/// answer expanded from it, with its RRSIGs (owner `*.example.` too).
+#[derive(Debug, Clone)]
+struct Wildcard {
+    records: Vec<Record>,
+    sigs: Vec<Record>,
+    expires: u64,
+}
+
 #[derive(Debug, Default)]
 struct ZoneIndex {
     by_owner: BTreeMap<Vec<Vec<u8>>, Entry>,
+    /// Validated wildcard RRsets by (wildcard owner, type).
+    wildcards: HashMap<(Name, u16), Wildcard>,
     soa: Option<Record>,
     /// The SOA's RRSIGs: a synthesised answer carries them beside it, as
     /// the authority's own would (RFC 4035 §3.1.3).
@@ -47,7 +61,10 @@ struct ZoneIndex {
 /// What the index can answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Synthesised {
-    /// True for NXDOMAIN, false for NODATA.
+    /// An answer expanded from a validated wildcard: the RRset and its
+    /// RRSIGs with the query's name as owner (empty for a denial).
+    pub answer: Vec<Record>,
+    /// True for NXDOMAIN, false for NODATA (and for an answer).
     pub nxdomain: bool,
     /// The zone's SOA, TTL counted down.
     pub soa: Option<Record>,
@@ -65,12 +82,15 @@ impl NsecIndex {
     /// Remembers the NSEC records (with RRSIGs) of a validated negative
     /// answer from `zone`.
     pub fn insert(&self, zone: &Name, proof: &[Record], soa: Option<&Record>, now: u64) {
-        let soa_ttl = soa.and_then(Record::soa_negative_ttl).unwrap_or(0);
         let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
         if zones.len() >= MAX_ZONES && !zones.contains_key(zone) {
             zones.clear();
         }
         let index = zones.entry(zone.clone()).or_default();
+        // A wildcard's proof comes without an SOA: the one known for the
+        // zone bounds it then, else the NSEC's own TTL (which RFC 9077 has
+        // authorities set to the negative TTL).
+        let soa_ttl = soa.or(index.soa.as_ref()).and_then(Record::soa_negative_ttl).unwrap_or(u32::MAX);
         if let Some(s) = soa {
             index.soa = Some(s.clone());
             index.soa_sigs = proof
@@ -95,15 +115,48 @@ impl NsecIndex {
             );
             // RFC 8198 §5.4: no longer than the SOA's negative TTL, and never
             // more than an hour whatever the records claim.
-            let ttl = r.ttl.min(soa_ttl.max(1)).min(MAX_NSEC_TTL) as u64;
+            let ttl = r.ttl.min(soa_ttl).min(MAX_NSEC_TTL) as u64;
             index
                 .by_owner
                 .insert(canonical_key(&r.name), Entry { owner: r.name.clone(), nsec, records, expires: now + ttl });
         }
     }
 
-    /// A negative answer for (qname, qtype) from validated NSEC records, if
-    /// they prove one.
+    /// Remembers a validated RRset expanded from the wildcard `wildcard` of
+    /// `zone` (`records` and their RRSIGs `sigs`, with any owner), and the
+    /// NSEC records (with RRSIGs) that proved the expansion.
+    pub fn insert_wildcard(
+        &self,
+        zone: &Name,
+        wildcard: &Name,
+        records: &[Record],
+        sigs: &[Record],
+        proof: &[Record],
+        now: u64,
+    ) {
+        let Some(first) = records.first() else { return };
+        if !wildcard.is_wildcard() || !wildcard.is_subdomain_of(zone) || !proof.iter().any(|r| r.rtype == rtype::NSEC) {
+            return;
+        }
+        self.insert(zone, proof, None, now);
+        let ttl = records.iter().chain(sigs).map(|r| r.ttl).min().unwrap_or(0);
+        let owned = |r: &Record| Record { name: wildcard.clone(), ..r.clone() };
+        let entry = Wildcard {
+            records: records.iter().map(owned).collect(),
+            sigs: sigs.iter().map(owned).collect(),
+            expires: now + u64::from(ttl),
+        };
+        let mut zones = self.zones.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(index) = zones.get_mut(zone) else { return };
+        if index.wildcards.len() >= MAX_PER_ZONE {
+            index.wildcards.clear();
+        }
+        index.wildcards.insert((wildcard.clone(), first.rtype), entry);
+    }
+
+    /// A negative answer for (qname, qtype) from validated NSEC records, or
+    /// an answer from a validated wildcard they show applies, if they prove
+    /// one.
     pub fn synthesise(&self, qname: &Name, qtype: u16, now: u64) -> Option<Synthesised> {
         if qtype == rtype::DS || qtype == rtype::ANY {
             return None;
@@ -134,6 +187,7 @@ impl NsecIndex {
             }
             let ttl = left(e);
             return Some(Synthesised {
+                answer: Vec::new(),
                 nxdomain: false,
                 soa: soa.map(|s| Record { ttl: ttl.min(s.ttl), ..s }),
                 proof: with_ttl(&e.records, ttl),
@@ -152,6 +206,7 @@ impl NsecIndex {
             // An empty non-terminal: NODATA for every type.
             let ttl = left(e);
             return Some(Synthesised {
+                answer: Vec::new(),
                 nxdomain: false,
                 soa: soa.map(|s| Record { ttl: ttl.min(s.ttl), ..s }),
                 proof: with_ttl(&e.records, ttl),
@@ -168,6 +223,20 @@ impl NsecIndex {
         let (c1, c2) = (common(qname, &e.owner), common(qname, &e.nsec.next));
         let ce = if c1.label_count() >= c2.label_count() { c1 } else { c2 };
         let wildcard = ce.prepend(b"*").ok()?;
+        // The name does not exist and the wildcard at its closest encloser
+        // does: the wildcard's RRset (or CNAME), with the name as owner and
+        // the NSEC that denies the name as proof (RFC 4035 §3.1.3.3).
+        let expanded = [qtype, rtype::CNAME].into_iter().find_map(|t| index.wildcards.get(&(wildcard.clone(), t)));
+        if let Some(x) = expanded.filter(|x| x.expires > now) {
+            let ttl = left(e).min((x.expires - now) as u32);
+            let owned = |r: &Record| Record { name: qname.clone(), ttl: ttl.min(r.ttl), ..r.clone() };
+            return Some(Synthesised {
+                answer: x.records.iter().chain(&x.sigs).map(owned).collect(),
+                nxdomain: false,
+                soa: None,
+                proof: e.records.iter().map(|r| Record { ttl: ttl.min(r.ttl), ..r.clone() }).collect(),
+            });
+        }
         let (_, w) = index.by_owner.range(..=canonical_key(&wildcard)).next_back()?;
         if !fresh(&w)
             || w.owner == wildcard
@@ -181,6 +250,11 @@ impl NsecIndex {
         if w.owner != e.owner {
             proof.extend(w.records.iter().map(|r| Record { ttl: ttl.min(r.ttl), ..r.clone() }));
         }
-        Some(Synthesised { nxdomain: true, soa: soa.map(|s| Record { ttl: ttl.min(s.ttl), ..s }), proof })
+        Some(Synthesised {
+            answer: Vec::new(),
+            nxdomain: true,
+            soa: soa.map(|s| Record { ttl: ttl.min(s.ttl), ..s }),
+            proof,
+        })
     }
 }

@@ -1,5 +1,8 @@
-//! What we know about authoritative servers: smoothed RTT, timeouts and
-//! back-off, EDNS support, and lameness per zone.
+//! What we know about authoritative servers: smoothed RTT and EDNS support
+//! by address; timeouts, back-off and lameness by address and zone (as
+//! Unbound's infrastructure cache keeps them): one address often serves
+//! many zones, and a server that drops one zone's queries (a rate limit, a
+//! broken zone, a filter) must not take the others with it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,6 +18,10 @@ const LAME_FOR: Duration = Duration::from_secs(900);
 /// backing off, then lame ones, sort after every server worth a query.
 const BACKOFF_PENALTY: u64 = 1_000_000;
 const LAME_PENALTY: u64 = 10_000_000;
+/// How long a server never heard from has to answer before another is
+/// asked too: above most of the internet's round trips (Unbound waits 376
+/// ms for an unknown server before it times out).
+const UNKNOWN_HEDGE: Duration = Duration::from_millis(250);
 /// Most entries kept; beyond this the table is cleared (it refills fast).
 const MAX_ENTRIES: usize = 100_000;
 
@@ -22,12 +29,17 @@ const MAX_ENTRIES: usize = 100_000;
 struct ServerInfo {
     /// Smoothed RTT in ms (RFC 6298 style, alpha 1/8).
     srtt_ms: u32,
-    /// Consecutive timeouts.
-    timeouts: u32,
-    /// Not tried again before this, after timeouts.
-    backoff_until: Option<Instant>,
     /// Answered FORMERR to EDNS: query it without OPT.
     no_edns: bool,
+}
+
+/// Timeouts of one server for one zone.
+#[derive(Debug, Clone, Copy)]
+struct Failing {
+    /// Consecutive timeouts.
+    timeouts: u32,
+    /// Not tried again for the zone before this.
+    backoff_until: Instant,
 }
 
 /// How long a delegation whose name servers have no address is first
@@ -40,6 +52,8 @@ const DEAD_MAX: Duration = Duration::from_secs(300);
 #[derive(Debug, Default)]
 pub struct Infra {
     servers: Mutex<HashMap<SocketAddr, ServerInfo>>,
+    /// Servers that timed out for a zone, until they answer for it again.
+    failing: Mutex<HashMap<(SocketAddr, Name), Failing>>,
     lame: Mutex<HashMap<(SocketAddr, Name), Instant>>,
     /// Zones none of whose name servers could be given an address (a
     /// cyclic dependency, names that do not exist): until when, and for
@@ -54,28 +68,28 @@ pub struct Infra {
 type Cookies = ([u8; 8], Option<Box<[u8]>>);
 
 impl Infra {
-    /// Orders candidate addresses best first: servers in back-off last, then
-    /// by smoothed RTT; unknown servers get a small random RTT so that every
-    /// server gets tried. Returns how many lead the order that are worth a
-    /// query now (neither lame for `zone` nor backing off after timeouts).
+    /// Orders candidate addresses best first: servers backing off for
+    /// `zone` after timeouts last, then by smoothed RTT; unknown servers
+    /// get a small random RTT so that every server gets tried. Returns how
+    /// many lead the order that are worth a query now (neither lame for
+    /// `zone` nor backing off for it).
     pub fn rank(&self, addrs: &mut [SocketAddr], zone: &Name) -> usize {
         let now = Instant::now();
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         let lame = self.lame.lock().unwrap_or_else(|e| e.into_inner());
         let mut scored: Vec<(u64, SocketAddr)> = addrs
             .iter()
             .map(|a| {
+                let key = (*a, zone.clone());
                 let mut score = match servers.get(a) {
-                    Some(i) => {
-                        let mut s = i.srtt_ms as u64;
-                        if i.backoff_until.is_some_and(|t| t > now) {
-                            s += BACKOFF_PENALTY;
-                        }
-                        s
-                    }
+                    Some(i) => u64::from(i.srtt_ms),
                     None => rand::random_range(0..20),
                 };
-                if lame.get(&(*a, zone.clone())).is_some_and(|t| *t > now) {
+                if failing.get(&key).is_some_and(|f| f.backoff_until > now) {
+                    score += BACKOFF_PENALTY;
+                }
+                if lame.get(&key).is_some_and(|t| *t > now) {
                     score += LAME_PENALTY;
                 }
                 (score, *a)
@@ -89,44 +103,73 @@ impl Infra {
         available
     }
 
-    /// The timeout to use for `addr`.
-    pub fn timeout(&self, addr: &SocketAddr, initial: Duration, max: Duration) -> Duration {
+    /// The timeout to use for `addr` asked about `zone`: four smoothed RTTs
+    /// and 100 ms, doubled for each timeout it had for the zone.
+    pub fn timeout(&self, addr: &SocketAddr, zone: &Name, initial: Duration, max: Duration) -> Duration {
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        match servers.get(addr) {
-            Some(i) => {
-                let base = Duration::from_millis((i.srtt_ms as u64) * 4 + 100);
-                let backoff = base * 2u32.saturating_pow(i.timeouts.min(4));
-                backoff.clamp(Duration::from_millis(200), max)
-            }
-            None => initial,
-        }
+        let Some(i) = servers.get(addr) else { return initial };
+        let timeouts = {
+            let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+            failing.get(&(*addr, zone.clone())).map_or(0, |f| f.timeouts)
+        };
+        let base = Duration::from_millis(u64::from(i.srtt_ms) * 4 + 100);
+        (base * 2u32.saturating_pow(timeouts.min(4))).clamp(Duration::from_millis(200), max)
     }
 
-    /// Records a reply after `rtt`.
-    pub fn reply(&self, addr: SocketAddr, rtt: Duration) {
-        let ms = rtt.as_millis().min(60_000) as u32;
-        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        if servers.len() > MAX_ENTRIES {
-            servers.clear();
-        }
-        let e =
-            servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, timeouts: 0, backoff_until: None, no_edns: false });
-        e.srtt_ms = (e.srtt_ms * 7 + ms) / 8;
-        e.timeouts = 0;
-        e.backoff_until = None;
+    /// How long to wait for `addr` before asking another server as well:
+    /// twice its smoothed RTT and 30 ms (network jitter, the server's own
+    /// work), or [`UNKNOWN_HEDGE`] for a server never heard from.
+    pub fn hedge_delay(&self, addr: &SocketAddr) -> Duration {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers.get(addr).map_or(UNKNOWN_HEDGE, |i| Duration::from_millis(u64::from(i.srtt_ms) * 2 + 30))
     }
 
-    /// Records a timeout: the RTT estimate grows and the server is avoided
-    /// for a while that doubles with each consecutive timeout.
-    pub fn timed_out(&self, addr: SocketAddr, waited: Duration) {
-        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+    /// Records that `addr` had not answered after `waited` when another
+    /// server did: its RTT estimate is raised to that at least (not a
+    /// timeout: it may only be slow).
+    pub fn outrun(&self, addr: SocketAddr, waited: Duration) {
         let ms = waited.as_millis().min(60_000) as u32;
-        let e =
-            servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, timeouts: 0, backoff_until: None, no_edns: false });
-        e.timeouts = e.timeouts.saturating_add(1);
-        e.srtt_ms = e.srtt_ms.max(ms).saturating_mul(2).min(120_000);
-        let secs = 1u64 << e.timeouts.min(6);
-        e.backoff_until = Some(Instant::now() + Duration::from_secs(secs));
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false });
+        e.srtt_ms = e.srtt_ms.max(ms);
+    }
+
+    /// Records a reply from `addr` about `zone` after `rtt`.
+    pub fn reply(&self, addr: SocketAddr, zone: &Name, rtt: Duration) {
+        let ms = rtt.as_millis().min(60_000) as u32;
+        {
+            let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+            if servers.len() > MAX_ENTRIES {
+                servers.clear();
+            }
+            let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false });
+            e.srtt_ms = (e.srtt_ms * 7 + ms) / 8;
+        }
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if !failing.is_empty() {
+            failing.remove(&(addr, zone.clone()));
+        }
+    }
+
+    /// Records a timeout of `addr` for `zone`: the server is avoided for
+    /// the zone for a while that doubles with each consecutive timeout (2 s
+    /// to 64 s), and its RTT estimate is raised to what was waited, so
+    /// other zones try their other servers first without giving it up.
+    pub fn timed_out(&self, addr: SocketAddr, zone: &Name, waited: Duration) {
+        let ms = waited.as_millis().min(60_000) as u32;
+        {
+            let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+            let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false });
+            e.srtt_ms = e.srtt_ms.max(ms);
+        }
+        let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        if failing.len() > MAX_ENTRIES {
+            failing.clear();
+        }
+        let now = Instant::now();
+        let f = failing.entry((addr, zone.clone())).or_insert(Failing { timeouts: 0, backoff_until: now });
+        f.timeouts = f.timeouts.saturating_add(1);
+        f.backoff_until = now + Duration::from_secs(1u64 << f.timeouts.min(6));
     }
 
     /// Whether `addr` must be queried without EDNS.
@@ -138,10 +181,7 @@ impl Infra {
     /// Remembers that `addr` does not speak EDNS.
     pub fn set_no_edns(&self, addr: SocketAddr) {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        servers
-            .entry(addr)
-            .or_insert(ServerInfo { srtt_ms: 100, timeouts: 0, backoff_until: None, no_edns: true })
-            .no_edns = true;
+        servers.entry(addr).or_insert(ServerInfo { srtt_ms: 100, no_edns: true }).no_edns = true;
     }
 
     /// Whether `zone`'s name servers were found to have no address a
@@ -223,11 +263,11 @@ mod tests {
         let zone = Name::from_ascii("example.test").expect("name");
         let (fast, slow, flaky, lame) =
             (sa("127.0.0.1:53"), sa("127.0.0.2:53"), sa("127.0.0.3:53"), sa("127.0.0.4:53"));
-        infra.reply(fast, Duration::from_millis(5));
-        infra.reply(slow, Duration::from_millis(80));
-        infra.reply(flaky, Duration::from_millis(1));
-        infra.timed_out(flaky, Duration::from_millis(800));
-        infra.reply(lame, Duration::from_millis(1));
+        infra.reply(fast, &zone, Duration::from_millis(5));
+        infra.reply(slow, &zone, Duration::from_millis(80));
+        infra.reply(flaky, &zone, Duration::from_millis(1));
+        infra.timed_out(flaky, &zone, Duration::from_millis(800));
+        infra.reply(lame, &zone, Duration::from_millis(1));
         infra.set_lame(lame, &zone);
         let mut order = vec![lame, flaky, slow, fast];
         infra.rank(&mut order, &zone);
@@ -237,11 +277,20 @@ mod tests {
         let mut order = vec![fast, lame];
         infra.rank(&mut order, &other);
         assert_eq!(order, vec![lame, fast]);
+        // So are timeouts: the flaky server is only slow for the other
+        // zone, still asked, after the servers that answered faster.
+        let mut order = vec![flaky, slow, fast];
+        assert_eq!(infra.rank(&mut order, &other), 3);
+        assert_eq!(order, vec![fast, slow, flaky]);
+        // An answer for the zone ends its back-off there.
+        infra.reply(flaky, &zone, Duration::from_millis(1));
+        let mut order = vec![flaky, slow];
+        assert_eq!(infra.rank(&mut order, &zone), 2);
         // Timeouts grow with the RTT estimate and stay within bounds.
-        let t = infra.timeout(&slow, Duration::from_millis(800), Duration::from_millis(1500));
+        let t = infra.timeout(&slow, &zone, Duration::from_millis(800), Duration::from_millis(1500));
         assert!(t >= Duration::from_millis(200) && t <= Duration::from_millis(1500));
         assert_eq!(
-            infra.timeout(&sa("127.0.0.9:53"), Duration::from_millis(800), Duration::from_millis(1500)),
+            infra.timeout(&sa("127.0.0.9:53"), &zone, Duration::from_millis(800), Duration::from_millis(1500)),
             Duration::from_millis(800)
         );
         infra.set_no_edns(slow);

@@ -3,8 +3,11 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use cache::{Negative, Rank, RrsetCache};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use proto::wire::{Rcode, flags, rtype};
 use proto::{Message, Name, Record, class};
 use tokio::sync::watch;
@@ -666,7 +669,9 @@ impl Recursor {
         }
         let s = self.inner.nsec_index.synthesise(name, qtype, now)?;
         tracing::debug!(%name, qtype, nxdomain = s.nxdomain, "synthesised from NSEC");
-        Some(if s.nxdomain {
+        Some(if !s.answer.is_empty() {
+            Step::Answer(s.answer, s.proof, Security::Secure)
+        } else if s.nxdomain {
             Step::NxDomain(s.soa, s.proof, Security::Secure)
         } else {
             Step::NoData(s.soa, s.proof, Security::Secure)
@@ -790,11 +795,33 @@ impl Recursor {
                 let owner_labels = set[0].name.label_count();
                 let expanded = set_sigs.iter().any(|s| s.rdata.get(3).is_some_and(|l| usize::from(*l) < owner_labels));
                 if expanded {
+                    if *sec == Security::Secure && self.inner.config.validation.is_some() {
+                        self.remember_wildcard(&set, &set_sigs, proof, now);
+                    }
                     set_sigs.extend(proof.iter().cloned());
                 }
                 self.inner.cache.insert_validated(set, set_sigs, sec.to_cache(), rank, now);
             }
         }
+    }
+
+    /// Puts a validated RRset expanded from a wildcard into the NSEC index
+    /// (under its signer, at the wildcard its RRSIG's labels name), so
+    /// other names under that wildcard are answered from it (RFC 8198
+    /// §5.3) without asking or verifying again.
+    fn remember_wildcard(&self, set: &[Record], sigs: &[Record], proof: &[Record], now: u64) {
+        let Some(owner) = set.first().map(|r| &r.name) else { return };
+        let Some(sig) = sigs.iter().find_map(|s| dnssec::Rrsig::parse(&s.rdata).ok()) else { return };
+        // Every signature must name the same wildcard.
+        if sigs.iter().any(|s| s.rdata.get(3) != Some(&sig.labels)) {
+            return;
+        }
+        let labels = usize::from(sig.labels);
+        if labels >= owner.label_count() || !owner.is_subdomain_of(&sig.signer) {
+            return;
+        }
+        let Ok(wildcard) = owner.suffix(labels).prepend(b"*") else { return };
+        self.inner.nsec_index.insert_wildcard(&sig.signer, &wildcard, set, sigs, proof, now);
     }
 
     /// A zone's own NS set never outlives the parent's delegation that led
@@ -832,8 +859,8 @@ impl Recursor {
     ) -> Result<Step, ResolveError> {
         for &server in &fz.servers {
             budget.spend_query()?;
-            let q = self.upstream(server, name, qtype, true, false, budget);
-            let Ok(reply) = self.send(q, budget).await else { continue };
+            let q = self.upstream(server, &fz.name, name, qtype, true, false, budget);
+            let Ok(reply) = self.send(q, &fz.name, budget).await else { continue };
             // Only data inside the forward zone is used (and cached).
             let reply = classify(&reply, &fz.name, name, qtype);
             let reply_nx = matches!(reply, Classified::NxDomain(..));
@@ -993,8 +1020,8 @@ impl Recursor {
             if budget.spend_query().is_err() {
                 break;
             }
-            let q = self.upstream(server, zone, rtype::DNSKEY, true, false, budget);
-            let Ok(reply) = self.send(q, budget).await else { continue };
+            let q = self.upstream(server, &fz.name, zone, rtype::DNSKEY, true, false, budget);
+            let Ok(reply) = self.send(q, &fz.name, budget).await else { continue };
             let Classified::Answer { chain, sigs, .. } = classify(&reply, &fz.name, zone, rtype::DNSKEY) else {
                 continue;
             };
@@ -1125,9 +1152,11 @@ impl Recursor {
         addrs
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn upstream(
         &self,
         server: SocketAddr,
+        zone: &Name,
         qname: &Name,
         qtype: u16,
         rd: bool,
@@ -1136,7 +1165,7 @@ impl Recursor {
     ) -> UpstreamQuery {
         let c = &self.inner.config;
         let left = budget.deadline().saturating_duration_since(Instant::now());
-        let timeout = self.inner.infra.timeout(&server, c.initial_timeout, c.max_timeout).min(left);
+        let timeout = self.inner.infra.timeout(&server, zone, c.initial_timeout, c.max_timeout).min(left);
         UpstreamQuery {
             server,
             qname: qname.clone(),
@@ -1162,8 +1191,9 @@ impl Recursor {
         self.inner.config.ecs_allow.iter().any(|z| zone.is_subdomain_of(z)).then_some(ecs)
     }
 
-    /// Sends a query with EDNS fallback and TCP retry on TC.
-    async fn send(&self, mut q: UpstreamQuery, budget: &Budget) -> Result<Message, TransportError> {
+    /// Sends a query to a server of `zone` with EDNS fallback and TCP retry
+    /// on TC.
+    async fn send(&self, mut q: UpstreamQuery, zone: &Name, budget: &Budget) -> Result<Message, TransportError> {
         let infra = &self.inner.infra;
         let mut bad_cookies = 0;
         for _ in 0..3 {
@@ -1192,7 +1222,7 @@ impl Recursor {
             }
             match result {
                 Ok(reply) => {
-                    infra.reply(q.server, started.elapsed());
+                    infra.reply(q.server, zone, started.elapsed());
                     infra.learn_cookie(q.server, &reply);
                     if reply.rcode() == Rcode::FormErr as u16 && q.edns.is_some() && reply.edns.is_none() {
                         infra.set_no_edns(q.server);
@@ -1217,7 +1247,7 @@ impl Recursor {
                     }
                 }
                 Err(TransportError::Timeout) => {
-                    infra.timed_out(q.server, q.timeout);
+                    infra.timed_out(q.server, zone, q.timeout);
                     return Err(TransportError::Timeout);
                 }
                 Err(e) => return Err(e),
@@ -1251,39 +1281,71 @@ impl Recursor {
                 tracing::debug!(zone = %cut.zone, "every known server lame or backing off");
             }
             addrs.truncate(available);
-            for &addr in &addrs {
-                tried.push(addr);
-                let _permit = match self.inner.upstream.acquire(&cut.zone, addr) {
-                    Ok(p) => p,
-                    Err(crate::limits::Refusal::Zone) => {
-                        return Err(ResolveError::UpstreamLimited { zone: cut.zone.to_string() });
-                    }
-                    Err(crate::limits::Refusal::Server) => {
-                        limited += 1;
-                        continue;
-                    }
-                };
-                budget.spend_query()?;
-                asked += 1;
-                let no_edns = self.inner.infra.no_edns(&addr);
-                let mut q = self.upstream(addr, qn, qt, false, no_edns, budget);
-                q.ecs = self.ecs_for(&cut.zone, qt, budget).filter(|_| !no_edns);
-                match self.send(q, budget).await {
-                    Ok(reply) => match classify(&reply, &cut.zone, qn, qt) {
-                        Classified::Lame => {
-                            tracing::debug!(%addr, zone = %cut.zone, "lame server");
-                            self.inner.infra.set_lame(addr, &cut.zone);
+            // Best first; when a server has not answered within its hedge
+            // delay (about two of its RTTs), the next one is asked too and
+            // the first usable reply wins, instead of waiting for a whole
+            // timeout behind a dead or slow server.
+            let mut next = 0;
+            let mut pending = FuturesUnordered::new();
+            let mut hedge_at = Instant::now();
+            // Queries started and not yet finished, with when they started.
+            let mut waiting: Vec<(SocketAddr, Instant)> = Vec::new();
+            let mut hedge_due = false;
+            loop {
+                while (pending.is_empty() || hedge_due) && next < addrs.len() {
+                    hedge_due = false;
+                    let addr = addrs[next];
+                    next += 1;
+                    tried.push(addr);
+                    match self.launch(addr, &cut.zone, qn, qt, budget)? {
+                        Some((query, hedge)) => {
+                            pending.push(query);
+                            waiting.push((addr, Instant::now()));
+                            asked += 1;
+                            hedge_at = Instant::now() + hedge;
                         }
-                        Classified::Failure => tracing::debug!(%addr, zone = %cut.zone, "server failure"),
-                        c => return Ok((c, addr)),
-                    },
-                    Err(TransportError::Network(e)) => {
-                        tracing::debug!(%addr, error = %e, "network error");
-                        network_errors += 1;
+                        None => limited += 1,
                     }
-                    Err(_) => {}
                 }
-                budget.check_time()?;
+                if pending.is_empty() {
+                    break;
+                }
+                let hedging = next < addrs.len();
+                tokio::select! {
+                    Some((addr, result)) = pending.next() => {
+                        waiting.retain(|(a, _)| *a != addr);
+                        match result {
+                            Ok(reply) => match classify(&reply, &cut.zone, qn, qt) {
+                                Classified::Lame => {
+                                    tracing::debug!(%addr, zone = %cut.zone, "lame server");
+                                    self.inner.infra.set_lame(addr, &cut.zone);
+                                }
+                                Classified::Failure => {
+                                    tracing::debug!(%addr, zone = %cut.zone, "server failure");
+                                }
+                                c => {
+                                    // Servers another one answered before
+                                    // are at least that slow: the next
+                                    // query asks the one that answered.
+                                    for (slow, started) in waiting {
+                                        self.inner.infra.outrun(slow, started.elapsed());
+                                    }
+                                    return Ok((c, addr));
+                                }
+                            },
+                            Err(TransportError::Network(e)) => {
+                                tracing::debug!(%addr, error = %e, "network error");
+                                network_errors += 1;
+                            }
+                            Err(_) => {}
+                        }
+                        budget.check_time()?;
+                    }
+                    () = tokio::time::sleep_until(hedge_at), if hedging => {
+                        tracing::debug!(zone = %cut.zone, "hedging: no answer yet, asking another server too");
+                        hedge_due = true;
+                    }
+                }
             }
             // Every server with a known address failed: the zone's other
             // name servers, those without one, are looked up and asked
@@ -1307,6 +1369,38 @@ impl Recursor {
         } else {
             Err(ResolveError::NoReachableAuthority { zone })
         }
+    }
+
+    /// Starts asking `addr`, a server of `zone`, (qn, qt): the query (it
+    /// holds its upstream permit) and how long to wait for it before
+    /// asking another server too; `None` when the server is over its
+    /// rate.
+    #[allow(clippy::type_complexity)]
+    fn launch<'a>(
+        &'a self,
+        addr: SocketAddr,
+        zone: &'a Name,
+        qn: &Name,
+        qt: u16,
+        budget: &'a Budget,
+    ) -> Result<Option<(BoxFuture<'a, (SocketAddr, Result<Message, TransportError>)>, Duration)>, ResolveError> {
+        let permit = match self.inner.upstream.acquire(zone, addr) {
+            Ok(p) => p,
+            Err(crate::limits::Refusal::Zone) => {
+                return Err(ResolveError::UpstreamLimited { zone: zone.to_string() });
+            }
+            Err(crate::limits::Refusal::Server) => return Ok(None),
+        };
+        budget.spend_query()?;
+        let no_edns = self.inner.infra.no_edns(&addr);
+        let mut q = self.upstream(addr, zone, qn, qt, false, no_edns, budget);
+        q.ecs = self.ecs_for(zone, qt, budget).filter(|_| !no_edns);
+        let hedge = self.inner.infra.hedge_delay(&addr).min(q.timeout);
+        let query = async move {
+            let _permit = permit;
+            (addr, self.send(q, zone, budget).await)
+        };
+        Ok(Some((Box::pin(query), hedge)))
     }
 
     /// Addresses of the cut's name servers that had none known: each name

@@ -300,6 +300,49 @@ async fn validated_nsec_stops_random_subdomain_floods() {
     assert_eq!(res.outcome, Outcome::Answer);
 }
 
+/// RFC 8198 §5.3: once one name under a signed wildcard has been answered
+/// and validated, other names under it are answered from the validated
+/// wildcard and the NSEC that denies them, with no upstream query (and no
+/// signature check); names that exist, and other types, are still asked.
+#[tokio::test]
+async fn validated_wildcard_answers_other_names_without_asking() {
+    use std::sync::atomic::Ordering;
+    let (_lab, r, counting) = crate::setup_counting_with(|lab, c| {
+        let anchor = lab.data().trust_anchor.clone().expect("anchor");
+        c.validation = Some(ValidationConfig::with_anchors(vec![anchor]));
+    })
+    .await;
+    let first = r.resolve(&n("first.wild.z005.test"), rtype::A).await.expect("first");
+    assert_eq!((first.outcome, first.security), (Outcome::Answer, Security::Secure));
+    let before = counting.sent.load(Ordering::Relaxed);
+    for i in 0..100 {
+        let name = n(&format!("u{i}.wild.z005.test"));
+        let res = r.resolve(&name, rtype::A).await.expect("synthesised");
+        assert_eq!((res.outcome, res.security), (Outcome::Answer, Security::Secure));
+        let a: Vec<_> = res.answer.iter().filter(|r| r.rtype == rtype::A).collect();
+        assert!(!a.is_empty() && a.iter().all(|r| r.name == name), "{:?}", res.answer);
+        assert_eq!(
+            a.iter().map(|r| &r.rdata).collect::<Vec<_>>(),
+            first.answer.iter().filter(|r| r.rtype == rtype::A).map(|r| &r.rdata).collect::<Vec<_>>()
+        );
+        let sig = res.answer.iter().find(|r| r.rtype == rtype::RRSIG).expect("the RRSIG comes along");
+        assert_eq!((&sig.name, sig.rdata[3]), (&name, 3), "owner is the name, labels the wildcard's");
+        assert!(res.authority.iter().any(|r| r.rtype == rtype::NSEC), "the NSEC that denies the name comes along");
+        // Deeper names take the same wildcard.
+        let deep = r.resolve(&n(&format!("x.u{i}.wild.z005.test")), rtype::A).await.expect("deep");
+        assert_eq!(deep.outcome, Outcome::Answer);
+    }
+    assert_eq!(counting.sent.load(Ordering::Relaxed), before, "no upstream query under the wildcard");
+    // The wildcard's parent is an empty non-terminal, not an expansion.
+    let ent = r.resolve(&n("wild.z005.test"), rtype::A).await.expect("ent");
+    assert_eq!((ent.outcome, ent.security), (Outcome::NoData, Security::Secure));
+    // A type not learnt from the wildcard is asked for.
+    let before = counting.sent.load(Ordering::Relaxed);
+    let txt = r.resolve(&n("u1.wild.z005.test"), rtype::TXT).await.expect("txt");
+    assert_eq!(txt.security, Security::Secure);
+    assert!(counting.sent.load(Ordering::Relaxed) > before, "TXT was asked");
+}
+
 /// A parent's NSEC at a delegation point covers the names below the cut in
 /// canonical order, but must never deny them.
 #[tokio::test]

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Cold resolution over realistic round trips: onedot, Unbound, Knot Resolver
+# and PowerDNS Recursor on the same lab hierarchy, loopback only.
+#
+#   bench/cold.sh [CONCURRENCY]   (default 10; about 15 minutes)
+#
+# The lab runs with `--internet-delays`: the roots answer after 20 ms, TLD
+# servers after 10-60 ms, other servers after 5-150 ms (fixed per address),
+# and in about one zone in six one server of several is dead or
+# answers after 800 ms; the same internet every run. Each resolver in turn,
+# started fresh (empty caches), pinned to CPU 0, validating from the lab's
+# root key, is asked (bench/cold.py, CONCURRENCY at a time, each timed from
+# send to answer, 10 s deadline, no retry):
+#   cold        half of a mix of names from the 362 zones the lab's question
+#               list uses (every owner name and type in their zone files,
+#               CNAMEs, names under wildcards, names that do not exist)
+#   infra-warm  the other half, different names in the same zones, right
+#               after: the delegations and server addresses are cached, the
+#               answers are not
+# and reports median and 95th percentile time per name, SERVFAILs and
+# timeouts, and the queries the lab counted per name. Writes
+# bench/results/cold.json. Needs root (the lab on port 53, as bench/run.sh);
+# installs what is missing.
+CONCURRENCY="${1:-10}"
+LAB_PORT=53
+LAB_INTERNET=1
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+install_commands unbound:unbound kresd:knot-resolver pdns_recursor:pdns-recursor
+LAB_COUNTS="$WORK/counts.json"
+
+start_lab
+peer_files
+peer_configs
+python3 bench/cold.py mix crates/lab/zones "$WORK/mix"
+
+rows=()
+printf '%-14s %-10s %6s %10s %8s %9s %8s %10s\n' resolver pass names median_ms p95_ms servfail timeouts upstream/name
+for r in onedot unbound kresd pdns-recursor; do
+    start "$r" || continue
+    for pass in cold infra-warm; do
+        file="$WORK/mix/$([ $pass = cold ] && echo cold || echo warm).txt"
+        out=$(python3 bench/cold.py ask "$PORT_NOW" "$file" "$LAB_COUNTS" "$CONCURRENCY")
+        python3 - "$r" "$pass" "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[3])
+print(f"{sys.argv[1]:<14} {sys.argv[2]:<10} {r['names']:>6} {r['median_ms']:>10} {r['p95_ms']:>8} {r['servfail']:>9} {r['timeouts']:>8} {r['upstream_per_name']:>10}")
+PY
+        rows+=("{\"resolver\": \"$r\", \"pass\": \"$pass\", $(echo "$out" | sed 's/^{//; s/}$//')}")
+    done
+    stop
+done
+mkdir -p bench/results
+{
+    echo "{\"machine\": $(machine_json), \"date\": \"$(date -u +%F)\", \"concurrency\": $CONCURRENCY,"
+    echo " \"lab\": \"$(grep -m1 'internet delays' "$WORK/lab.log" || true)\","
+    echo " \"results\": [$(IFS=,; echo "${rows[*]}")]}"
+} > bench/results/cold.json
+echo "wrote bench/results/cold.json"
