@@ -2,7 +2,8 @@
 # Cold resolution over realistic round trips: onedot, Unbound, Knot Resolver
 # and PowerDNS Recursor on the same lab hierarchy, loopback only.
 #
-#   bench/cold.sh [CONCURRENCY]   (default 10; about 15 minutes)
+#   bench/cold.sh [CONCURRENCY]   (default 10; about 10 minutes; RESOLVERS="onedot
+#                                  kresd" measures only those)
 #
 # The lab runs with `--internet-delays`: the roots answer after 20 ms, TLD
 # servers after 10-60 ms, other servers after 5-150 ms (fixed per address),
@@ -35,7 +36,7 @@ python3 bench/cold.py mix crates/lab/zones "$WORK/mix"
 
 rows=()
 printf '%-14s %-10s %6s %10s %8s %9s %8s %10s\n' resolver pass names median_ms p95_ms servfail timeouts upstream/name
-for r in onedot unbound kresd pdns-recursor; do
+for r in ${RESOLVERS:-onedot unbound kresd pdns-recursor}; do
     start "$r" || continue
     for pass in cold infra-warm; do
         file="$WORK/mix/$([ $pass = cold ] && echo cold || echo warm).txt"

@@ -124,14 +124,13 @@ impl Infra {
         servers.get(addr).map_or(UNKNOWN_HEDGE, |i| Duration::from_millis(u64::from(i.srtt_ms) * 2 + 30))
     }
 
-    /// Records that `addr` had not answered after `waited` when another
-    /// server did: its RTT estimate is raised to that at least (not a
-    /// timeout: it may only be slow).
-    pub fn outrun(&self, addr: SocketAddr, waited: Duration) {
-        let ms = waited.as_millis().min(60_000) as u32;
-        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false });
-        e.srtt_ms = e.srtt_ms.max(ms);
+    /// Records that `addr` had not answered for `zone` within its hedge
+    /// delay when another server did: backed off for the zone as after a
+    /// timeout (it may only be slow, but another server is there), its RTT
+    /// left as it is: one address often serves many zones, and what it
+    /// does for one must not slow the others down.
+    pub fn outrun(&self, addr: SocketAddr, zone: &Name) {
+        self.fail(addr, zone);
     }
 
     /// Records a reply from `addr` about `zone` after `rtt`.
@@ -153,15 +152,13 @@ impl Infra {
 
     /// Records a timeout of `addr` for `zone`: the server is avoided for
     /// the zone for a while that doubles with each consecutive timeout (2 s
-    /// to 64 s), and its RTT estimate is raised to what was waited, so
-    /// other zones try their other servers first without giving it up.
-    pub fn timed_out(&self, addr: SocketAddr, zone: &Name, waited: Duration) {
-        let ms = waited.as_millis().min(60_000) as u32;
-        {
-            let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-            let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false });
-            e.srtt_ms = e.srtt_ms.max(ms);
-        }
+    /// to 64 s), and its next timeout there doubles too. Its RTT estimate,
+    /// kept by address, is left alone (see [`Infra::outrun`]).
+    pub fn timed_out(&self, addr: SocketAddr, zone: &Name) {
+        self.fail(addr, zone);
+    }
+
+    fn fail(&self, addr: SocketAddr, zone: &Name) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if failing.len() > MAX_ENTRIES {
             failing.clear();
@@ -266,7 +263,7 @@ mod tests {
         infra.reply(fast, &zone, Duration::from_millis(5));
         infra.reply(slow, &zone, Duration::from_millis(80));
         infra.reply(flaky, &zone, Duration::from_millis(1));
-        infra.timed_out(flaky, &zone, Duration::from_millis(800));
+        infra.timed_out(flaky, &zone);
         infra.reply(lame, &zone, Duration::from_millis(1));
         infra.set_lame(lame, &zone);
         let mut order = vec![lame, flaky, slow, fast];
@@ -277,11 +274,11 @@ mod tests {
         let mut order = vec![fast, lame];
         infra.rank(&mut order, &other);
         assert_eq!(order, vec![lame, fast]);
-        // So are timeouts: the flaky server is only slow for the other
-        // zone, still asked, after the servers that answered faster.
-        let mut order = vec![flaky, slow, fast];
+        // So are timeouts: for the other zone the flaky server ranks by its
+        // RTT, first.
+        let mut order = vec![slow, fast, flaky];
         assert_eq!(infra.rank(&mut order, &other), 3);
-        assert_eq!(order, vec![fast, slow, flaky]);
+        assert_eq!(order, vec![flaky, fast, slow]);
         // An answer for the zone ends its back-off there.
         infra.reply(flaky, &zone, Duration::from_millis(1));
         let mut order = vec![flaky, slow];

@@ -412,7 +412,26 @@ impl Recursor {
             if scoped {
                 budget.mark_client_specific();
             }
-            let (reply, from) = match self.query_cut(&cut, &qn, qt, budget, depth, &bogus_from).await {
+            // A signed zone met for the first time: its keys are fetched
+            // beside the question, not after the reply. Whatever the reply
+            // (an answer, a denial, a referral whose DS they check), it is
+            // checked with them, so this saves a round trip to each new
+            // zone of the chain and costs no query. Only with the servers'
+            // addresses in hand: looking them up is one lookup per zone at
+            // a time, and the keys must not fail for want of it.
+            let asked = self.query_cut(&cut, &qn, qt, budget, depth, &bogus_from);
+            let parallel = matches!(cut.trust, ZoneTrust::Pending { .. })
+                && !cut.addrs.is_empty()
+                && !(qt == rtype::DNSKEY && qn == cut.zone);
+            let result = if parallel {
+                let mut keyed = cut.clone();
+                let (result, _) = tokio::join!(asked, self.ensure_keys(&mut keyed, budget, depth));
+                cut.trust = keyed.trust;
+                result
+            } else {
+                asked.await
+            };
+            let (reply, from) = match result {
                 Ok(r) => r,
                 Err(e) => return held.map(|h| self.settle(h, name, qtype)).ok_or(e),
             };
@@ -1247,7 +1266,7 @@ impl Recursor {
                     }
                 }
                 Err(TransportError::Timeout) => {
-                    infra.timed_out(q.server, zone, q.timeout);
+                    infra.timed_out(q.server, zone);
                     return Err(TransportError::Timeout);
                 }
                 Err(e) => return Err(e),
@@ -1288,8 +1307,8 @@ impl Recursor {
             let mut next = 0;
             let mut pending = FuturesUnordered::new();
             let mut hedge_at = Instant::now();
-            // Queries started and not yet finished, with when they started.
-            let mut waiting: Vec<(SocketAddr, Instant)> = Vec::new();
+            // Servers asked that have not replied yet.
+            let mut waiting: Vec<SocketAddr> = Vec::new();
             let mut hedge_due = false;
             loop {
                 while (pending.is_empty() || hedge_due) && next < addrs.len() {
@@ -1300,7 +1319,7 @@ impl Recursor {
                     match self.launch(addr, &cut.zone, qn, qt, budget)? {
                         Some((query, hedge)) => {
                             pending.push(query);
-                            waiting.push((addr, Instant::now()));
+                            waiting.push(addr);
                             asked += 1;
                             hedge_at = Instant::now() + hedge;
                         }
@@ -1313,7 +1332,7 @@ impl Recursor {
                 let hedging = next < addrs.len();
                 tokio::select! {
                     Some((addr, result)) = pending.next() => {
-                        waiting.retain(|(a, _)| *a != addr);
+                        waiting.retain(|a| *a != addr);
                         match result {
                             Ok(reply) => match classify(&reply, &cut.zone, qn, qt) {
                                 Classified::Lame => {
@@ -1325,10 +1344,10 @@ impl Recursor {
                                 }
                                 c => {
                                     // Servers another one answered before
-                                    // are at least that slow: the next
-                                    // query asks the one that answered.
-                                    for (slow, started) in waiting {
-                                        self.inner.infra.outrun(slow, started.elapsed());
+                                    // are backed off for the zone: the
+                                    // next query asks the one that did.
+                                    for slow in waiting {
+                                        self.inner.infra.outrun(slow, &cut.zone);
                                     }
                                     return Ok((c, addr));
                                 }
