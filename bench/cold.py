@@ -18,6 +18,12 @@ client of bench/cold.sh.
         With COLD_FAILURES=FILE, appends each SERVFAIL (name, type, time,
         EDNS options) to FILE.
 
+    python3 bench/cold.py floor SERVERS_JSON NAMES_FILE
+        The least any resolver can take for NAMES_FILE once the
+        infrastructure is cached: one round trip to the fastest server of
+        each name's zone that answers (SERVERS_JSON from `onedot lab
+        --internet-delays --export DIR`). Prints median_ms and p95_ms.
+
 Loopback only. Needs dnspython.
 """
 
@@ -155,10 +161,35 @@ def ask(port, names_file, counts_json, concurrency=10):
     }))
 
 
+def floor(servers_json, names_file):
+    best = {}
+    for server in json.loads(Path(servers_json).read_text()):
+        if server["behaviour"] not in ("normal", "slow"):
+            continue
+        for z in server["zones"]:
+            d = z.get("delay_ms")
+            if d is not None:
+                best[z["name"]] = min(best.get(z["name"], d), d)
+    apexes = list(best)
+    times = []
+    for line in Path(names_file).read_text().splitlines():
+        z = zone_of(line.split()[0], apexes)
+        if z is not None:
+            times.append(best[z])
+    times.sort()
+    print(json.dumps({
+        "names": len(times),
+        "median_ms": statistics.median(times),
+        "p95_ms": times[min(len(times) - 1, int(len(times) * 0.95))],
+    }))
+
+
 if __name__ == "__main__":
     import dns.flags  # noqa: F401  (for TC above)
     if len(sys.argv) >= 4 and sys.argv[1] == "mix":
         mix(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "floor":
+        floor(sys.argv[2], sys.argv[3])
     elif len(sys.argv) >= 5 and sys.argv[1] == "ask":
         ask(*sys.argv[2:6])
     else:

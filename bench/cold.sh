@@ -19,7 +19,8 @@
 #               after: the delegations and server addresses are cached, the
 #               answers are not
 # and reports median and 95th percentile time per name, SERVFAILs and
-# timeouts, and the queries the lab counted per name. Writes
+# timeouts, and the queries the lab counted per name; and the floor of the
+# infra-warm pass (one round trip to each name's fastest live server). Writes
 # bench/results/cold.json. Needs root (the lab on port 53, as bench/run.sh);
 # installs what is missing.
 CONCURRENCY="${1:-10}"
@@ -50,6 +51,12 @@ PY
     done
     stop
 done
+# The floor of the infra-warm pass: one round trip to each name's fastest
+# live server.
+"$BIN" lab --internet-delays --export "$WORK/lab-export" > /dev/null
+floor=$(python3 bench/cold.py floor "$WORK/lab-export/servers.json" "$WORK/mix/warm.txt")
+echo "floor (infra-warm): $floor"
+rows+=("{\"resolver\": \"floor\", \"pass\": \"infra-warm\", $(echo "$floor" | sed 's/^{//; s/}$//')}")
 mkdir -p bench/results
 {
     echo "{\"machine\": $(machine_json), \"date\": \"$(date -u +%F)\", \"concurrency\": $CONCURRENCY,"

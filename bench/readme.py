@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Writes the README's side-by-side tables from bench/results/latest.json.
+"""Writes the README's side-by-side tables from bench/results/latest.json
+and bench/results/cold.json.
 
-    python3 bench/readme.py          # rewrites the block in README.md
-    python3 bench/readme.py --print  # prints it instead
+    python3 bench/readme.py          # rewrites the blocks in README.md
+    python3 bench/readme.py --print  # prints them instead
 
-The block sits between `<!-- bench:begin -->` and `<!-- bench:end -->`, so
-every figure in it is the one `bench/run.sh` wrote, never one typed by hand.
+The blocks sit between `<!-- bench:begin -->` and `<!-- bench:end -->`
+(bench/run.sh's figures) and `<!-- cold:begin -->` and `<!-- cold:end -->`
+(bench/cold.sh's), so every figure in them is one a script wrote, never one
+typed by hand.
 """
 
 import json
@@ -14,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+COLD_BEGIN, COLD_END = "<!-- cold:begin -->", "<!-- cold:end -->"
+LABELS = {"onedot": "onedot", "unbound": "Unbound", "kresd": "Knot Resolver", "pdns-recursor": "PowerDNS Recursor"}
 
 
 def rows(d):
@@ -83,20 +88,63 @@ def render(d):
     return "\n".join(lines)
 
 
+def render_cold(d):
+    """The cold-resolution table, and each pass's ratios to the best peer."""
+    m = d["machine"]
+    lines = [
+        f"Run of {d.get('date')} on a {m['cpus']}-core {m['model']} VM, kernel {m['kernel']}; "
+        f"{d['concurrency']} names at a time:",
+        "",
+        "| resolver | pass | names | median | p95 | SERVFAIL | timeouts | upstream queries per name |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in d["results"]:
+        if r["resolver"] == "floor":
+            continue
+        lines.append(
+            f"| {LABELS.get(r['resolver'], r['resolver'])} | {r['pass']} | {r['names']:,} | {r['median_ms']} ms | "
+            f"{r['p95_ms']} ms | {r['servfail']} | {r['timeouts']} | {r['upstream_per_name']} |"
+        )
+    for r in (r for r in d["results"] if r["resolver"] == "floor"):
+        lines.append(
+            f"| floor: one round trip to the fastest live server of each name's zone (a name not answerable from the cache costs at least that) | {r['pass']} | {r['names']:,} | "
+            f"{r['median_ms']} ms | {r['p95_ms']} ms | | | |"
+        )
+    lines.append("")
+    for p in ("cold", "infra-warm"):
+        ours = next((r for r in d["results"] if r["resolver"] == "onedot" and r["pass"] == p), None)
+        peers = [r for r in d["results"] if r["resolver"] not in ("onedot", "floor") and r["pass"] == p]
+        if not ours or not peers:
+            continue
+        parts = []
+        for key, what in (("median_ms", "median"), ("p95_ms", "p95"), ("upstream_per_name", "upstream queries")):
+            best = min(peers, key=lambda r: r[key])
+            parts.append(f"{what} {ours[key] / best[key]:.2f} × {LABELS.get(best['resolver'])}'s")
+        lines.append(f"- {p}: onedot against the best peer: " + ", ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def splice(text, begin, end, block):
+    if begin not in text or end not in text:
+        sys.exit(f"README.md has no {begin} ... {end} block")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{block}\n{end}{tail}"
+
+
 def main():
     d = json.loads((ROOT / "bench/results/latest.json").read_text())
     block = render(d)
+    cold = render_cold(json.loads((ROOT / "bench/results/cold.json").read_text()))
     if "--print" in sys.argv:
         print(block)
+        print()
+        print(cold)
         return
     readme = ROOT / "README.md"
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        sys.exit(f"README.md has no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{block}\n{END}{tail}")
-    print("README.md: tables rewritten from bench/results/latest.json")
+    text = splice(readme.read_text(), BEGIN, END, block)
+    readme.write_text(splice(text, COLD_BEGIN, COLD_END, cold))
+    print("README.md: tables rewritten from bench/results/latest.json and bench/results/cold.json")
 
 
 if __name__ == "__main__":

@@ -340,7 +340,8 @@ impl LabData {
     }
 
     /// Writes every zone file and `servers.json` into `dir` (for running the
-    /// lab hierarchy on a real authoritative server).
+    /// lab hierarchy on a real authoritative server); with the internet's
+    /// delays on, each server's zones say its delay for them.
     pub fn export(&self, dir: &Path) -> Result<(), LabError> {
         std::fs::create_dir_all(dir)?;
         for (name, text) in &self.texts {
@@ -353,7 +354,16 @@ impl LabData {
                 let zones: Vec<serde_json::Value> = s
                     .zones
                     .iter()
-                    .map(|&i| serde_json::json!({"name": self.zones[i].1.apex().to_string(), "file": self.zones[i].0}))
+                    .map(|&i| {
+                        let apex = self.zones[i].1.apex();
+                        let mut z = serde_json::json!({"name": apex.to_string(), "file": self.zones[i].0});
+                        if self.internet.is_some() {
+                            // What this server takes to answer for the zone
+                            // on the delayed internet; null: never.
+                            z["delay_ms"] = serde_json::json!(self.internet_delay(*addr, apex));
+                        }
+                        z
+                    })
                     .collect();
                 serde_json::json!({"address": addr.to_string(), "behaviour": s.behaviour.as_str(), "zones": zones})
             })

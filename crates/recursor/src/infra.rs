@@ -31,6 +31,9 @@ struct ServerInfo {
     srtt_ms: u32,
     /// Answered FORMERR to EDNS: query it without OPT.
     no_edns: bool,
+    /// Whether `srtt_ms` comes from replies; until then it is a placeholder
+    /// (what was waited in vain), replaced by the first reply's RTT.
+    measured: bool,
 }
 
 /// Timeouts of one server for one zone.
@@ -124,13 +127,13 @@ impl Infra {
         servers.get(addr).map_or(UNKNOWN_HEDGE, |i| Duration::from_millis(u64::from(i.srtt_ms) * 2 + 30))
     }
 
-    /// Records that `addr` had not answered for `zone` within its hedge
-    /// delay when another server did: backed off for the zone as after a
-    /// timeout (it may only be slow, but another server is there), its RTT
-    /// left as it is: one address often serves many zones, and what it
-    /// does for one must not slow the others down.
-    pub fn outrun(&self, addr: SocketAddr, zone: &Name) {
-        self.fail(addr, zone);
+    /// Records that `addr` had not answered for `zone` after `waited` (its
+    /// hedge delay or more) when another server did: backed off for the
+    /// zone as after a timeout (it may only be slow, but another server is
+    /// there). Its RTT estimate is left as it is: one address often serves
+    /// many zones, and what it does for one must not slow the others down.
+    pub fn outrun(&self, addr: SocketAddr, zone: &Name, waited: Duration) {
+        self.timed_out(addr, zone, waited);
     }
 
     /// Records a reply from `addr` about `zone` after `rtt`.
@@ -141,8 +144,9 @@ impl Infra {
             if servers.len() > MAX_ENTRIES {
                 servers.clear();
             }
-            let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false });
-            e.srtt_ms = (e.srtt_ms * 7 + ms) / 8;
+            let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false, measured: true });
+            e.srtt_ms = if e.measured { (e.srtt_ms * 7 + ms) / 8 } else { ms };
+            e.measured = true;
         }
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if !failing.is_empty() {
@@ -153,8 +157,15 @@ impl Infra {
     /// Records a timeout of `addr` for `zone`: the server is avoided for
     /// the zone for a while that doubles with each consecutive timeout (2 s
     /// to 64 s), and its next timeout there doubles too. Its RTT estimate,
-    /// kept by address, is left alone (see [`Infra::outrun`]).
-    pub fn timed_out(&self, addr: SocketAddr, zone: &Name) {
+    /// kept by address, is left alone (see [`Infra::outrun`]); a server
+    /// never heard from gets what was waited as its first, so it ranks
+    /// behind those that have answered.
+    pub fn timed_out(&self, addr: SocketAddr, zone: &Name, waited: Duration) {
+        {
+            let ms = waited.as_millis().min(60_000) as u32;
+            let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+            servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false, measured: false });
+        }
         self.fail(addr, zone);
     }
 
@@ -178,7 +189,7 @@ impl Infra {
     /// Remembers that `addr` does not speak EDNS.
     pub fn set_no_edns(&self, addr: SocketAddr) {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        servers.entry(addr).or_insert(ServerInfo { srtt_ms: 100, no_edns: true }).no_edns = true;
+        servers.entry(addr).or_insert(ServerInfo { srtt_ms: 100, no_edns: true, measured: false }).no_edns = true;
     }
 
     /// Whether `zone`'s name servers were found to have no address a
@@ -263,7 +274,13 @@ mod tests {
         infra.reply(fast, &zone, Duration::from_millis(5));
         infra.reply(slow, &zone, Duration::from_millis(80));
         infra.reply(flaky, &zone, Duration::from_millis(1));
-        infra.timed_out(flaky, &zone);
+        infra.timed_out(flaky, &zone, Duration::from_millis(800));
+        // A timeout gives a server never heard from a placeholder RTT, which
+        // its first reply replaces.
+        let fresh = sa("127.0.0.5:53");
+        infra.timed_out(fresh, &zone, Duration::from_millis(800));
+        infra.reply(fresh, &zone, Duration::from_millis(7));
+        assert_eq!(infra.hedge_delay(&fresh), Duration::from_millis(7 * 2 + 30));
         infra.reply(lame, &zone, Duration::from_millis(1));
         infra.set_lame(lame, &zone);
         let mut order = vec![lame, flaky, slow, fast];

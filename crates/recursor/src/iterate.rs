@@ -1266,7 +1266,7 @@ impl Recursor {
                     }
                 }
                 Err(TransportError::Timeout) => {
-                    infra.timed_out(q.server, zone);
+                    infra.timed_out(q.server, zone, q.timeout);
                     return Err(TransportError::Timeout);
                 }
                 Err(e) => return Err(e),
@@ -1307,8 +1307,8 @@ impl Recursor {
             let mut next = 0;
             let mut pending = FuturesUnordered::new();
             let mut hedge_at = Instant::now();
-            // Servers asked that have not replied yet.
-            let mut waiting: Vec<SocketAddr> = Vec::new();
+            // Servers asked that have not replied yet, since when.
+            let mut waiting: Vec<(SocketAddr, Instant)> = Vec::new();
             let mut hedge_due = false;
             loop {
                 while (pending.is_empty() || hedge_due) && next < addrs.len() {
@@ -1319,7 +1319,7 @@ impl Recursor {
                     match self.launch(addr, &cut.zone, qn, qt, budget)? {
                         Some((query, hedge)) => {
                             pending.push(query);
-                            waiting.push(addr);
+                            waiting.push((addr, Instant::now()));
                             asked += 1;
                             hedge_at = Instant::now() + hedge;
                         }
@@ -1332,7 +1332,7 @@ impl Recursor {
                 let hedging = next < addrs.len();
                 tokio::select! {
                     Some((addr, result)) = pending.next() => {
-                        waiting.retain(|a| *a != addr);
+                        waiting.retain(|(a, _)| *a != addr);
                         match result {
                             Ok(reply) => match classify(&reply, &cut.zone, qn, qt) {
                                 Classified::Lame => {
@@ -1346,8 +1346,8 @@ impl Recursor {
                                     // Servers another one answered before
                                     // are backed off for the zone: the
                                     // next query asks the one that did.
-                                    for slow in waiting {
-                                        self.inner.infra.outrun(slow, &cut.zone);
+                                    for (slow, since) in waiting {
+                                        self.inner.infra.outrun(slow, &cut.zone, since.elapsed());
                                     }
                                     return Ok((c, addr));
                                 }
