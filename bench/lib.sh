@@ -20,7 +20,8 @@ source "$ROOT/scripts/packages.sh"
 install_commands dnsperf:dnsperf dig:dnsutils curl:curl
 ensure_dnspython > /dev/null
 cargo build --release -p onedot --locked -q
-BIN="$ROOT/target/release/onedot"
+# ONEDOT_BIN: another build of onedot to measure (an A/B against main).
+BIN="${ONEDOT_BIN:-$ROOT/target/release/onedot}"
 
 # The question mix: every lab question (about 5 % of them NXDOMAIN).
 grep -v '^#' crates/lab/zones/questions.txt | awk 'NF==2 {print $1, $2}' > "$WORK/queries.txt"

@@ -510,10 +510,32 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The smallest TTL of a response's records (RFC 8484 §5.1), 0 if none.
+/// The smallest TTL of a response's answer and authority records (RFC
+/// 8484 §5.1), 0 if none or if the message does not parse: a walk over
+/// the wire form, allocating nothing (every DoH answer pays for it).
 fn min_ttl(msg: &[u8]) -> u32 {
-    let Ok(m) = proto::Message::parse(msg) else { return 0 };
-    m.answer.iter().chain(&m.authority).map(|r| r.ttl).min().unwrap_or(0)
+    use proto::wire::{read_u16, read_u32, skip_name};
+    let walk = || -> Option<u32> {
+        let questions = read_u16(msg, 4)?;
+        let records = u32::from(read_u16(msg, 6)?) + u32::from(read_u16(msg, 8)?);
+        let mut pos = proto::wire::HEADER_LEN;
+        for _ in 0..questions {
+            pos = skip_name(msg, pos)? + 4;
+        }
+        let mut least: Option<u32> = None;
+        for _ in 0..records {
+            pos = skip_name(msg, pos)?;
+            let ttl = read_u32(msg, pos + 4)?;
+            let len = usize::from(read_u16(msg, pos + 8)?);
+            pos += 10 + len;
+            if pos > msg.len() {
+                return None;
+            }
+            least = Some(least.map_or(ttl, |l| l.min(ttl)));
+        }
+        Some(least.unwrap_or(0))
+    };
+    walk().unwrap_or(0)
 }
 
 /// Decodes unpadded base64url (RFC 4648 §5), as the `dns` parameter is.
@@ -561,6 +583,27 @@ mod tests {
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod size {
+    /// The wire walk gives what a full parse gives, and 0 for garbage.
+    #[test]
+    fn min_ttl_walks_answer_and_authority() {
+        let mut out = Vec::new();
+        let mut w = proto::MessageWriter::new(&mut out, 7, proto::wire::flags::QR);
+        let name = proto::Name::from_ascii("www.example.test").expect("name");
+        w.question(name.as_wire(), proto::rtype::A, 1);
+        w.raw_record(proto::build::Section::Answer, name.as_wire(), proto::rtype::A, 1, 300, &[192, 0, 2, 1]);
+        w.raw_record(proto::build::Section::Answer, name.as_wire(), proto::rtype::A, 1, 120, &[192, 0, 2, 2]);
+        w.raw_record(proto::build::Section::Authority, &[0], proto::rtype::NS, 1, 3600, name.as_wire());
+        w.opt(1232, false, 0, &[]);
+        let len = w.finish();
+        let msg = &out[..len];
+        let parsed = proto::Message::parse(msg).expect("parses");
+        let least = parsed.answer.iter().chain(&parsed.authority).map(|r| r.ttl).min();
+        assert_eq!(Some(super::min_ttl(msg)), least);
+        assert_eq!(least, Some(120));
+        assert_eq!(super::min_ttl(&msg[..msg.len() - 20]), 0, "truncated");
+        assert_eq!(super::min_ttl(&[0xff; 7]), 0);
+    }
+
     /// The request future hyper spawns per HTTP/2 stream stays small (it
     /// is moved on every spawn; the ODoH relay once made it kilobytes).
     #[test]
