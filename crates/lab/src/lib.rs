@@ -275,9 +275,9 @@ impl LabData {
     /// Puts the lab's servers behind the delays of a real internet, for
     /// cold-resolution benchmarks: the roots answer after 20 ms, TLD
     /// servers after 10 to 60 ms, the others after 5 to 150 ms (a delay
-    /// for each address: the path to it); and
-    /// in about one zone in six below the TLDs with more than one server,
-    /// one of them is dead (never answers for it) or slow (800 ms). Faults
+    /// for each address: the path to it); and in about one zone in three
+    /// below the TLDs with more than one server, one of them is dead (never
+    /// answers for it) or slow (800 ms), about as many of each. Faults
     /// and delays come from a fixed hash, so every run (and every resolver
     /// measured) sees the same internet. Servers that already misbehave
     /// keep their behaviour. Returns how many zones have a dead and a slow

@@ -127,24 +127,12 @@ impl Infra {
         servers.get(addr).map_or(UNKNOWN_HEDGE, |i| Duration::from_millis(u64::from(i.srtt_ms) * 2 + 30))
     }
 
-    /// Records that `addr` had not answered for `zone` after `waited` (its
-    /// hedge delay or more) when another server did: backed off for the
-    /// zone as after a timeout (it may only be slow, but another server is
-    /// there). Its RTT estimate is left as it is: one address often serves
-    /// many zones, and what it does for one must not slow the others down.
-    pub fn outrun(&self, addr: SocketAddr, zone: &Name, waited: Duration) {
-        self.timed_out(addr, zone, waited);
-    }
-
     /// Records a reply from `addr` about `zone` after `rtt`.
     pub fn reply(&self, addr: SocketAddr, zone: &Name, rtt: Duration) {
         let ms = rtt.as_millis().min(60_000) as u32;
         {
             let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-            if servers.len() > MAX_ENTRIES {
-                servers.clear();
-            }
-            let e = servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false, measured: true });
+            let e = server(&mut servers, addr, ms);
             e.srtt_ms = if e.measured { (e.srtt_ms * 7 + ms) / 8 } else { ms };
             e.measured = true;
         }
@@ -154,22 +142,20 @@ impl Infra {
         }
     }
 
-    /// Records a timeout of `addr` for `zone`: the server is avoided for
-    /// the zone for a while that doubles with each consecutive timeout (2 s
-    /// to 64 s), and its next timeout there doubles too. Its RTT estimate,
-    /// kept by address, is left alone (see [`Infra::outrun`]); a server
-    /// never heard from gets what was waited as its first, so it ranks
-    /// behind those that have answered.
+    /// Records that `addr` did not answer for `zone` within `waited`: it
+    /// timed out, or another server answered first (it may only be slow,
+    /// but another server is there). The server is avoided for the zone
+    /// for a while that doubles with each consecutive failure (2 s to 64
+    /// s), and its next timeout there doubles too. Its RTT estimate, kept
+    /// by address, is left alone: one address often serves many zones, and
+    /// what it does for one must not slow the others down; a server never
+    /// heard from gets what was waited as a placeholder, so it ranks behind
+    /// those that have answered.
     pub fn timed_out(&self, addr: SocketAddr, zone: &Name, waited: Duration) {
         {
-            let ms = waited.as_millis().min(60_000) as u32;
             let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-            servers.entry(addr).or_insert(ServerInfo { srtt_ms: ms, no_edns: false, measured: false });
+            server(&mut servers, addr, waited.as_millis().min(60_000) as u32);
         }
-        self.fail(addr, zone);
-    }
-
-    fn fail(&self, addr: SocketAddr, zone: &Name) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if failing.len() > MAX_ENTRIES {
             failing.clear();
@@ -189,7 +175,7 @@ impl Infra {
     /// Remembers that `addr` does not speak EDNS.
     pub fn set_no_edns(&self, addr: SocketAddr) {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        servers.entry(addr).or_insert(ServerInfo { srtt_ms: 100, no_edns: true, measured: false }).no_edns = true;
+        server(&mut servers, addr, 100).no_edns = true;
     }
 
     /// Whether `zone`'s name servers were found to have no address a
@@ -255,6 +241,16 @@ impl Infra {
         }
         lame.insert((addr, zone.clone()), Instant::now() + LAME_FOR);
     }
+}
+
+/// `addr`'s entry in `servers`, made with `srtt_ms` as a placeholder RTT
+/// when it has none (the table cleared first when it is full: it refills
+/// fast).
+fn server(servers: &mut HashMap<SocketAddr, ServerInfo>, addr: SocketAddr, srtt_ms: u32) -> &mut ServerInfo {
+    if servers.len() > MAX_ENTRIES && !servers.contains_key(&addr) {
+        servers.clear();
+    }
+    servers.entry(addr).or_insert(ServerInfo { srtt_ms, no_edns: false, measured: false })
 }
 
 #[cfg(test)]

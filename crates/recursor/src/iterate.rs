@@ -1344,10 +1344,10 @@ impl Recursor {
                                 }
                                 c => {
                                     // Servers another one answered before
-                                    // are backed off for the zone: the
+                                    // count as timed out for the zone: the
                                     // next query asks the one that did.
                                     for (slow, since) in waiting {
-                                        self.inner.infra.outrun(slow, &cut.zone, since.elapsed());
+                                        self.inner.infra.timed_out(slow, &cut.zone, since.elapsed());
                                     }
                                     return Ok((c, addr));
                                 }
