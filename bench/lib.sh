@@ -4,6 +4,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 LAB_PORT="${LAB_PORT:-5300}"
+# IN_NS: a command prefix ("ip netns exec NS") the lab and the resolvers
+# run under, and LISTEN_ADDR the address the resolvers listen on
+# (bench/xdp.sh: a veth in a namespace); loopback by default.
+IN_NS="${IN_NS:-}"
+LISTEN_ADDR="${LISTEN_ADDR:-127.0.0.1}"
 WORK="$(mktemp -d /tmp/onedot-bench-XXXXXX)"
 PIDS=()
 cleanup() {
@@ -65,13 +70,13 @@ limits_config() {
 # stops the run if it cannot (a port already taken, say): every figure
 # after that would measure SERVFAILs.
 start_lab() {
-    "$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" ${LAB_COUNTS:+--counts-out "$LAB_COUNTS"} \
+    $IN_NS "$BIN" lab --port "$LAB_PORT" --trust-anchor-out "$WORK/lab-root.key" ${LAB_COUNTS:+--counts-out "$LAB_COUNTS"} \
         ${LAB_INTERNET:+--internet-delays} \
         > "$WORK/lab.log" 2>&1 &
     local lab=$!
     PIDS+=($lab)
     for _ in $(seq 100); do
-        [ -s "$WORK/lab-root.key" ] && dig +norec +tries=1 +time=1 @127.53.0.1 -p "$LAB_PORT" . SOA 2> /dev/null |
+        [ -s "$WORK/lab-root.key" ] && $IN_NS dig +norec +tries=1 +time=1 @127.53.0.1 -p "$LAB_PORT" . SOA 2> /dev/null |
             grep -q "status: NOERROR" && return 0
         kill -0 "$lab" 2> /dev/null || break
         sleep 0.1
@@ -210,7 +215,7 @@ peer_configs() {
 -- The lab lives on 127.53/16 and serves .test: allow both.
 policy.add(policy.all(policy.FLAGS({'ALLOW_LOCAL'})))
 policy.special_names = {}
-net.listen('127.0.0.1', 5420, { kind = 'dns' })
+net.listen('$LISTEN_ADDR', 5420, { kind = 'dns' })
 modules.unload('ta_signal_query')
 modules.unload('priming')
 modules.unload('detect_time_skew')
@@ -222,7 +227,7 @@ cache.open(32 * MB, 'lmdb://$WORK/kresd/cache')
 LUA
     mkdir -p "$WORK/pdns"
     cat > "$WORK/pdns/recursor.conf" <<CONF
-local-address=127.0.0.1
+local-address=$LISTEN_ADDR
 local-port=5430
 threads=1
 pdns-distributes-queries=no
@@ -233,7 +238,7 @@ loglevel=3
 socket-dir=$WORK/pdns
 hint-file=$WORK/root.hints
 dont-query=
-allow-from=127.0.0.0/8
+allow-from=127.0.0.0/8, 198.18.0.0/15
 security-poll-suffix=
 dnssec=validate
 qname-minimization=yes
@@ -250,15 +255,15 @@ LUA
 # answer; sets PIDS_NOW and PORT_NOW. stop: stops what start started.
 start() {
     case $1 in
-        onedot) taskset -c 0 "$BIN" serve --config "$WORK/onedot.toml" > "$WORK/onedot.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5401 ;;
-        unbound) taskset -c 0 unbound -d -c "$WORK/unbound.conf" > "$WORK/unbound.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5410 ;;
-        kresd) rm -rf "$WORK/kresd/cache"; taskset -c 0 kresd -n -q -c "$WORK/kresd.conf" "$WORK/kresd" > "$WORK/kresd.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5420 ;;
-        pdns-recursor) taskset -c 0 pdns_recursor --config-dir="$WORK/pdns" > "$WORK/pdns.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5430 ;;
-        limit) taskset -c 0 "$LIMIT" 127.0.0.1:5499 1 > "$WORK/limit.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5499 ;;
+        onedot) $IN_NS taskset -c 0 "$BIN" serve --config "$WORK/onedot.toml" > "$WORK/onedot.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5401 ;;
+        unbound) $IN_NS taskset -c 0 unbound -d -c "$WORK/unbound.conf" > "$WORK/unbound.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5410 ;;
+        kresd) rm -rf "$WORK/kresd/cache"; $IN_NS taskset -c 0 kresd -n -q -c "$WORK/kresd.conf" "$WORK/kresd" > "$WORK/kresd.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5420 ;;
+        pdns-recursor) $IN_NS taskset -c 0 pdns_recursor --config-dir="$WORK/pdns" > "$WORK/pdns.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5430 ;;
+        limit) $IN_NS taskset -c 0 "$LIMIT" "$LISTEN_ADDR:5499" 1 > "$WORK/limit.log" 2>&1 & PIDS_NOW=($!); PORT_NOW=5499 ;;
     esac
     PIDS+=("${PIDS_NOW[@]}")
     for _ in $(seq 100); do
-        dig +tries=1 +time=1 @127.0.0.1 -p "$PORT_NOW" . NS > /dev/null 2>&1 && return 0
+        $IN_NS dig +tries=1 +time=1 @"$LISTEN_ADDR" -p "$PORT_NOW" . NS > /dev/null 2>&1 && return 0
         sleep 0.2
     done
     echo "$1 did not start" >&2

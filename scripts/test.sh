@@ -11,7 +11,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DEB_PACKAGES=(unbound nsd dnsutils knot-dnsutils dnsperf ldnsutils curl openssl chromium clickhouse-server prometheus man-db systemd fstrm-bin dnstap-ldns)
+DEB_PACKAGES=(unbound nsd iproute2 dnsutils knot-dnsutils dnsperf ldnsutils curl openssl chromium clickhouse-server prometheus man-db systemd fstrm-bin dnstap-ldns)
 
 banner() {
     printf '\n==================== %s ====================\n' "$*"

@@ -26,6 +26,7 @@ pub mod rrl;
 mod tcp;
 mod tls;
 mod udp;
+pub mod xdp;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -749,6 +749,43 @@ pub struct ServerConfig {
     /// servers, never here (`tls_private_key` must be unset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keyless: Option<KeylessEdgeConfig>,
+    /// The AF_XDP fast path for Do53 over UDP (Linux; root, or
+    /// CAP_NET_ADMIN, CAP_BPF and CAP_NET_RAW): off unless set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub xdp: Option<XdpConfig>,
+}
+
+/// `server.xdp`: which interface's Do53 datagrams skip the kernel's
+/// socket layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XdpConfig {
+    /// The interface the XDP program is attached to (its every receive
+    /// queue gets an AF_XDP socket and a thread).
+    pub interface: String,
+    /// `auto` (native, else generic), `native` (in the driver) or
+    /// `generic` (any interface, slower).
+    #[serde(default = "default_xdp_mode")]
+    pub mode: String,
+    /// The UDP port steered; the first `listen` address's when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+fn default_xdp_mode() -> String {
+    "auto".into()
+}
+
+impl XdpConfig {
+    /// The mode asked for; `None` for auto.
+    pub fn mode(&self) -> anyhow::Result<Option<doors::xdp::XdpMode>> {
+        match self.mode.as_str() {
+            "auto" => Ok(None),
+            "native" => Ok(Some(doors::xdp::XdpMode::Native)),
+            "generic" => Ok(Some(doors::xdp::XdpMode::Generic)),
+            m => bail!("server.xdp.mode: {m:?} is not auto, native or generic"),
+        }
+    }
 }
 
 /// `server.keyless`: where the key servers are and how this edge proves
@@ -1114,6 +1151,7 @@ impl Default for ServerConfig {
             tls_certificate: None,
             tls_private_key: None,
             keyless: None,
+            xdp: None,
         }
     }
 }
@@ -1233,6 +1271,15 @@ impl Config {
             }
             if self.control.key_file.is_none() {
                 bail!("control.tcp needs control.key_file (the key every request must carry)");
+            }
+        }
+        if let Some(x) = &self.server.xdp {
+            x.mode()?;
+            if x.interface.is_empty() {
+                bail!("server.xdp.interface is empty");
+            }
+            if x.port.is_none() && self.server.listen.is_empty() {
+                bail!("server.xdp needs a port or a server.listen address");
             }
         }
         if let Some(k) = &self.server.keyless {

@@ -246,6 +246,8 @@ pub struct Running {
     pub control: Option<(std::path::PathBuf, u64)>,
     snapshots: Arc<crate::persist::Snapshots>,
     handed_over: Arc<tokio::sync::Notify>,
+    /// The AF_XDP fast path, when `server.xdp` set it up.
+    xdp: Option<doors::xdp::XdpDoor>,
 }
 
 /// Why serving stopped.
@@ -269,6 +271,9 @@ impl Running {
     /// Stops accepting, lets in-flight queries finish (at most `grace`),
     /// and, unless a successor has them, writes the cache snapshot.
     pub async fn shutdown(mut self, grace: Duration, why: Stop) {
+        // The program is detached first: what is still in flight is
+        // answered from the sockets.
+        drop(self.xdp.take());
         self.tasks.abort_all();
         self.inflight.drain(grace).await;
         if why == Stop::Signal {
@@ -652,6 +657,20 @@ pub async fn start_with(
         tracing::info!(udp = %port, tcp = %port, "listening");
         bound.push((port, port));
     }
+    let xdp = config.server.xdp.as_ref().and_then(|x| {
+        let port = x.port.or_else(|| bound.first().map(|(u, _)| u.port()))?;
+        let mode = x.mode().ok()?;
+        match doors::xdp::serve_xdp(&x.interface, mode, port, handler.clone(), inflight.clone()) {
+            Ok(door) => {
+                tracing::info!(interface = %x.interface, port, mode = ?door.mode, queues = door.queues, "AF_XDP fast path on");
+                Some(door)
+            }
+            Err(e) => {
+                tracing::warn!(interface = %x.interface, error = %e, "AF_XDP fast path not set up; Do53 is served on sockets alone");
+                None
+            }
+        }
+    });
     let mut profiles = Vec::new();
     for p in &config.policy.profiles {
         let h = handler_for(&p.name);
@@ -909,6 +928,7 @@ pub async fn start_with(
         control,
         snapshots,
         handed_over,
+        xdp,
     })
 }
 

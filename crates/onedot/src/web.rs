@@ -165,6 +165,15 @@ fn keyless_metrics(o: &mut String, k: &keyless::KeylessStats) {
 
 fn admission_metrics(o: &mut String, admission: &doors::Admission, (zone, server): (u64, u64)) {
     use std::fmt::Write;
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        let x = &doors::xdp::STATS;
+        o.push_str("# HELP onedot_xdp_queries_total Do53 queries that came through the AF_XDP fast path: answered in place, handed to the pipeline, or dropped.\n");
+        o.push_str("# TYPE onedot_xdp_queries_total counter\n");
+        for (result, v) in [("answered", &x.answered), ("missed", &x.missed), ("dropped", &x.dropped)] {
+            let _ = writeln!(o, "onedot_xdp_queries_total{{result=\"{result}\"}} {}", v.load(Relaxed));
+        }
+    }
     o.push_str("# HELP onedot_admission_total What admission did: rate-limit slips and drops, cookies, BADCOOKIE, shed resolutions, networks put in the kernel's drop filter.\n");
     o.push_str("# TYPE onedot_admission_total counter\n");
     for (action, v) in admission.stats().snapshot() {

@@ -15,6 +15,7 @@ mod peers;
 mod privacy;
 mod restart;
 mod tidy;
+mod xdp;
 
 use std::path::{Path, PathBuf};
 
@@ -34,11 +35,29 @@ pub fn repo() -> PathBuf {
 /// binding sockets at once) is started again, twice at most, and what it
 /// printed is shown if none comes up.
 pub fn start_lab(anchor_out: Option<&Path>) -> (std::process::Child, u16) {
+    start_lab_in(None, anchor_out)
+}
+
+/// `command` run in the network namespace `netns` (`ip netns exec`), or
+/// as it is.
+pub fn in_netns(netns: Option<&str>, command: &str) -> std::process::Command {
+    match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns, command]);
+            c
+        }
+        None => std::process::Command::new(command),
+    }
+}
+
+/// [`start_lab`] in the network namespace `netns`, if given.
+pub fn start_lab_in(netns: Option<&str>, anchor_out: Option<&Path>) -> (std::process::Child, u16) {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let mut failures = String::new();
     for attempt in 1..=3 {
-        let mut cmd = Command::new(onedot());
+        let mut cmd = in_netns(netns, onedot());
         cmd.args(["lab", "--port", "0"]);
         if let Some(a) = anchor_out {
             cmd.arg("--trust-anchor-out").arg(a);

@@ -28,7 +28,16 @@ pub(crate) fn spawn_serve(
     config: &Path,
     extra: &[&str],
 ) -> (Child, Arc<Mutex<String>>, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(onedot())
+    spawn_serve_in(None, config, extra)
+}
+
+/// [`spawn_serve`] in the network namespace `netns`, if given.
+pub(crate) fn spawn_serve_in(
+    netns: Option<&str>,
+    config: &Path,
+    extra: &[&str],
+) -> (Child, Arc<Mutex<String>>, std::sync::mpsc::Receiver<String>) {
+    let mut child = crate::in_netns(netns, onedot())
         .args(["serve", "--config"])
         .arg(config)
         .args(extra)
@@ -55,7 +64,12 @@ impl Serve {
     /// Starts `serve` (with `extra` arguments) and waits for its web
     /// listener, the last door it opens.
     pub(crate) fn start(config: &Path, extra: &[&str]) -> Serve {
-        let (child, log, rx) = spawn_serve(config, extra);
+        Serve::start_in(None, config, extra)
+    }
+
+    /// [`Serve::start`] in the network namespace `netns`, if given.
+    pub(crate) fn start_in(netns: Option<&str>, config: &Path, extra: &[&str]) -> Serve {
+        let (child, log, rx) = spawn_serve_in(netns, config, extra);
         let serve = Serve { child, log };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
