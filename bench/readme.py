@@ -140,8 +140,8 @@ def render_xdp(d):
         f"Run of {d.get('date')} on a {m['cpus']}-core {m['model']} VM, kernel {m['kernel']}; "
         f"{d['seconds']} s per run, warm cache, 100 queries outstanding:",
         "",
-        "| resolver | path | QPS | server CPU µs/query | CPU 0 µs/query | mean latency | lost |",
-        "|---|---|---|---|---|---|---|",
+        "| resolver | path | QPS | server CPU µs/query | CPU 0 µs/query | mean latency | lost | load generator's core busy |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in d["rows"]:
         label = LABELS.get(r["resolver"], r["resolver"])
@@ -152,11 +152,13 @@ def render_xdp(d):
         mean = f"{r['mean_ms']} ms" if r.get("mean_ms") is not None else "—"
         core = f"{r['core_us_per_query']:.2f}" if r.get("core_us_per_query") is not None else "—"
         lost = r["lost"] if r.get("lost") is not None else "—"
-        lines.append(f"| {label} | {path} | {qps(r)} | {cpu(r)} | {core} | {mean} | {lost} |")
+        busy = f"{r['client_core_busy']:.0%}" if r.get("client_core_busy") is not None else "—"
+        lines.append(f"| {label} | {path} | {qps(r)} | {cpu(r)} | {core} | {mean} | {lost} | {busy} |")
     lines.append("")
     peers = [r for r in d["rows"] if r["resolver"] not in ("onedot", "limit") and r.get("qps")]
     if not d.get("kresd_xdp"):
-        lines.append("- Knot Resolver's XDP mode did not start in this set-up (see the run's log); its socket row stands.")
+        why = d.get("kresd_xdp_error") or "see the run's log"
+        lines.append(f"- Knot Resolver's XDP mode did not start in this set-up ({why}); its socket row stands.")
     for path in ("xdp", "xdp-generic"):
         ours = next((r for r in d["rows"] if r["resolver"] == "onedot" and r["path"] == path and r.get("qps")), None)
         if not ours or not peers:

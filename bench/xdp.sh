@@ -88,33 +88,37 @@ sed "s/net.listen('$LISTEN_ADDR', 5420, { kind = 'dns' })/net.listen('$LISTEN_AD
 TICK=$(getconf CLK_TCK)
 # CPU 0's busy time (user, system, interrupts, softirq), in ticks: the
 # resolver's process and the kernel's receive work for it together.
-core_ticks() { awk '$1 == "cpu0" {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+core_ticks() { awk -v c="cpu${1:-0}" '$1 == c {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 ticks() { local t=0; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
 field() { awk -v k="$2" 'index($0, k) { s = substr($0, index($0, k) + length(k)); gsub(/^[ \t]+/, "", s); split(s, a, /[ (]/); print a[1]; exit }' "$1"; }
 
 rows=()
-row() { # resolver path qps cpu_us core_us mean_ms lost
-    printf '%-16s %-12s %12s %8s %8s %9s %8s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7"
-    rows+=("{\"resolver\": \"$1\", \"path\": \"$2\", \"qps\": ${3:-null}, \"cpu_us_per_query\": ${4:-null}, \"core_us_per_query\": ${5:-null}, \"mean_ms\": ${6:-null}, \"lost\": ${7:-null}}")
+row() { # resolver path qps cpu_us core_us mean_ms lost client_busy
+    printf '%-16s %-12s %12s %8s %8s %9s %8s %8s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${8:-}"
+    rows+=("{\"resolver\": \"$1\", \"path\": \"$2\", \"qps\": ${3:-null}, \"cpu_us_per_query\": ${4:-null}, \"core_us_per_query\": ${5:-null}, \"mean_ms\": ${6:-null}, \"lost\": ${7:-null}, \"client_core_busy\": ${8:-null}}")
 }
 
 # run NAME PATH PORT: warm, then the timed run against the started resolver.
 run() {
-    local f="$WORK/$1-$2.txt" before after core0 core1 done cpu core
+    local f="$WORK/$1-$2.txt" before after core0 core1 client0 client1 done cpu core busy
     ip netns exec "$NS_C" dnsperf -s "$LISTEN_ADDR" -p "$3" -d "$WORK/queries.txt" -n 1 -q 20 -t 5 > "$WORK/warm-$1.txt" 2>&1 || true
     before=$(ticks "${PIDS_NOW[@]}")
-    core0=$(core_ticks)
+    core0=$(core_ticks 0)
+    client0=$(core_ticks 1)
     ip netns exec "$NS_C" taskset -c 1 dnsperf -s "$LISTEN_ADDR" -p "$3" -d "$WORK/queries.txt" -l "$SECONDS_RUN" -q 100 -t 3 > "$f" 2>&1 || true
     after=$(ticks "${PIDS_NOW[@]}")
-    core1=$(core_ticks)
+    core1=$(core_ticks 0)
+    client1=$(core_ticks 1)
     done=$(field "$f" 'Queries completed:')
     per() { awk -v a="$2" -v b="$1" -v t="$TICK" -v n="${done:-0}" 'BEGIN { if (n > 0) printf "%.2f", (a - b) / t * 1e6 / n; else print "null" }'; }
     cpu=$(per "$before" "$after")
     core=$(per "$core0" "$core1")
-    row "$1" "$2" "$(field "$f" 'Queries per second:')" "$cpu" "$core" "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" "$(field "$f" 'Queries lost:')"
+    # How busy the load generator's core was: near 1, it is the ceiling.
+    busy=$(awk -v a="$client1" -v b="$client0" -v t="$TICK" -v s="$SECONDS_RUN" 'BEGIN { printf "%.2f", (a - b) / t / s }')
+    row "$1" "$2" "$(field "$f" 'Queries per second:')" "$cpu" "$core" "$(field "$f" 'Average Latency (s):' | awk '{print $1 * 1000}')" "$(field "$f" 'Queries lost:')" "$busy"
 }
 
-printf '%-16s %-12s %12s %8s %8s %9s %8s\n' resolver path qps cpu_us core_us mean_ms lost
+printf '%-16s %-12s %12s %8s %8s %9s %8s %8s\n' resolver path qps cpu_us core_us mean_ms lost cpu1_busy
 XDP_MODE=null
 for path in xdp xdp-generic sockets; do
     onedot_config "$path"
@@ -142,8 +146,12 @@ for r in unbound kresd pdns-recursor limit; do
 done
 # Knot Resolver over XDP, when its build and this kernel allow it.
 KRESD_XDP=false
+KRESD_XDP_ERROR=""
 rm -rf "$WORK/kresd/cache"
-$IN_NS taskset -c 0 kresd -n -q -c "$WORK/kresd-xdp.conf" "$WORK/kresd" > "$WORK/kresd-xdp.log" 2>&1 &
+# libknot's XDP wants bpffs (mounted in this command's own mount namespace)
+# and raises RLIMIT_MEMLOCK to infinity, which needs CAP_SYS_RESOURCE.
+$IN_NS sh -c 'mount -t bpf bpf /sys/fs/bpf 2> /dev/null; exec taskset -c 0 kresd -n -q -c "$1" "$2"' sh \
+    "$WORK/kresd-xdp.conf" "$WORK/kresd" > "$WORK/kresd-xdp.log" 2>&1 &
 PIDS_NOW=($!)
 PIDS+=("${PIDS_NOW[@]}")
 for _ in $(seq 50); do
@@ -154,7 +162,10 @@ if kill -0 "${PIDS_NOW[0]}" 2> /dev/null && ! grep -qi "error\|fail" "$WORK/kres
     KRESD_XDP=true
     run kresd xdp 5421
 else
-    echo "  (Knot Resolver's XDP mode did not start here: $(grep -i 'xdp\|error' "$WORK/kresd-xdp.log" | head -1))"
+    KRESD_XDP_ERROR="$(grep -i 'xdp' "$WORK/kresd-xdp.log" | head -1 | tr -d '"\\')"
+    (((0x$(awk '/^CapEff/ {print $2}' /proc/self/status) >> 24) & 1)) ||
+        KRESD_XDP_ERROR="$KRESD_XDP_ERROR (this root lacks CAP_SYS_RESOURCE, which raising RLIMIT_MEMLOCK needs)"
+    echo "  (Knot Resolver's XDP mode did not start here: $KRESD_XDP_ERROR)"
 fi
 stop
 
@@ -169,6 +180,7 @@ mkdir -p bench/results
     echo "  \"setup\": \"two network namespaces joined by a veth pair; dnsperf in one (CPU 1), the lab and one resolver at a time in the other (CPU 0); 100 outstanding; warm cache\","
     echo "  \"onedot_xdp_mode\": $XDP_MODE,"
     echo "  \"kresd_xdp\": $KRESD_XDP,"
+    echo "  \"kresd_xdp_error\": \"$KRESD_XDP_ERROR\","
     echo "  \"machine\": $(machine_json),"
     echo "  \"versions\": {\"unbound\": \"$V_UNBOUND\", \"kresd\": \"$V_KRESD\", \"pdns\": \"$V_PDNS\"},"
     echo "  \"rows\": ["

@@ -43,7 +43,14 @@ pub struct CachedAnswer {
     tag: u32,
     /// For blocked answers: the block counter each copy served adds to.
     hits: Option<Arc<AtomicU64>>,
+    /// Set by the hit that asks for this answer to be refreshed ahead of
+    /// its expiry, so only one does.
+    prefetching: std::sync::atomic::AtomicBool,
 }
+
+/// Answers fresh for less than this are not refreshed ahead of expiry: a
+/// short TTL is the zone asking to be asked again.
+pub const PREFETCH_MIN_TTL: u32 = 10;
 
 /// Whether a cached answer is still fresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +93,16 @@ impl CachedAnswer {
         ttl: u32,
         ede: Option<(u16, Box<str>)>,
     ) -> CachedAnswer {
-        CachedAnswer { wire, ttl_offsets, stored_at, ttl, ede, tag: 0, hits: None }
+        CachedAnswer {
+            wire,
+            ttl_offsets,
+            stored_at,
+            ttl,
+            ede,
+            tag: 0,
+            hits: None,
+            prefetching: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// Marks the answer with the filtering generation it was decided under
@@ -95,6 +111,18 @@ impl CachedAnswer {
         self.tag = tag;
         self.hits = hits;
         self
+    }
+
+    /// Whether a hit at `now` should have the answer resolved again before
+    /// it expires (Unbound's `prefetch`): in the last tenth of a TTL of
+    /// [`PREFETCH_MIN_TTL`] or more, not for failures or blocked answers,
+    /// and only for the first hit that finds it so.
+    pub fn claim_prefetch(&self, now: u64) -> bool {
+        self.ttl >= PREFETCH_MIN_TTL
+            && now + u64::from(self.ttl / 10) >= self.stored_at + u64::from(self.ttl)
+            && self.hits.is_none()
+            && !self.is_failure()
+            && !self.prefetching.swap(true, Ordering::Relaxed)
     }
 
     /// The filtering generation it was decided under.

@@ -991,6 +991,9 @@ pub struct CacheConfig {
     pub max_negative_ttl: u32,
     /// Serve expired answers when authorities fail (RFC 8767).
     pub serve_stale: bool,
+    /// Resolve a popular answer again shortly before it expires (a hit in
+    /// its last tenth, TTLs of 10 s or more), so hits keep hitting.
+    pub prefetch: bool,
     /// How long past expiry stale answers may be served, seconds.
     pub stale_window: u32,
     /// How long a resolution failure (SERVFAIL) is cached the first time,
@@ -1192,6 +1195,7 @@ impl Default for CacheConfig {
             max_ttl: t.max_ttl,
             max_negative_ttl: t.max_negative_ttl,
             serve_stale: true,
+            prefetch: true,
             stale_window: t.stale_window,
             failure_ttl: t.failure_ttl,
             snapshot_file: None,

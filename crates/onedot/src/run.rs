@@ -597,6 +597,9 @@ pub async fn start_with(
     }
     let service =
         Arc::new(Service::new(recursor.clone(), config.service()?, clock.clone()).with_policy(policy.clone()));
+    if config.cache.prefetch {
+        tasks.spawn(service.clone().run_prefetch());
+    }
     let snapshots = Arc::new(crate::persist::Snapshots::new(config, service.clone(), policy.clone(), vault.clone())?);
     {
         let (snapshots, snapshot) = (snapshots.clone(), snapshot.map(std::path::Path::to_path_buf));

@@ -209,6 +209,14 @@ fn respond(method: &Method, uri: &hyper::Uri, state: &WebState) -> Response<Full
             m.set_caches(rrsets.len() as u64, rrsets.weight(), answers.len() as u64, answers.weight());
             let mut text = m.render();
             admission_metrics(&mut text, &state.admission, state.service.recursor().upstream_refused());
+            {
+                use std::fmt::Write;
+                let (started, answered) = state.service.prefetch_stats();
+                text.push_str("# HELP onedot_prefetch_total Cached answers resolved again before they expired: started, and those that got an answer.\n");
+                text.push_str("# TYPE onedot_prefetch_total counter\n");
+                let _ = writeln!(text, "onedot_prefetch_total{{result=\"started\"}} {started}");
+                let _ = writeln!(text, "onedot_prefetch_total{{result=\"answered\"}} {answered}");
+            }
             if let Some(k) = &state.keyless {
                 keyless_metrics(&mut text, k.stats());
             }

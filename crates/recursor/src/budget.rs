@@ -28,6 +28,9 @@ pub struct Budget {
     trace: Option<std::sync::Mutex<Vec<TraceStep>>>,
     /// When the resolution began.
     started: Instant,
+    /// A refresh ahead of expiry: the question's own cached answer (each
+    /// link of its chain) is not used, everything else is.
+    refresh: bool,
 }
 
 /// One upstream exchange of a traced resolution.
@@ -73,6 +76,7 @@ impl Budget {
             resolving_ns: std::sync::Mutex::new(Vec::new()),
             trace: None,
             started: Instant::now(),
+            refresh: false,
         }
     }
 
@@ -124,6 +128,17 @@ impl Budget {
     pub fn with_ecs(mut self, ecs: Option<(IpAddr, u8)>) -> Budget {
         self.ecs = ecs;
         self
+    }
+
+    /// This budget for a refresh ahead of expiry (prefetch).
+    pub fn refreshing(mut self) -> Budget {
+        self.refresh = true;
+        self
+    }
+
+    /// Whether the question's cached answer is to be resolved again.
+    pub fn refresh(&self) -> bool {
+        self.refresh
     }
 
     /// The client network, if ECS applies to this resolution.

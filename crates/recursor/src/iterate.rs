@@ -84,6 +84,9 @@ const MAX_MINIMISE_STEPS: usize = 10;
 const MAX_BOGUS_SERVERS: usize = 3;
 /// How many name servers of a glueless delegation are resolved.
 const MAX_GLUELESS_LOOKUPS: usize = 3;
+/// How long a glueless name server's lookup runs alone before the next
+/// name's starts beside it.
+const NS_LOOKUP_STAGGER: Duration = Duration::from_millis(150);
 
 type Shared = Arc<Result<Resolution, ResolveError>>;
 /// Resolutions in flight, by question, for coalescing.
@@ -246,14 +249,39 @@ impl Recursor {
                     None => Err(ResolveError::Cancelled),
                 }
             }
-            Ok(tx) => {
-                let _guard = InflightGuard { map: &self.inner.inflight, key };
-                let budget = self.budget().with_ecs(ecs);
-                let result = self.resolve_in(qname.clone(), qtype, &budget, 0).await;
-                let _ = tx.send(Some(Arc::new(result.clone())));
-                result
-            }
+            Ok(tx) => self.lead(key, tx, self.budget().with_ecs(ecs)).await,
         }
+    }
+
+    /// Resolves (qname, qtype) again though its answer is cached (prefetch
+    /// ahead of expiry): the new answer replaces the cached one. Nothing is
+    /// done while the same question is being resolved anyway.
+    pub async fn refresh(&self, qname: &Name, qtype: u16) -> Result<Resolution, ResolveError> {
+        let key = (qname.clone(), qtype, None);
+        let tx = {
+            let mut map = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
+            if map.contains_key(&key) {
+                return Err(ResolveError::Cancelled);
+            }
+            let (tx, rx) = watch::channel(None);
+            map.insert(key.clone(), rx);
+            tx
+        };
+        self.lead(key, tx, self.budget().refreshing()).await
+    }
+
+    /// Runs the resolution others with the same `key` wait for, and tells
+    /// them its result.
+    async fn lead(
+        &self,
+        key: InflightKey,
+        tx: watch::Sender<Option<Shared>>,
+        budget: Budget,
+    ) -> Result<Resolution, ResolveError> {
+        let guard = InflightGuard { map: &self.inner.inflight, key };
+        let result = self.resolve_in(guard.key.0.clone(), guard.key.1, &budget, 0).await;
+        let _ = tx.send(Some(Arc::new(result.clone())));
+        result
     }
 
     /// Resolves within a given budget (sub-resolutions share it).
@@ -280,7 +308,10 @@ impl Recursor {
                 }
                 seen.push(name.clone());
                 let now = self.inner.clock.now_unix();
-                let step = match self.cached(&name, qtype, now) {
+                // A refresh asks again for each link of the question's own
+                // chain; sub-resolutions (depth > 0) use the cache.
+                let refresh = budget.refresh() && depth == 0;
+                let step = match self.cached(&name, qtype, now).filter(|_| !refresh) {
                     Some(CacheHit::Cname(recs, proof, target, sec)) => {
                         chain.extend(recs);
                         proofs.extend(proof);
@@ -289,7 +320,7 @@ impl Recursor {
                         continue;
                     }
                     Some(CacheHit::Step(step)) => step,
-                    None => match self.synthesised(&name, qtype, now) {
+                    None => match self.synthesised(&name, qtype, now).filter(|_| !refresh) {
                         Some(step) => step,
                         None => self.iterate(&name, qtype, budget, depth).await?,
                     },
@@ -1445,39 +1476,58 @@ impl Recursor {
         self.lookup_servers(&names, budget, depth).await.0
     }
 
-    /// Resolves the addresses of name servers `names` (three at most),
-    /// stopping at the first that has some. Also says whether every lookup
-    /// came to an end (not cut short by the budget or a limit).
+    /// Addresses of the first of `names` (up to three) that has any: the
+    /// first is looked up at once, and each next one when the last has
+    /// failed or has not finished within [`NS_LOOKUP_STAGGER`], so a slow
+    /// or dead name server name costs a short wait, not its whole
+    /// resolution, and a fast one costs no extra queries. `complete` is
+    /// false when a lookup was cut short by a budget or a limit, so an
+    /// empty result says nothing about the zone.
     async fn lookup_servers(&self, names: &[Name], budget: &Budget, depth: u8) -> (Vec<SocketAddr>, bool) {
         let port = self.inner.config.upstream_port;
-        let mut addrs = Vec::new();
+        let t = if self.inner.config.ipv4 { rtype::A } else { rtype::AAAA };
+        let mut names = names.iter().take(MAX_GLUELESS_LOOKUPS);
+        let mut pending = FuturesUnordered::new();
         let mut complete = true;
-        for ns in names.iter().take(MAX_GLUELESS_LOOKUPS) {
-            let types: &[u16] = if self.inner.config.ipv4 { &[rtype::A] } else { &[rtype::AAAA] };
-            for &t in types {
-                match self.resolve_in(ns.clone(), t, budget, depth + 1).await {
-                    Ok(res) => addrs.extend(
-                        res.answer
+        let mut next_at = Instant::now();
+        loop {
+            if pending.is_empty() || Instant::now() >= next_at {
+                match names.next() {
+                    Some(ns) => {
+                        pending.push(self.resolve_in(ns.clone(), t, budget, depth + 1));
+                        next_at = Instant::now() + NS_LOOKUP_STAGGER;
+                    }
+                    None if pending.is_empty() => return (Vec::new(), complete),
+                    None => next_at = Instant::now() + Duration::from_secs(3600),
+                }
+            }
+            tokio::select! {
+                Some(result) = pending.next() => match result {
+                    Ok(res) => {
+                        let addrs: Vec<SocketAddr> = res
+                            .answer
                             .iter()
                             .filter_map(Record::address)
                             .map(|a| SocketAddr::new(a, port))
-                            .filter(|a| self.usable(a)),
-                    ),
+                            .filter(|a| self.usable(a))
+                            .collect();
+                        if !addrs.is_empty() {
+                            return (addrs, complete);
+                        }
+                        // No address from this one: the next goes now.
+                        next_at = Instant::now();
+                    }
                     // Out of budget, time or depth, or held back by an
                     // upstream limit: nothing learnt about the zone itself.
-                    Err(
-                        ResolveError::BudgetExhausted(_)
-                        | ResolveError::Cancelled
-                        | ResolveError::UpstreamLimited { .. },
-                    ) => complete = false,
-                    Err(_) => {}
-                }
-            }
-            if !addrs.is_empty() {
-                break;
+                    Err(ResolveError::BudgetExhausted(_) | ResolveError::Cancelled | ResolveError::UpstreamLimited { .. }) => {
+                        complete = false;
+                        next_at = Instant::now();
+                    }
+                    Err(_) => next_at = Instant::now(),
+                },
+                () = tokio::time::sleep_until(next_at) => {}
             }
         }
-        (addrs, complete)
     }
 }
 

@@ -70,6 +70,29 @@ pub struct Service {
     /// Resolutions by DNSSEC outcome: secure, insecure, bogus.
     validation: [std::sync::atomic::AtomicU64; 3],
     clock: Arc<dyn Clock>,
+    /// Queries whose cached answers are to be refreshed before they
+    /// expire, for [`Service::run_prefetch`].
+    prefetch: Prefetch,
+}
+
+/// Most queries waiting to be prefetched; more are not queued (their
+/// answers expire and are resolved on the next miss, as without prefetch).
+const PREFETCH_QUEUE: usize = 1024;
+/// Most prefetches resolving at once.
+const PREFETCH_CONCURRENCY: usize = 32;
+
+/// A query whose answer is to be refreshed: its bytes (the answer's cache
+/// key), the transport and the profile.
+type Refresh = (Box<[u8]>, TransportKind, u8);
+
+/// The prefetch queue.
+#[derive(Default)]
+struct Prefetch {
+    queue: std::sync::Mutex<Vec<Refresh>>,
+    wake: tokio::sync::Notify,
+    /// Refreshes started and refreshes that got an answer.
+    started: std::sync::atomic::AtomicU64,
+    done: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Service {
@@ -91,6 +114,47 @@ impl Service {
             policy: Arc::new(policy::Policy::unfiltered()),
             validation: Default::default(),
             clock,
+            prefetch: Prefetch::default(),
+        }
+    }
+
+    /// Refreshes cached answers that hits found near their expiry, until
+    /// the runtime stops (spawn it once per service). Without it nothing
+    /// is prefetched.
+    pub async fn run_prefetch(self: Arc<Self>) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(PREFETCH_CONCURRENCY));
+        loop {
+            self.prefetch.wake.notified().await;
+            let batch = std::mem::take(&mut *self.prefetch.queue.lock().unwrap_or_else(|e| e.into_inner()));
+            for (query, kind, profile) in batch {
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let s = self.clone();
+                tokio::spawn(async move {
+                    s.prefetch.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let mut out = Vec::new();
+                    if s.answer_inner(&query, kind, profile, None, &mut out, true).await.is_some() {
+                        s.prefetch.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    }
+
+    /// Prefetches started, and those that got an answer.
+    pub fn prefetch_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.prefetch.started.load(Relaxed), self.prefetch.done.load(Relaxed))
+    }
+
+    /// Queues `query` for a refresh (called once per cached answer, by the
+    /// hit that claims it).
+    fn queue_prefetch(&self, query: &[u8], kind: TransportKind, profile: u8) {
+        let mut q = self.prefetch.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() < PREFETCH_QUEUE {
+            q.push((query.into(), kind, profile));
+            drop(q);
+            self.prefetch.wake.notify_one();
         }
     }
 
@@ -159,10 +223,13 @@ impl Service {
             Err(_) => return FastPath::Miss,
         };
         let Some(hit) = self.answers.get(&view, profile) else { return FastPath::Miss };
-        if hit.tag() != self.policy.generation(profile)
-            || hit.freshness(self.clock.now_unix(), self.answers.policy()) != Freshness::Fresh
+        let now = self.clock.now_unix();
+        if hit.tag() != self.policy.generation(profile) || hit.freshness(now, self.answers.policy()) != Freshness::Fresh
         {
             return FastPath::Miss;
+        }
+        if hit.claim_prefetch(now) {
+            self.queue_prefetch(query, kind, profile);
         }
         hit.count_hit();
         FastPath::Answered(hit.write(&view, &self.write_options(&view, kind, false), out))
@@ -189,6 +256,20 @@ impl Service {
         profile: u8,
         ecs: Option<(std::net::IpAddr, u8)>,
         out: &mut Vec<u8>,
+    ) -> Option<usize> {
+        self.answer_inner(query, kind, profile, ecs, out, false).await
+    }
+
+    /// [`Service::answer_for`]; with `refresh`, a fresh cached answer is
+    /// not served but resolved again and replaced (prefetch).
+    async fn answer_inner(
+        &self,
+        query: &[u8],
+        kind: TransportKind,
+        profile: u8,
+        ecs: Option<(std::net::IpAddr, u8)>,
+        out: &mut Vec<u8>,
+        refresh: bool,
     ) -> Option<usize> {
         out.clear();
         let view = match QueryView::parse(query) {
@@ -252,7 +333,9 @@ impl Service {
         }
         let now = self.clock.now_unix();
         let cached = self.answers.get(&view, profile).filter(|h| h.tag() == generation);
-        if let Some(hit) = cached.as_ref().filter(|h| h.freshness(now, self.answers.policy()) == Freshness::Fresh) {
+        if let Some(hit) =
+            cached.as_ref().filter(|h| !refresh && h.freshness(now, self.answers.policy()) == Freshness::Fresh)
+        {
             hit.count_hit();
             return Some(hit.write(&view, &self.write_options(&view, kind, false), out));
         }
@@ -266,7 +349,16 @@ impl Service {
         // A failure may be given to every client unless the resolution
         // could have sent this client's network somewhere.
         let mut shared = ecs.is_none() || !self.recursor.sends_ecs();
-        let resolved = self.recursor.resolve_for(&qname, view.qtype, ecs).await;
+        let resolved = if refresh {
+            self.recursor.refresh(&qname, view.qtype).await
+        } else {
+            self.recursor.resolve_for(&qname, view.qtype, ecs).await
+        };
+        // A refresh that failed leaves the cached answer be: it is still
+        // fresh, and a failure must not take its place early.
+        if refresh && !matches!(&resolved, Ok(r) if !matches!(r.security, crate::Security::Bogus(_))) {
+            return None;
+        }
         if let Ok(res) = &resolved {
             self.count_validation(&res.security);
         }

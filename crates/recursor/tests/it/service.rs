@@ -119,6 +119,40 @@ async fn ttls_count_down_and_stale_answers_carry_ede_3() {
     assert!(!m.ede().is_empty());
 }
 
+/// A hit in the last tenth of an answer's TTL is answered from the cache
+/// and has the answer resolved again in the background (Unbound's
+/// `prefetch`), once: the next hits find it fresh, with its whole TTL.
+#[tokio::test]
+async fn answers_hit_near_their_expiry_are_refreshed_once_in_the_background() {
+    let clock = Arc::new(recursor::ManualClock::new(1_000_000));
+    let (_lab, s) = service_at(clock.clone()).await;
+    let s = Arc::new(s);
+    tokio::spawn(s.clone().run_prefetch());
+    assert_eq!(answer(&s, "www.example.test", rtype::A).await.answer[0].ttl, 3600);
+    let q = query("www.example.test", rtype::A, true);
+    let mut out = Vec::new();
+    let fast = |out: &mut Vec<u8>| match s.try_fast(&q, TransportKind::Datagram, out) {
+        FastPath::Answered(len) => Message::parse(&out[..len]).expect("valid").answer[0].ttl,
+        _ => panic!("not answered from the cache"),
+    };
+    // Before the last tenth: no refresh.
+    clock.advance(3000);
+    assert_eq!(fast(&mut out), 600);
+    tokio::task::yield_now().await;
+    assert_eq!(s.prefetch_stats(), (0, 0));
+    // In it: served as it is, and refreshed behind.
+    clock.advance(300);
+    assert_eq!(fast(&mut out), 300);
+    assert_eq!(fast(&mut out), 300, "a second hit before the refresh ends");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.prefetch_stats().1 == 0 {
+        assert!(std::time::Instant::now() < deadline, "no refresh");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.prefetch_stats(), (1, 1), "one refresh for both hits");
+    assert_eq!(fast(&mut out), 3600, "the refreshed answer, whole TTL");
+}
+
 #[tokio::test]
 async fn negative_answers_are_cached_for_the_soa_minimum() {
     let clock = Arc::new(recursor::ManualClock::new(1_000_000));
