@@ -27,6 +27,10 @@
 # Then onedot alone, warm, with the observatory off and on, alternated
 # three times, written to bench/results/observatory-ab.json as well;
 # ONLY_OBSERVATORY=1 runs just that part (and leaves latest.json alone).
+# Last, bench/xdp.sh (AF_XDP on a veth pair, bench/results/xdp.json, about
+# 5 minutes) and bench/cold.sh (cold resolution over realistic round trips,
+# bench/results/cold.json, about 10 minutes) run; SKIP_XDP=1 or SKIP_COLD=1
+# leaves either out.
 SECONDS_RUN="${1:-20}"
 LAB_PORT=53
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -225,3 +229,16 @@ mkdir -p bench/results
     echo " \"results\": [$(IFS=,; echo "${rows[*]}")]}"
 } > bench/results/latest.json
 echo "wrote bench/results/latest.json"
+
+# The second speed round's benches, each a script of its own with its own
+# JSON: Do53 over AF_XDP on a veth pair between two namespaces (xdp.sh) and
+# cold resolution over realistic round trips (cold.sh). What this script
+# started is stopped first (the lab holds port 53). SKIP_XDP=1 and
+# SKIP_COLD=1 leave them out; ONLY_OBSERVATORY=1 does too.
+if [ -z "${ONLY_OBSERVATORY:-}" ]; then
+    for p in "${PIDS[@]}"; do kill "$p" 2> /dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2> /dev/null || true; done
+    PIDS=()
+    [ -n "${SKIP_XDP:-}" ] || bash "$ROOT/bench/xdp.sh" "$SECONDS_RUN"
+    [ -n "${SKIP_COLD:-}" ] || bash "$ROOT/bench/cold.sh"
+fi

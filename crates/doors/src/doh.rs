@@ -76,9 +76,7 @@ pub async fn serve_doh(
                 let (routes, inflight, alt_svc) = (routes.clone(), inflight.clone(), alt_svc.clone());
                 async move {
                     let (parts, body) = req.into_parts();
-                    let read = async move || {
-                        Limited::new(body, MAX_MESSAGE).collect().await.ok().map(|b| b.to_bytes().to_vec())
-                    };
+                    let read = async move || Limited::new(body, MAX_MESSAGE).collect().await.ok().map(|b| b.to_bytes());
                     let mut r = respond(&parts, read, &routes, client, inflight).await;
                     if let Some(v) = alt_svc {
                         r.headers_mut().insert(header::ALT_SVC, v);
@@ -182,7 +180,7 @@ pub async fn respond<F, Fut>(
 ) -> Response<Full<Bytes>>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Option<Vec<u8>>>,
+    Fut: std::future::Future<Output = Option<Bytes>>,
 {
     let params: Vec<(String, String)> = req
         .uri
@@ -192,13 +190,13 @@ where
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_string(), percent_decode(v)))
         .collect();
+    // The media type, parameters left out; compared without regard to case.
     let content_type = req
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|t| t.trim().to_ascii_lowercase())
-        .unwrap_or_default();
+        .map_or("", str::trim);
     if let Some(o) = &site.odoh {
         let path = req.uri.path();
         if path == odoh::CONFIGS_PATH && req.method == Method::GET {
@@ -210,7 +208,7 @@ where
         if path == odoh::PROXY_PATH && o.relays() {
             // Boxed: the relay's client future is large, and every DoH
             // request would otherwise carry (and move) its space.
-            return Box::pin(relay(req, read_body, o, &params, &content_type)).await;
+            return Box::pin(relay(req, read_body, o, &params, content_type)).await;
         }
     }
     if let Some(pages) = &site.pages
@@ -218,7 +216,7 @@ where
     {
         let body = match req.method {
             Method::POST => match read_body().await {
-                Some(b) => Some(b),
+                Some(b) => Some(b.to_vec()),
                 None => return status(StatusCode::PAYLOAD_TOO_LARGE),
             },
             _ => None,
@@ -243,7 +241,7 @@ where
         return status(StatusCode::NOT_FOUND);
     };
     if req.method == Method::POST
-        && content_type == odoh::ODOH_MESSAGE
+        && content_type.eq_ignore_ascii_case(odoh::ODOH_MESSAGE)
         && let Some(o) = site.odoh.as_ref().filter(|o| o.configs().is_some())
     {
         let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
@@ -256,12 +254,12 @@ where
         Method::GET => {
             let param = req.uri.query().unwrap_or("").split('&').find_map(|kv| kv.strip_prefix("dns="));
             match param.and_then(base64url_decode) {
-                Some(q) if q.len() <= MAX_MESSAGE => q,
+                Some(q) if q.len() <= MAX_MESSAGE => Bytes::from(q),
                 _ => return status(StatusCode::BAD_REQUEST),
             }
         }
         Method::POST => {
-            let ok_type = content_type == DNS_MESSAGE;
+            let ok_type = content_type.eq_ignore_ascii_case(DNS_MESSAGE);
             // The (bounded) body is read before answering even a refusal, so
             // the client is not cut off mid-upload.
             let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
@@ -284,10 +282,20 @@ where
     let mut r = Response::new(Full::new(Bytes::from(out)));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(DNS_MESSAGE));
-    if let Ok(v) = header::HeaderValue::from_str(&format!("max-age={max_age}")) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
+    h.insert(header::CACHE_CONTROL, cache_control(max_age));
     r
+}
+
+/// `max-age=SECS`, written without a `String` in between.
+fn cache_control(secs: u32) -> header::HeaderValue {
+    use std::io::Write;
+    let mut buf = [0u8; 18];
+    let mut w = std::io::Cursor::new(buf.as_mut_slice());
+    let _ = write!(w, "max-age={secs}");
+    let len = w.position() as usize;
+    buf.get(..len)
+        .and_then(|b| header::HeaderValue::from_bytes(b).ok())
+        .unwrap_or_else(|| header::HeaderValue::from_static("max-age=0"))
 }
 
 fn with_type(mut r: Response<Full<Bytes>>, content_type: &'static str) -> Response<Full<Bytes>> {
@@ -332,7 +340,7 @@ async fn relay<F, Fut>(
 ) -> Response<Full<Bytes>>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Option<Vec<u8>>>,
+    Fut: std::future::Future<Output = Option<Bytes>>,
 {
     if req.method != Method::POST {
         let mut r = status(StatusCode::METHOD_NOT_ALLOWED);
@@ -341,7 +349,7 @@ where
     }
     let get = |k: &str| params.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
     let Some(body) = read_body().await else { return status(StatusCode::PAYLOAD_TOO_LARGE) };
-    if content_type != odoh::ODOH_MESSAGE {
+    if !content_type.eq_ignore_ascii_case(odoh::ODOH_MESSAGE) {
         return status(StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
     let (Some(host), Some(path)) = (get("targethost"), get("targetpath")) else {
@@ -478,9 +486,7 @@ async fn json_api(
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(DNS_JSON));
-    if let Ok(v) = header::HeaderValue::from_str(&format!("max-age={max_age}")) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
+    h.insert(header::CACHE_CONTROL, cache_control(max_age));
     r
 }
 
@@ -584,6 +590,14 @@ mod tests {
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)]
 mod size {
     /// The wire walk gives what a full parse gives, and 0 for garbage.
+    #[test]
+    fn cache_control_says_max_age() {
+        for (secs, text) in [(0, "max-age=0"), (7, "max-age=7"), (300, "max-age=300"), (u32::MAX, "max-age=4294967295")]
+        {
+            assert_eq!(super::cache_control(secs).to_str().expect("ascii"), text);
+        }
+    }
+
     #[test]
     fn min_ttl_walks_answer_and_authority() {
         let mut out = Vec::new();

@@ -57,7 +57,7 @@ pub async fn serve_doh3(
                                         chunk.advance(n);
                                     }
                                 }
-                                Ok(Ok(None)) => return Some(body),
+                                Ok(Ok(None)) => return Some(Bytes::from(body)),
                                 _ => return None,
                             }
                         }

@@ -22,6 +22,12 @@ const LAME_PENALTY: u64 = 10_000_000;
 /// asked too: above most of the internet's round trips (Unbound waits 376
 /// ms for an unknown server before it times out).
 const UNKNOWN_HEDGE: Duration = Duration::from_millis(250);
+/// How long a server's RTT estimate is trusted without a new reply
+/// (Unbound's `infra-host-ttl`): older, the server ranks as if never heard
+/// from, so one that was slow once (a loss, a busy minute) is tried again
+/// and one that has become slow is found out, and its next reply starts
+/// the estimate afresh.
+const SRTT_TTL: Duration = Duration::from_secs(900);
 /// Most entries kept; beyond this the table is cleared (it refills fast).
 const MAX_ENTRIES: usize = 100_000;
 
@@ -34,6 +40,15 @@ struct ServerInfo {
     /// Whether `srtt_ms` comes from replies; until then it is a placeholder
     /// (what was waited in vain), replaced by the first reply's RTT.
     measured: bool,
+    /// When the estimate was made or last updated.
+    at: Instant,
+}
+
+impl ServerInfo {
+    /// The RTT estimate, if it is young enough to rank by.
+    fn srtt(&self, now: Instant) -> Option<u32> {
+        (now.saturating_duration_since(self.at) < SRTT_TTL).then_some(self.srtt_ms)
+    }
 }
 
 /// Timeouts of one server for one zone.
@@ -85,8 +100,8 @@ impl Infra {
             .iter()
             .map(|a| {
                 let key = (*a, zone.clone());
-                let mut score = match servers.get(a) {
-                    Some(i) => u64::from(i.srtt_ms),
+                let mut score = match servers.get(a).and_then(|i| i.srtt(now)) {
+                    Some(ms) => u64::from(ms),
                     None => rand::random_range(0..20),
                 };
                 if failing.get(&key).is_some_and(|f| f.backoff_until > now) {
@@ -124,7 +139,8 @@ impl Infra {
     /// work), or [`UNKNOWN_HEDGE`] for a server never heard from.
     pub fn hedge_delay(&self, addr: &SocketAddr) -> Duration {
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        servers.get(addr).map_or(UNKNOWN_HEDGE, |i| Duration::from_millis(u64::from(i.srtt_ms) * 2 + 30))
+        let srtt = servers.get(addr).and_then(|i| i.srtt(Instant::now()));
+        srtt.map_or(UNKNOWN_HEDGE, |ms| Duration::from_millis(u64::from(ms) * 2 + 30))
     }
 
     /// Records a reply from `addr` about `zone` after `rtt`.
@@ -132,9 +148,11 @@ impl Infra {
         let ms = rtt.as_millis().min(60_000) as u32;
         {
             let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
             let e = server(&mut servers, addr, ms);
-            e.srtt_ms = if e.measured { (e.srtt_ms * 7 + ms) / 8 } else { ms };
+            e.srtt_ms = if e.measured && e.srtt(now).is_some() { (e.srtt_ms * 7 + ms) / 8 } else { ms };
             e.measured = true;
+            e.at = now;
         }
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         if !failing.is_empty() {
@@ -250,7 +268,7 @@ fn server(servers: &mut HashMap<SocketAddr, ServerInfo>, addr: SocketAddr, srtt_
     if servers.len() > MAX_ENTRIES && !servers.contains_key(&addr) {
         servers.clear();
     }
-    servers.entry(addr).or_insert(ServerInfo { srtt_ms, no_edns: false, measured: false })
+    servers.entry(addr).or_insert(ServerInfo { srtt_ms, no_edns: false, measured: false, at: Instant::now() })
 }
 
 #[cfg(test)]
@@ -259,6 +277,27 @@ mod tests {
 
     fn sa(s: &str) -> SocketAddr {
         s.parse().expect("socket address")
+    }
+
+    /// An RTT estimate nobody renewed for 15 minutes is not ranked by: the
+    /// server counts as never heard from (tried again, hedged after 250 ms),
+    /// and its next reply replaces the estimate instead of moving it an
+    /// eighth of the way.
+    #[tokio::test(start_paused = true)]
+    async fn old_rtt_estimates_are_forgotten() {
+        let infra = Infra::default();
+        let zone = Name::from_ascii("example.test").expect("name");
+        let slow: SocketAddr = "127.1.0.1:53".parse().expect("addr");
+        infra.reply(slow, &zone, Duration::from_millis(300));
+        assert_eq!(infra.hedge_delay(&slow), Duration::from_millis(630));
+        tokio::time::advance(SRTT_TTL - Duration::from_secs(1)).await;
+        assert_eq!(infra.hedge_delay(&slow), Duration::from_millis(630), "still trusted");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(infra.hedge_delay(&slow), UNKNOWN_HEDGE, "forgotten");
+        infra.reply(slow, &zone, Duration::from_millis(100));
+        assert_eq!(infra.hedge_delay(&slow), Duration::from_millis(230), "measured afresh");
+        infra.reply(slow, &zone, Duration::from_millis(20));
+        assert_eq!(infra.hedge_delay(&slow), Duration::from_millis(2 * 90 + 30), "then smoothed");
     }
 
     #[tokio::test]
