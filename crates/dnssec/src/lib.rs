@@ -7,6 +7,9 @@
 //!   of 2023/2024 made unbounded key × signature loops a DoS);
 //! * [`anchorfile`] — trust-anchor files: master-file records, BIND's
 //!   `trust-anchors`/`managed-keys`/`trusted-keys` blocks, mnemonics;
+//! * `memo` — signatures that verified, remembered by a SHA-256
+//!   fingerprint, so a wildcard's or an NSEC3 zone's signature is checked
+//!   once, not for every name;
 //! * [`nsec`] — NSEC proofs of NXDOMAIN, NODATA, wildcard expansion and of
 //!   insecure delegations (no DS).
 //!
@@ -16,10 +19,12 @@
 //! SHA-1 algorithms only when a caller allows them).
 //!
 //! Invariants: no I/O, no clock (time is an argument), no panics on input,
-//! and every loop over attacker data is bounded by the budget.
+//! and every loop over attacker data is bounded by the budget. The one
+//! state kept is the process-wide memo of signatures that verified.
 
 pub mod anchorfile;
 pub mod canonical;
+mod memo;
 pub mod nsec;
 pub mod nsec3;
 pub mod records;
