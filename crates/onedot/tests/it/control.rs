@@ -77,7 +77,12 @@ fn every_ctl_command_works_against_a_running_onedot() {
     assert!(lists["changed"].is_array() && lists["failed"].is_array(), "{lists}");
     let (ok, out) = ctl(&f, &["log-level", "debug"]);
     assert!(ok, "{out}");
-    assert!(f.log.lock().expect("log").contains("log filter set by onedot ctl"));
+    // The line reaches the log reader thread a moment after ctl returns.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !f.log.lock().expect("log").contains("log filter set by onedot ctl") {
+        assert!(std::time::Instant::now() < deadline, "no log line for the new filter");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let (ok, out) = ctl(&f, &["log-level", "info"]);
     assert!(ok, "{out}");
     let inflight = json(&f, &["inflight"]);
