@@ -115,7 +115,7 @@ impl CachedAnswer {
 
     /// Whether a hit at `now` should have the answer resolved again before
     /// it expires (Unbound's `prefetch`): in the last tenth of a TTL of
-    /// [`PREFETCH_MIN_TTL`] or more, not for failures or blocked answers,
+    /// `PREFETCH_MIN_TTL` (10 s) or more, not for failures or blocked answers,
     /// and only for the first hit that finds it so.
     pub fn claim_prefetch(&self, now: u64) -> bool {
         self.ttl >= PREFETCH_MIN_TTL
