@@ -138,7 +138,7 @@ fuzz_target!(|input: Input| {
         pages: None,
     };
     let client = Client { door: Door::Doh, addr: std::net::Ipv4Addr::LOCALHOST.into() };
-    let body = input.body.clone().filter(|b| b.len() <= 65535);
+    let body = input.body.clone().filter(|b| b.len() <= 65535).map(bytes::Bytes::from);
 
     let (status, content_type, bytes) = RT.with(|rt| {
         rt.block_on(async {
