@@ -134,13 +134,10 @@ impl Replies {
     }
 
     /// Sends `answer` to `to` from the listener of its family, if any.
-    fn send(&self, answer: Vec<u8>, to: SocketAddr, runtime: &tokio::runtime::Handle) {
-        let Some(sock) = (if to.is_ipv4() { &self.v4 } else { &self.v6 }).clone() else {
-            return;
-        };
-        runtime.spawn(async move {
-            let _ = sock.send_to(&answer, to).await;
-        });
+    async fn send(&self, answer: &[u8], to: SocketAddr) {
+        if let Some(sock) = if to.is_ipv4() { &self.v4 } else { &self.v6 } {
+            let _ = sock.send_to(answer, to).await;
+        }
     }
 }
 
@@ -186,7 +183,8 @@ impl Queue {
             Fast::Answered(n) => {
                 // Larger than the frame (a max_udp_payload past ~3.7 kB):
                 // sent from the socket instead.
-                self.replies.send(out[..n].to_vec(), d.source, &self.runtime);
+                let (replies, answer) = (self.replies.clone(), out[..n].to_vec());
+                self.runtime.spawn(async move { replies.send(&answer, d.source).await });
                 STATS.answered.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -202,12 +200,10 @@ impl Queue {
                 STATS.missed.fetch_add(1, Ordering::Relaxed);
                 let query = query.to_vec();
                 let (replies, handler, guard) = (self.replies.clone(), self.handler.clone(), self.inflight.enter());
-                let runtime = self.runtime.clone();
                 self.runtime.spawn(async move {
                     let mut out = Vec::with_capacity(1232);
                     if let Some(len) = handler.answer(&query, client, &mut out).await {
-                        out.truncate(len);
-                        replies.send(out, d.source, &runtime);
+                        replies.send(&out[..len], d.source).await;
                     }
                     drop((permit, guard));
                 });

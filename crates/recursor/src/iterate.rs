@@ -1498,9 +1498,10 @@ impl Recursor {
                         next_at = Instant::now() + NS_LOOKUP_STAGGER;
                     }
                     None if pending.is_empty() => return (Vec::new(), complete),
-                    None => next_at = Instant::now() + Duration::from_secs(3600),
+                    None => {}
                 }
             }
+            let more = names.len() > 0;
             tokio::select! {
                 Some(result) = pending.next() => match result {
                     Ok(res) => {
@@ -1525,7 +1526,7 @@ impl Recursor {
                     }
                     Err(_) => next_at = Instant::now(),
                 },
-                () = tokio::time::sleep_until(next_at) => {}
+                () = tokio::time::sleep_until(next_at), if more => {}
             }
         }
     }
